@@ -1,0 +1,67 @@
+# Every target works from a fresh clone: targets that need the virtualenv depend on its stamp.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The default model: a 15,000-row generated data set, trained and compiled into a new bundle.
+ROWS ?= 15000
+SEED ?= 7
+DATA_DIR ?= data/default
+VERSION ?= $(shell date -u +%Y%m%dT%H%M%SZ)
+BUNDLE ?= artifacts/latest
+HOST ?= 127.0.0.1
+PORT ?= 50051
+
+.PHONY: help setup protos data model serve test unit lint format clean
+
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,loadtest]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## Create .venv and install the project (editable) with its extras
+
+protos: $(STAMP)  ## Regenerate the committed gRPC stubs from protos/
+	$(PY) scripts/gen_protos.py
+
+$(DATA_DIR)/impressions.csv: | $(STAMP)
+	$(PY) -m training generate --rows $(ROWS) --seed $(SEED) --out $(DATA_DIR)
+
+data: $(DATA_DIR)/impressions.csv  ## Generate the default data set (if missing)
+
+model: $(STAMP) $(DATA_DIR)/impressions.csv  ## Train and compile a new bundle; point artifacts/latest at it
+	$(PY) -m training train --data $(DATA_DIR) --out artifacts/$(VERSION)
+	$(PY) -m compiler build artifacts/$(VERSION)
+	@# rename(2) is atomic: a server watching artifacts/latest never sees a half-made link
+	ln -sfn $(VERSION) artifacts/.latest.tmp && mv -T artifacts/.latest.tmp artifacts/latest
+	@echo "bundle ready: artifacts/$(VERSION) (artifacts/latest)"
+
+serve: $(STAMP)  ## Build the default bundle if missing, then serve it on $(HOST):$(PORT)
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) -m server --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)  ## ruff (format + check) and mypy
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)  ## Apply ruff's formatter and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: $(STAMP)  ## Unit tests only (fast)
+	$(PY) -m pytest tests/unit -q
+
+test: lint  ## Lint, then every test (unit and integration)
+	$(PY) -m pytest -q
+
+clean:  ## Remove generated data, bundles and caches (keeps .venv)
+	rm -rf data artifacts reports .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,123 @@
+"""The model bundle on disk: file names, manifest read/write, hashes and the parity probe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.txt"
+LIBRARY_FILE = "model.so"
+ONNX_FILE = "model.onnx"
+FORMAT_VERSION = 1
+
+# Keys every manifest carries once training has written it (the compiler adds "compiler").
+REQUIRED_KEYS = (
+    "format_version",
+    "version",
+    "created_at",
+    "feature_set",
+    "feature_names",
+    "encodings",
+    "default_threshold",
+    "parity_probe",
+    "files",
+)
+
+
+class BundleError(Exception):
+    """A bundle directory is missing, incomplete or does not match its manifest."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_files(bundle_dir: Path, names: Iterable[str]) -> dict[str, str]:
+    """{file name: sha256} for the named files of a bundle."""
+    return {name: sha256_file(bundle_dir / name) for name in sorted(names)}
+
+
+def read_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """Reads and minimally validates a bundle's manifest.json."""
+    path = bundle_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} has no {MANIFEST_FILE}")
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{path} lacks {', '.join(missing)}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    """Writes manifest.json atomically (temp file + rename), so readers never see half of it."""
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".manifest.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        Path(tmp).replace(bundle_dir / MANIFEST_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def verify_files(bundle_dir: Path, manifest: dict[str, Any], names: Iterable[str]) -> None:
+    """Raises BundleError naming the first listed file that is missing or whose hash differs."""
+    recorded: dict[str, str] = manifest["files"]
+    for name in names:
+        path = bundle_dir / name
+        if name not in recorded:
+            raise BundleError(f"{name} is not recorded in {bundle_dir / MANIFEST_FILE}")
+        if not path.is_file():
+            raise BundleError(f"{path} is missing")
+        actual = sha256_file(path)
+        if actual != recorded[name]:
+            raise BundleError(
+                f"{path} sha256 {actual[:12]}... != manifest {recorded[name][:12]}..."
+            )
+
+
+def probe_to_manifest(
+    rows: npt.NDArray[np.float32], probabilities: npt.ArrayLike
+) -> dict[str, Any]:
+    """The manifest's parity_probe: feature rows (NaN as null) and LightGBM's probabilities."""
+    as_lists = [[None if math.isnan(v) else v for v in row] for row in rows.astype(float).tolist()]
+    return {
+        "rows": as_lists,
+        "probabilities": np.asarray(probabilities, dtype=np.float64).tolist(),
+    }
+
+
+def probe_from_manifest(
+    manifest: dict[str, Any],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """The parity probe as (float32 rows with NaN, float64 reference probabilities)."""
+    probe = manifest["parity_probe"]
+    rows = np.array(
+        [[np.nan if v is None else v for v in row] for row in probe["rows"]], dtype=np.float32
+    )
+    return rows, np.asarray(probe["probabilities"], dtype=np.float64)
