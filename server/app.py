@@ -7,6 +7,8 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,20 +18,33 @@ from grpc_reflection.v1alpha import reflection
 
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
-from server.core.model import load_model
+from server.core.memory_store import MemoryStore
+from server.core.model import LoadedModel, load_model
+from server.core.recommend import Recommender, RecommendLimits
+from server.core.redis_store import RedisStore
 from server.core.registry import PRIMARY, ModelRegistry
+from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
+from server.core.sessions import SessionStore
 from server.metrics import Metrics, serve_metrics
 from server.settings import Settings
 from server.transport.handlers import Handlers
-from server.transport.servicers import AioRecommender, CountingExecutor, SyncRecommender
+from server.transport.servicers import (
+    AioAdmin,
+    AioRecommender,
+    CountingExecutor,
+    SyncAdmin,
+    SyncRecommender,
+)
 from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
+VARIANT_B = "B"
 RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 SERVICE_NAMES = (
     RECOMMENDER,
+    pb.DESCRIPTOR.services_by_name["Admin"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -37,22 +52,79 @@ SERVICE_NAMES = (
 HEALTH_SERVICES = ("", RECOMMENDER)
 
 
+def make_store(settings: Settings) -> SessionStore:
+    """The configured session store."""
+    if settings.session_store == "memory":
+        return MemoryStore(
+            max_sessions=settings.max_sessions, ttl_seconds=settings.session_ttl_seconds
+        )
+    return RedisStore(settings.session_store, ttl_seconds=settings.session_ttl_seconds)
+
+
 class App:
-    """The process-wide objects: model registry, scorer, handlers and metrics."""
+    """The process-wide objects: models, session store, core services, handlers and metrics."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.registry = ModelRegistry()
-        self.scorer = Scorer(self.registry, Limits(max_candidates=settings.max_candidates))
-        self.handlers = Handlers(self.registry, self.scorer, self.metrics)
+        self.store = make_store(settings)
+        self.bundles = {PRIMARY: settings.bundle}
+        if settings.ab_bundle is not None:
+            self.bundles[VARIANT_B] = settings.ab_bundle
+        self.reloader = Reloader(self.registry, self.load, self._on_reload)
+        self.handlers = Handlers(
+            registry=self.registry,
+            scorer=Scorer(self.registry, Limits(max_candidates=settings.max_candidates)),
+            recommender=Recommender(
+                self.registry,
+                self.store,
+                RecommendLimits(settings.catalog_limit, settings.retrieval_size),
+            ),
+            store=self.store,
+            reloader=self.reloader,
+            bundles=self.bundles,
+            metrics=self.metrics,
+        )
+        self.watchers: list[BundleWatcher] = []
 
-    def load_primary(self) -> None:
-        """Loads, checks and warms the configured bundle, then makes it the one served."""
-        model = load_model(self.settings.bundle, self.settings.backend)
+    def load(self, bundle: Path) -> LoadedModel:
+        """Loads a bundle (files, parity probe) and warms it up; raises Unavailable if unfit."""
+        model = load_model(bundle, self.settings.backend)
         warm_up(model, self.settings.warmup_requests)
-        self.registry.install(PRIMARY, model)
-        self.metrics.set_models([(PRIMARY, model.version, model.backend.name)])
+        return model
+
+    def load_all(self) -> None:
+        """Loads every configured variant; only then is the server healthy."""
+        shares = {PRIMARY: 1.0 - self.settings.ab_share, VARIANT_B: self.settings.ab_share}
+        for variant, bundle in self.bundles.items():
+            share = shares[variant] if len(self.bundles) > 1 else 1.0
+            self.registry.install(variant, self.load(bundle), share=share)
+        self._publish_models()
+        if self.settings.watch_seconds > 0:
+            for variant, bundle in self.bundles.items():
+                watcher = BundleWatcher(self.reloader, variant, bundle, self.settings.watch_seconds)
+                watcher.start()
+                self.watchers.append(watcher)
+
+    def reload_all(self) -> None:
+        """SIGHUP: re-reads every configured bundle path (e.g. a moved symlink)."""
+        for variant, bundle in self.bundles.items():
+            self.reloader.reload(variant, bundle)
+
+    def stop_watching(self) -> None:
+        """Stops the bundle watchers."""
+        for watcher in self.watchers:
+            watcher.stopped.set()
+
+    def _on_reload(self, result: ReloadResult) -> None:
+        self.metrics.reloads.labels("swapped" if result.swapped else "failed").inc()
+        self._publish_models()
+
+    def _publish_models(self) -> None:
+        self.metrics.set_models(
+            [(v.name, v.model.version, v.model.backend.name) for v in self.registry.variants()]
+        )
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
@@ -65,12 +137,6 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-def set_health(servicer: health.HealthServicer, status: int) -> None:
-    """Sets one status on every name the health service answers for."""
-    for name in HEALTH_SERVICES:
-        servicer.set(name, status)
-
-
 def run_sync(settings: Settings, stop: threading.Event | None = None) -> None:
     """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set)."""
     app = App(settings)
@@ -79,23 +145,26 @@ def run_sync(settings: Settings, stop: threading.Event | None = None) -> None:
     pb_grpc.add_RecommenderServicer_to_server(
         SyncRecommender(app.handlers, executor, settings.max_in_flight), server
     )
+    pb_grpc.add_AdminServicer_to_server(SyncAdmin(app.handlers), server)
     health_servicer = health.HealthServicer()
-    set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    for name in HEALTH_SERVICES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     port = server.add_insecure_port(settings.address)
     server.start()
     log.info("listening on %s:%d (sync, %d threads)", settings.host, port, settings.threads)
     stop = stop or threading.Event()
-    _on_signals(stop.set)
+    _on_signals(stop.set, lambda: threading.Thread(target=app.reload_all, daemon=True).start())
     if settings.metrics_port >= 0:
         serve_metrics(settings.metrics_port, settings.host)
-    app.load_primary()
-    set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    log.info("SERVING model %s", app.registry.variants()[0].model.version)
+    app.load_all()
+    for name in HEALTH_SERVICES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("SERVING %s", _describe(app))
     stop.wait()
-    log.info("shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
-             settings.grace_seconds)  # fmt: skip
+    _log_shutdown(settings)
+    app.stop_watching()
     health_servicer.enter_graceful_shutdown()
     server.stop(settings.grace_seconds).wait()
     executor.shutdown(wait=True)
@@ -114,7 +183,10 @@ async def _serve_aio(settings: Settings) -> None:
     server = grpc.aio.server(
         options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_in_flight
     )
-    pb_grpc.add_RecommenderServicer_to_server(AioRecommender(app.handlers), server)
+    remote_store = not isinstance(app.store, MemoryStore)
+    blocking = ThreadPoolExecutor(settings.threads, "store") if remote_store else None
+    pb_grpc.add_RecommenderServicer_to_server(AioRecommender(app.handlers, blocking), server)
+    pb_grpc.add_AdminServicer_to_server(AioAdmin(app.handlers), server)
     health_servicer = health_aio.HealthServicer()
     for name in HEALTH_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -127,21 +199,39 @@ async def _serve_aio(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
     if settings.metrics_port >= 0:
         serve_metrics(settings.metrics_port, settings.host)
     # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
-    await loop.run_in_executor(None, app.load_primary)
+    await loop.run_in_executor(None, app.load_all)
     for name in HEALTH_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("SERVING model %s", app.registry.variants()[0].model.version)
+    log.info("SERVING %s", _describe(app))
     await stop.wait()
-    log.info("shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
-             settings.grace_seconds)  # fmt: skip
+    _log_shutdown(settings)
+    app.stop_watching()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
+    if blocking is not None:
+        blocking.shutdown(wait=True)
     log.info("stopped")
 
 
-def _on_signals(callback: Callable[[], None]) -> None:
+def _describe(app: App) -> str:
+    return ", ".join(
+        f"{v.name}={v.model.version} ({v.model.backend.name}, share {v.share:g})"
+        for v in app.registry.variants()
+    )
+
+
+def _log_shutdown(settings: Settings) -> None:
+    log.info(
+        "shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
+        settings.grace_seconds,
+    )
+
+
+def _on_signals(stop: Callable[[], None], reload: Callable[[], None]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: callback())
+        signal.signal(sig, lambda _signum, _frame: stop())
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload())

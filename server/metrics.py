@@ -15,7 +15,12 @@ from prometheus_client import (
     start_http_server,
 )
 
-STAGES = ("decode", "features", "predict", "rank", "encode")
+# Stages timed inside the server, per scoring RPC.
+STAGES = {
+    "Score": ("decode", "features", "predict", "rank", "encode"),
+    "ScoreStream": ("decode", "features", "predict", "rank", "encode"),
+    "Recommend": ("retrieval", "features", "predict", "rank", "encode"),
+}
 # Seconds: 10 us to 1 s; the interesting range for a scoring call is 20 us to 2 ms.
 LATENCY_BUCKETS = (
     1e-5, 2.5e-5, 5e-5, 7.5e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 5e-4, 7.5e-4,
@@ -73,8 +78,8 @@ class Metrics:
         )
         self._stage_children = {
             (rpc, stage): self.stage.labels(rpc, stage)
-            for rpc in ("Score", "ScoreStream", "Recommend")
-            for stage in STAGES
+            for rpc, stages in STAGES.items()
+            for stage in stages
         }
         self._latency_children = {
             rpc: self.latency.labels(rpc)

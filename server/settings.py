@@ -28,6 +28,14 @@ class Settings:
     max_in_flight: int
     grace_seconds: float
     warmup_requests: int
+    session_store: str
+    session_ttl_seconds: float
+    max_sessions: int
+    catalog_limit: int
+    retrieval_size: int
+    watch_seconds: float
+    ab_bundle: Path | None
+    ab_share: float
     log_level: str
 
     @property
@@ -123,15 +131,83 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("WARMUP_REQUESTS", "200")),
         help="synthetic requests scored before reporting SERVING [RECO_WARMUP_REQUESTS]",
     )
+    p.add_argument(
+        "--session-store",
+        default=_env("SESSION_STORE", "memory"),
+        help="'memory' (this process only) or redis://host:port/db (shared by workers "
+        "and replicas) [RECO_SESSION_STORE]",
+    )
+    p.add_argument(
+        "--session-ttl-seconds",
+        type=float,
+        default=float(_env("SESSION_TTL_SECONDS", "1800")),
+        help="a session idle this long is forgotten [RECO_SESSION_TTL_SECONDS]",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=int(_env("MAX_SESSIONS", "100000")),
+        help="in-process store: least recently used sessions beyond this are evicted "
+        "[RECO_MAX_SESSIONS]",
+    )
+    p.add_argument(
+        "--catalog-limit",
+        type=int,
+        default=int(_env("CATALOG_LIMIT", "1000")),
+        help="Recommend scores the whole catalog up to this many products, else a "
+        "retrieval stage picks --retrieval-size of them [RECO_CATALOG_LIMIT]",
+    )
+    p.add_argument(
+        "--retrieval-size",
+        type=int,
+        default=int(_env("RETRIEVAL_SIZE", "300")),
+        help="candidates the retrieval stage keeps [RECO_RETRIEVAL_SIZE]",
+    )
+    p.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=float(_env("WATCH_SECONDS", "2")),
+        help="poll --bundle (e.g. the artifacts/latest symlink) this often and reload "
+        "when it points elsewhere; 0 disables watching (SIGHUP and the Admin "
+        "ReloadModel RPC still reload) [RECO_WATCH_SECONDS]",
+    )
+    p.add_argument(
+        "--ab-bundle",
+        type=Path,
+        default=_optional_path(_env("AB_BUNDLE", "")),
+        help="a second bundle served as variant B [RECO_AB_BUNDLE]",
+    )
+    p.add_argument(
+        "--ab-share",
+        type=float,
+        default=float(_env("AB_SHARE", "0.5")),
+        help="share of sessions routed to variant B, by a stable hash of the session "
+        "id [RECO_AB_SHARE]",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[RECO_LOG_LEVEL]")
     return p
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     """Settings from argv (default sys.argv), validated."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("workers", "threads", "max_candidates", "max_message_bytes", "max_in_flight"):
+    for name in ("workers", "threads", "max_candidates", "max_message_bytes", "max_in_flight",
+                 "max_sessions", "catalog_limit", "retrieval_size"):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 < args.ab_share < 1.0:
+        parser.error(f"--ab-share must be between 0 and 1 (exclusive), got {args.ab_share}")
+    store = args.session_store
+    if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
+        parser.error(f"--session-store must be 'memory' or a redis:// URL, got {store!r}")
+    if store == "memory" and args.workers > 1:
+        parser.error(
+            f"--workers {args.workers} with the in-process session store would split each "
+            "session across processes; use --session-store redis://host:port/db (or --workers 1)"
+        )
     return Settings(**vars(args))

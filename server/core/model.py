@@ -45,6 +45,8 @@ class LoadedModel:
     # once here so a request resolves all its candidates with two numpy gathers.
     product_category_codes: npt.NDArray[np.float32] = field(repr=False)
     product_prices: npt.NDArray[np.float32] = field(repr=False)
+    # Popularity from which a product counts as "popular" when explaining a recommendation.
+    popular_from: float = 1.0
 
     @property
     def n_features(self) -> int:
@@ -89,6 +91,7 @@ def load_model(bundle_dir: Path, backend_kind: str = "auto") -> LoadedModel:
         threshold=float(manifest["default_threshold"]),
         product_category_codes=np.append(codes, np.float32(np.nan)).astype(np.float32),
         product_prices=np.append(catalog.prices, np.float32(np.nan)).astype(np.float32),
+        popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
     )
     log.info(
         "loaded bundle %s (version %s) with backend %s; rejected: %s",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from operator import attrgetter
 
 from reco.v1 import recommender_pb2 as pb
+from server.core.errors import InvalidArgument
+from server.core.recommend import Recommendation, RecommendQuery
 from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery, ScoreResult
+from server.core.sessions import Event, EventType, SessionState
 
 _product_id = attrgetter("product_id")
 
@@ -135,4 +138,88 @@ def score_response(result: ScoreResult, product_ids: list[str]) -> pb.ScoreRespo
         item.score = scores[index]
         item.rank = rank
         item.index = index
+    return response
+
+
+# -- Sessions and Recommend ------------------------------------------------------------------
+
+_EVENT_TYPES = {
+    pb.EVENT_TYPE_VIEW: EventType.VIEW,
+    pb.EVENT_TYPE_ADD_TO_CART: EventType.ADD_TO_CART,
+    pb.EVENT_TYPE_REMOVE_FROM_CART: EventType.REMOVE_FROM_CART,
+    pb.EVENT_TYPE_PURCHASE: EventType.PURCHASE,
+    pb.EVENT_TYPE_IMAGE_CLICK: EventType.IMAGE_CLICK,
+    pb.EVENT_TYPE_SCROLL: EventType.SCROLL,
+}
+
+
+def event_from_proto(message: pb.Event, received_ms: int, prefix: str = "event") -> Event:
+    """An Event message as the core's Event; no client timestamp = the server's receive time."""
+    kind = _EVENT_TYPES.get(message.type)
+    if kind is None:
+        allowed = ", ".join(pb.EventType.Name(t) for t in _EVENT_TYPES)
+        name = (
+            pb.EventType.Name(message.type)
+            if message.type in pb.EventType.values()
+            else message.type
+        )
+        raise InvalidArgument(f"{prefix}.type", name, f"must be one of {allowed}")
+    has = message.HasField
+    return Event(
+        event_id=message.event_id,
+        session_id=message.session_id,
+        type=kind,
+        timestamp_ms=message.client_timestamp.ToMilliseconds()
+        if has("client_timestamp")
+        else received_ms,
+        product_id=message.product_id,
+        customer_id=message.customer_id,
+        time_on_page_sec=message.time_on_page_sec if has("time_on_page_sec") else None,
+        scroll_depth=message.scroll_depth if has("scroll_depth") else None,
+        device_type=message.device_type,
+        traffic_source=message.traffic_source,
+    )
+
+
+def session_summary(state: SessionState) -> pb.SessionSummary:
+    """The session as the model sees it after an event."""
+    return pb.SessionSummary(
+        session_id=state.session_id,
+        current_product_id=state.current_product_id,
+        previous_product_ids=state.previous_product_ids,
+        cart_product_ids=state.cart,
+        products_viewed_count=state.products_viewed_count,
+        session_length_mins=state.session_length_mins,
+        events_applied=state.events_applied,
+    )
+
+
+def recommend_query_from_proto(request: pb.RecommendRequest) -> RecommendQuery:
+    """A RecommendRequest as the core's RecommendQuery."""
+    return RecommendQuery(
+        session_id=request.session_id,
+        k=request.k,
+        min_score=request.min_score if request.HasField("min_score") else None,
+        exclude_product_ids=tuple(request.exclude_product_ids),
+        explain=request.explain,
+        max_per_category=request.max_per_category,
+    )
+
+
+def recommend_response(result: Recommendation) -> pb.RecommendResponse:
+    """The RecommendResponse for a recommendation."""
+    response = pb.RecommendResponse(
+        cold_start=result.cold_start,
+        model_version=result.model_version,
+        variant=result.variant,
+        backend=result.backend,
+        candidates_scored=result.candidates_scored,
+    )
+    for item in result.items:
+        out = response.items.add(
+            product_id=item.product_id, name=item.name, category=item.category,
+            subcategory=item.subcategory, price=item.price, score=item.score, reasons=item.reasons,
+        )  # fmt: skip
+        for c in item.contributions:
+            out.contributions.add(feature=c.feature, value=c.value, contribution=c.contribution)
     return response

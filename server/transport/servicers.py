@@ -1,8 +1,10 @@
-"""Recommender servicers for the thread-pool and asyncio servers (thin: Handlers does the work)."""
+"""Recommender and Admin servicers for the thread-pool and asyncio servers (thin over Handlers)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -13,6 +15,8 @@ from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.errors import Overloaded
 from server.transport.handlers import Handlers, Outcome, deadline_of
+
+Handler = Callable[[Any, float | None], Any]
 
 
 class CountingExecutor(ThreadPoolExecutor):
@@ -47,13 +51,11 @@ class SyncRecommender(pb_grpc.RecommenderServicer):
         self.executor = executor
         self.max_in_flight = max_in_flight
 
-    def _call(self, rpc: str, handler: Callable[[Any, float | None], Any], request: Any,
-              context: grpc.ServicerContext) -> Any:  # fmt: skip
+    def _call(self, rpc: str, handler: Handler, request: Any, context: grpc.ServicerContext) -> Any:
         if self.executor.pending > self.max_in_flight:
             self.handlers.metrics.rejected.labels("in_flight").inc()
-            outcome = Outcome(
-                None, grpc.StatusCode.RESOURCE_EXHAUSTED, str(Overloaded(self.max_in_flight))
-            )
+            message = str(Overloaded(self.max_in_flight))
+            outcome = Outcome(None, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         else:
             outcome = self.handlers.run(rpc, handler, request, deadline_of(context))
         if outcome.response is None:
@@ -79,18 +81,59 @@ class SyncRecommender(pb_grpc.RecommenderServicer):
     ) -> pb.GetModelInfoResponse:
         return self._call("GetModelInfo", self.handlers.model_info, request, context)
 
+    def TrackEvent(
+        self, request: pb.TrackEventRequest, context: grpc.ServicerContext
+    ) -> pb.TrackEventResponse:
+        return self._call("TrackEvent", self.handlers.track_event, request, context)
+
+    def StreamEvents(
+        self, request_iterator: Iterator[pb.TrackEventRequest], context: grpc.ServicerContext
+    ) -> pb.StreamEventsResponse:
+        def consume(_: None, __: float | None) -> pb.StreamEventsResponse:
+            summary = pb.StreamEventsResponse()
+            for index, message in enumerate(request_iterator):
+                self.handlers.track_in_stream(message, index, summary)
+            return summary
+
+        return self._call("StreamEvents", consume, None, context)
+
+    def Recommend(
+        self, request: pb.RecommendRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendResponse:
+        return self._call("Recommend", self.handlers.recommend, request, context)
+
+    def ForgetSession(
+        self, request: pb.ForgetSessionRequest, context: grpc.ServicerContext
+    ) -> pb.ForgetSessionResponse:
+        return self._call("ForgetSession", self.handlers.forget_session, request, context)
+
 
 class AioRecommender(pb_grpc.RecommenderServicer):
-    """Recommender on grpc.aio: handlers run inline on the event loop (they take microseconds
-    and have nothing worth awaiting), so there is no thread hop per call. The in-flight limit
-    is grpc.aio's maximum_concurrent_rpcs (set where the server is built)."""
+    """Recommender on grpc.aio. Handlers take microseconds, so they run inline on the event loop
+    (no thread hop per call); handlers that wait on a remote session store run on `blocking`
+    threads instead, so a Redis round trip never stalls the loop. The in-flight limit is
+    grpc.aio's maximum_concurrent_rpcs (set where the server is built)."""
 
-    def __init__(self, handlers: Handlers) -> None:
+    def __init__(self, handlers: Handlers, blocking: ThreadPoolExecutor | None) -> None:
         self.handlers = handlers
+        self.blocking = blocking
 
-    async def _call(self, rpc: str, handler: Callable[[Any, float | None], Any], request: Any,
-                    context: grpc.aio.ServicerContext) -> Any:  # fmt: skip
-        outcome = self.handlers.run(rpc, handler, request, deadline_of(context))
+    async def _call(
+        self,
+        rpc: str,
+        handler: Handler,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        uses_store: bool = False,
+    ) -> Any:
+        deadline = deadline_of(context)
+        if uses_store and self.blocking is not None:
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(
+                self.blocking, self.handlers.run, rpc, handler, request, deadline
+            )
+        else:
+            outcome = self.handlers.run(rpc, handler, request, deadline)
         if outcome.response is None:
             await context.abort(outcome.code, outcome.message)
         return outcome.response
@@ -98,7 +141,9 @@ class AioRecommender(pb_grpc.RecommenderServicer):
     async def Score(
         self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScoreResponse:
-        return await self._call("Score", self.handlers.score, request, context)
+        # Only a context holding nothing but a session id reads the store.
+        uses_store = request.context.session_id != "" and not request.context.current_product_id
+        return await self._call("Score", self.handlers.score, request, context, uses_store)
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[pb.ScoreRequest], context: grpc.aio.ServicerContext
@@ -117,3 +162,85 @@ class AioRecommender(pb_grpc.RecommenderServicer):
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelInfoResponse:
         return await self._call("GetModelInfo", self.handlers.model_info, request, context)
+
+    async def TrackEvent(
+        self, request: pb.TrackEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrackEventResponse:
+        return await self._call("TrackEvent", self.handlers.track_event, request, context, True)
+
+    async def StreamEvents(
+        self,
+        request_iterator: AsyncIterator[pb.TrackEventRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.StreamEventsResponse:
+        start = time.perf_counter()
+        summary = pb.StreamEventsResponse()
+        index = 0
+        loop = asyncio.get_running_loop()
+        track = self.handlers.track_in_stream
+        async for message in request_iterator:
+            if self.blocking is not None:
+                outcome = await loop.run_in_executor(
+                    self.blocking,
+                    self.handlers.attempt,
+                    "StreamEvents",
+                    track,
+                    message,
+                    index,
+                    summary,
+                )
+            else:
+                outcome = self.handlers.attempt("StreamEvents", track, message, index, summary)
+            if outcome.response is None:
+                self.handlers.metrics.observe_request(
+                    "StreamEvents", outcome.code.name, time.perf_counter() - start
+                )
+                await context.abort(outcome.code, outcome.message)
+            index += 1
+        self.handlers.metrics.observe_request("StreamEvents", "OK", time.perf_counter() - start)
+        return summary
+
+    async def Recommend(
+        self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecommendResponse:
+        return await self._call("Recommend", self.handlers.recommend, request, context, True)
+
+    async def ForgetSession(
+        self, request: pb.ForgetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ForgetSessionResponse:
+        return await self._call(
+            "ForgetSession", self.handlers.forget_session, request, context, True
+        )
+
+
+class SyncAdmin(pb_grpc.AdminServicer):
+    """Admin on the thread-pool server."""
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+
+    def ReloadModel(
+        self, request: pb.ReloadModelRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadModelResponse:
+        outcome = self.handlers.run("ReloadModel", self.handlers.reload_model, request, None)
+        if outcome.response is None:
+            context.abort(outcome.code, outcome.message)
+        return outcome.response
+
+
+class AioAdmin(pb_grpc.AdminServicer):
+    """Admin on grpc.aio: a reload takes seconds, so it runs on a thread, never on the loop."""
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+
+    async def ReloadModel(
+        self, request: pb.ReloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadModelResponse:
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            None, self.handlers.run, "ReloadModel", self.handlers.reload_model, request, None
+        )
+        if outcome.response is None:
+            await context.abort(outcome.code, outcome.message)
+        return outcome.response
