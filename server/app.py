@@ -137,9 +137,15 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-def run_sync(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set)."""
-    app = App(settings)
+def run_sync(
+    settings: Settings, stop: threading.Event | None = None, app: App | None = None
+) -> None:
+    """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set).
+
+    Signal handlers are installed only on the main thread; an embedding caller (a test running
+    a real server in-process) stops it with `stop` and may pass a prepared `app`.
+    """
+    app = app or App(settings)
     executor = CountingExecutor(settings.threads)
     server = grpc.server(executor, options=grpc_options(settings))
     pb_grpc.add_RecommenderServicer_to_server(
@@ -232,6 +238,8 @@ def _log_shutdown(settings: Settings) -> None:
 
 
 def _on_signals(stop: Callable[[], None], reload: Callable[[], None]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: stop())
     signal.signal(signal.SIGHUP, lambda _signum, _frame: reload())
