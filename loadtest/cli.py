@@ -31,6 +31,7 @@ class Settings:
     """Everything one invocation needs, validated."""
 
     target: str
+    ready_timeout_s: float
     start_server: bool
     server: ServerSpec
     schedule: RateSchedule
@@ -139,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=180.0,
         help="seconds to wait for a started server to report SERVING",
+    )
+    target.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for an already running --target to report SERVING",
     )
 
     load = p.add_argument_group("load")
@@ -329,6 +336,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
     return Settings(
         target=args.target,
+        ready_timeout_s=args.ready_timeout,
         start_server=bool(args.start_server),
         server=ServerSpec(
             bundle=args.bundle,

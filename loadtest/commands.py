@@ -27,8 +27,6 @@ from loadtest.slo import SloConfig, Verdict, evaluate
 
 logger = logging.getLogger(__name__)
 
-# How long an already running target gets to report SERVING before we give up.
-EXTERNAL_READY_TIMEOUT_S = 15.0
 CAPACITY_RESULT_FILE = "capacity.json"
 CAPACITY_SUMMARY_FILE = "capacity.md"
 COMPARE_RESULT_FILE = "compare.json"
@@ -69,7 +67,7 @@ def serving_target(settings: Settings, backend: str | None = None) -> Iterator[s
         with ManagedServer(spec, log) as server:
             yield server.target
     else:
-        wait_for_serving(settings.target, EXTERNAL_READY_TIMEOUT_S)
+        wait_for_serving(settings.target, settings.ready_timeout_s)
         yield settings.target
 
 
@@ -241,7 +239,7 @@ def compare_command(settings: Settings, plan: LoadPlan) -> int:
             contenders.append(Contender(backend, target))
         if settings.compare_targets:
             for contender in contenders:
-                wait_for_serving(contender.target, EXTERNAL_READY_TIMEOUT_S)
+                wait_for_serving(contender.target, settings.ready_timeout_s)
         for round_index in range(settings.rounds):
             for contender in contenders:
                 logger.info(

@@ -35,7 +35,7 @@ def wait_for_serving(
     TargetNotReadyError on timeout or when `process` (the server we started) exits first.
     """
     deadline = time.monotonic() + timeout_s
-    last = "no answer"
+    last = "no answer: is a server listening there?"
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
@@ -64,7 +64,8 @@ def wait_for_serving(
                 if code == grpc.StatusCode.UNIMPLEMENTED:
                     logger.warning("%s has no health service; treating it as ready", target)
                     return
-                last = code.name
+                if code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    last = f"{code.name}: {exc.details()}"
             finally:
                 stream.cancel()
 
