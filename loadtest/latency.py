@@ -75,6 +75,11 @@ class Samples:
         return self.done_s - self.intended_s
 
     @property
+    def service_s(self) -> npt.NDArray[np.float64]:
+        """Completion minus actual send time: what a closed-loop client would have reported."""
+        return self.done_s - self.sent_s
+
+    @property
     def send_lag_s(self) -> npt.NDArray[np.float64]:
         """How late the generator put each request on the wire (NaN when never sent)."""
         return self.sent_s - self.intended_s
@@ -203,6 +208,7 @@ class Summary:
     ok_rps: float
     predictions_per_s: float
     latency_ms: Percentiles  # all OK requests, from intended send time to answer
+    service_ms: Percentiles  # the same from the actual send time (excludes generator lag)
     per_prediction_us: Percentiles  # OK requests that scored rows: latency / rows
     server_time_us: Percentiles  # the server's own server_time_us of OK answers
     send_lag_ms: Percentiles  # how late the generator sent (a client-health figure)
@@ -230,6 +236,7 @@ class Summary:
                 "predictions_per_s": self.predictions_per_s,
             },
             "latency_ms": self.latency_ms.as_dict(),
+            "service_ms": self.service_ms.as_dict(),
             "per_prediction_us": self.per_prediction_us.as_dict(),
             "server_time_us": self.server_time_us.as_dict(),
             "send_lag_ms": self.send_lag_ms.as_dict(),
@@ -300,6 +307,7 @@ def summarize(samples: Samples, window_s: float, kind_names: Sequence[str]) -> S
         ok_rps=c.ok / window_s,
         predictions_per_s=float(ok.predictions.sum()) / window_s,
         latency_ms=percentiles(ok.latency_s, 1e3),
+        service_ms=percentiles(ok.service_s, 1e3),
         per_prediction_us=percentiles(per_prediction_s(samples), 1e6),
         server_time_us=percentiles(ok.server_us),
         send_lag_ms=percentiles(samples.send_lag_s, 1e3),

@@ -95,6 +95,7 @@ def run_markdown(result: RunResult, verdict: Verdict, title: str = "Load test") 
             PERCENTILE_HEADER,
             [
                 _percentile_row("request, client (ms, from intended send)", summary.latency_ms),
+                _percentile_row("request, client (ms, from actual send)", summary.service_ms),
                 _percentile_row("per prediction, client (us)", summary.per_prediction_us),
                 _percentile_row("server_time_us, server (us)", summary.server_time_us),
                 _percentile_row("send lag, client (ms)", summary.send_lag_ms),
