@@ -86,7 +86,10 @@ def run_command(settings: Settings, plan: LoadPlan) -> int:
     with serving_target(settings) as target:
         result, verdict = _run(settings, plan.with_target(target))
     markdown = report.write_run(result, verdict, settings.results_dir)
-    plots.run_plots(result.samples, result.series, plan.schedule.warmup_s, settings.results_dir)
+    schedule = plan.schedule
+    plots.run_plots(
+        result.samples, result.series, schedule.warmup_s, schedule.total_s, settings.results_dir
+    )
     print(markdown)
     print(f"results: {settings.results_dir}")
     return verdict.exit_code

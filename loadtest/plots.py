@@ -24,14 +24,19 @@ _DPI = 110
 
 
 def latency_over_time(
-    samples: Samples, series: TimeSeries, warmup_s: float, path: Path, title: str
+    samples: Samples,
+    series: TimeSeries,
+    warmup_s: float,
+    total_s: float,
+    path: Path,
+    title: str,
 ) -> Path:
     """Each OK request's latency (from intended send) against its intended send time.
 
     Lines show per-second p50 and p99; failed and dropped requests are marked along the top;
     the warm-up (excluded from results) is shaded.
     """
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
     ok = samples.status == latency.OK
     x, y = samples.intended_s[ok], samples.latency_s[ok] * 1e3
     if len(x) > MAX_SCATTER_POINTS:
@@ -58,7 +63,33 @@ def latency_over_time(
     ax.set_xlabel("intended send time (s)")
     ax.set_ylabel("latency (ms, log)")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize="small")
+    # The offered rate on a second axis: a ramp or a stall reads at a glance.
+    rate_axis = ax.twinx()
+    starts = np.asarray(series.bucket_start_s)
+    if len(starts) > 1:
+        width = float(starts[1] - starts[0])
+        # The last bucket may be cut short by the end of the run.
+        covered = np.clip(np.minimum(starts + width, total_s) - starts, 1e-9, width)
+        rate = np.asarray(series.requests) / covered
+        rate_axis.step(
+            np.append(starts, min(starts[-1] + width, total_s)),
+            np.append(rate, rate[-1]),
+            where="post",
+            color="grey",
+            linewidth=0.8,
+            label="offered rate (right axis)",
+        )
+    rate_axis.set_ylabel("requests/s scheduled")
+    rate_axis.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    rate_handles, rate_labels = rate_axis.get_legend_handles_labels()
+    ax.legend(
+        handles + rate_handles,
+        labels + rate_labels,
+        loc="upper left",
+        bbox_to_anchor=(1.08, 1.0),
+        fontsize="small",
+    )
     return _save(fig, path)
 
 
@@ -134,13 +165,20 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def run_plots(samples: Samples, series: TimeSeries, warmup_s: float, out_dir: Path) -> list[Path]:
-    """Both plots of one run, written into out_dir."""
+def run_plots(
+    samples: Samples, series: TimeSeries, warmup_s: float, total_s: float, out_dir: Path
+) -> list[Path]:
+    """Both plots of one run (warm-up and whole length in seconds), written into out_dir."""
     measured = latency.measured_window(samples, warmup_s)
     ok = measured.status == latency.OK
     return [
         latency_over_time(
-            samples, series, warmup_s, out_dir / LATENCY_OVER_TIME_FILE, "Request latency"
+            samples,
+            series,
+            warmup_s,
+            total_s,
+            out_dir / LATENCY_OVER_TIME_FILE,
+            "Request latency (from intended send time)",
         ),
         latency_histogram(
             {"measured window": measured.latency_s[ok] * 1e3},

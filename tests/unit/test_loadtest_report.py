@@ -107,7 +107,7 @@ def test_json_result_is_strict_json_with_nulls_for_nothing_measured(tmp_path: Pa
 
 def test_plots_are_png_files(tmp_path: Path) -> None:
     result = synthetic_run()
-    paths = plots.run_plots(result.samples, result.series, 0.5, tmp_path)
+    paths = plots.run_plots(result.samples, result.series, 0.5, 2.5, tmp_path)
     assert [p.name for p in paths] == [plots.LATENCY_OVER_TIME_FILE, plots.HISTOGRAM_FILE]
     for path in paths:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
