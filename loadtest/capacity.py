@@ -26,12 +26,17 @@ class StepOutcome(Generic[Detail]):
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """Rates to try: start, start+step, ... up to max_rps; then `bisect` halvings of the gap."""
+    """Rates to try: start, start+step, ... up to max_rps; then `bisect` halvings of the gap.
+
+    confirm: a rate that breaks is re-run up to this many times and counts as broken only if
+    every try breaks (one stall of a noisy machine should not end the search).
+    """
 
     start_rps: float
     step_rps: float
     max_rps: float
     bisect: int = 0
+    confirm: int = 0
     min_gap_rps: float = 1.0
 
     def __post_init__(self) -> None:
@@ -45,6 +50,8 @@ class SearchPlan:
             )
         if self.bisect < 0:
             raise ValueError(f"capacity bisect must be >= 0, got {self.bisect}")
+        if self.confirm < 0:
+            raise ValueError(f"capacity confirm must be >= 0, got {self.confirm}")
 
 
 @dataclass
@@ -62,16 +69,19 @@ def search_capacity(
 ) -> CapacityResult[Detail]:
     """Runs steps through run_step(rate) and returns the highest rate whose SLO held.
 
-    Linear steps until a step breaches the SLO (or max_rps is passed); then plan.bisect
-    midpoints between the last rate that held and the first that did not. A step where the
-    generator saturated ends the search: higher rates would measure the client, not the server,
-    so best_rps is then a lower bound.
+    Linear steps until a step breaches the SLO (confirmed by plan.confirm re-runs) or max_rps
+    is passed; then plan.bisect midpoints between the last rate that held and the first that
+    did not. A step where the generator saturated ends the search: higher rates would measure
+    the client, not the server, so best_rps is then a lower bound.
     """
     result: CapacityResult[Detail] = CapacityResult()
 
     def attempt(rate: float) -> StepOutcome[Detail]:
-        outcome = run_step(rate)
-        result.steps.append(outcome)
+        for _ in range(1 + plan.confirm):
+            outcome = run_step(rate)
+            result.steps.append(outcome)
+            if outcome.passed:
+                break
         if outcome.passed and (result.best_rps is None or rate > result.best_rps):
             result.best_rps = rate
         return outcome

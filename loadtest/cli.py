@@ -250,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="midpoints tried between the last rate that held and the first that broke",
     )
+    cap.add_argument(
+        "--capacity-confirm",
+        type=int,
+        default=0,
+        help="re-run a breaking rate this many times; it breaks only if every try does "
+        "(for noisy machines)",
+    )
 
     cmp = p.add_argument_group("comparison")
     cmp.add_argument(
@@ -326,7 +333,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
     capacity = (
-        SearchPlan(args.capacity_start, args.capacity_step, args.capacity_max, args.capacity_bisect)
+        SearchPlan(
+            args.capacity_start,
+            args.capacity_step,
+            args.capacity_max,
+            bisect=args.capacity_bisect,
+            confirm=args.capacity_confirm,
+        )
         if args.capacity
         else None
     )

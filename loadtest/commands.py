@@ -142,13 +142,15 @@ def capacity_command(settings: Settings, plan: LoadPlan) -> int:
 
     with serving_target(settings) as target:
         base = plan.with_target(target)
+        print(report.table(STEP_HEADER, []), flush=True)
 
         def run_step(rate: float) -> Step:
             step_schedule = RateSchedule.constant(
                 rate, schedule.duration_s, schedule.warmup_s, schedule.arrival
             )
             result, verdict = _run(settings, base.with_schedule(step_schedule))
-            print(report.table(STEP_HEADER, [step_row(rate, result, verdict)]), flush=True)
+            # Rows as they come, under the header printed once before the first step.
+            print(report.table(STEP_HEADER, [step_row(rate, result, verdict)]).split("\n")[-1])
             for warning in result.warnings:
                 print(f"WARNING: {warning}", flush=True)
             return StepOutcome(rate, verdict.passed, result.saturated, (result, verdict))

@@ -68,6 +68,18 @@ def test_a_saturated_client_stops_the_search_with_a_lower_bound() -> None:
     assert result.stop_reason == STOP_GENERATOR
 
 
+def test_a_breach_is_confirmed_by_re_runs_before_it_counts() -> None:
+    outcomes = iter([True, False, True, False, False])  # 100 ok; 200 flaky, ok; 300 broken
+
+    def flaky(rate: float) -> StepOutcome[None]:
+        return StepOutcome(rate, next(outcomes), False, None)
+
+    result = search_capacity(flaky, SearchPlan(100, 100, 1000, confirm=1))
+    assert [s.rate_rps for s in result.steps] == [100, 200, 200, 300, 300]
+    assert result.best_rps == 200
+    assert result.first_breach_rps == 300
+
+
 def test_bisection_stops_when_the_gap_is_closed() -> None:
     server = FakeServer(limit=100)
     result = search_capacity(server, SearchPlan(100, 1, 1000, bisect=5))
@@ -82,6 +94,7 @@ def test_bisection_stops_when_the_gap_is_closed() -> None:
         ((100, 0, 1000), "step"),
         ((500, 100, 100), "max"),
         ((100, 100, 1000, -1), "bisect"),
+        ((100, 100, 1000, 0, -1), "confirm"),
     ],
 )
 def test_bad_plans_are_rejected(args: tuple[float, ...], message: str) -> None:
