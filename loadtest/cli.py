@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-send-lag-ms",
         type=float,
         default=DEFAULT_MAX_SEND_LAG_MS,
-        help="warn (generator behind schedule) when p99 send lag exceeds this",
+        help="generator behind schedule (saturated) when the median send lag exceeds this; "
+        "a warning when only the p99 does",
     )
 
     cap = p.add_argument_group("capacity search")

@@ -124,10 +124,23 @@ def test_a_busy_client_is_flagged_as_saturated() -> None:
 
 
 def test_a_late_client_is_flagged_as_behind_schedule() -> None:
-    summary = synthetic_run().summary
+    summary = synthetic_run().summary  # every request left 0.2 ms late
     warnings, saturated = client_warnings(summary, [0.1], {}, Saturation(max_send_lag_ms=0.1))
     assert saturated
     assert any("fell behind schedule" in w for w in warnings)
+    warnings, saturated = client_warnings(summary, [0.1], {}, Saturation(max_send_lag_ms=1.0))
+    assert not saturated
+    assert not any("late" in w for w in warnings)
+
+
+def test_a_late_tail_only_warns() -> None:
+    result = synthetic_run()
+    result.samples.sent_s[-20:-3] += 0.050  # a 50 ms stall near the end
+    measured = latency.measured_window(result.samples, 0.5)
+    summary = latency.summarize(measured, 2.0, KINDS)
+    warnings, saturated = client_warnings(summary, [0.1], {}, Saturation())
+    assert not saturated
+    assert any("some requests left late" in w for w in warnings)
 
 
 @pytest.mark.parametrize(
