@@ -331,8 +331,14 @@ def compare_markdown(
         target = pairs[0][0].plan.target
         info = pairs[0][0].target_info
         served = f", backend {info['backend']}" if info.get("backend") else ""
-        verdicts = " | ".join(v.line() for _, v in pairs)
-        parts.append(f"{label} ({target}{served}): {verdicts}")
+        passed = sum(v.passed for _, v in pairs)
+        word = "PASS" if passed == len(pairs) else "FAIL"
+        parts.append(
+            f"{label} ({target}{served}): SLO {word} in {passed}/{len(pairs)} round(s)"
+            + "".join(
+                f"; round {i}: {v.line()}" for i, (_, v) in enumerate(pairs, 1) if not v.passed
+            )
+        )
         for result, _ in pairs:
             parts += [f"WARNING ({label}): {w}" for w in result.warnings]
     parts += [f"WARNING: {w}" for w in warnings]
