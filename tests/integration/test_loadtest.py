@@ -1,10 +1,10 @@
 """End to end: `python -m loadtest` and locust against a real gRPC server process on a free port.
 
 The server is the FAKE one (tests/fakes/fake_server.py) until the scoring server lands. To run
-these against the real server, set LOADTEST_TEST_SERVER_CMD="python -m server" and
-LOADTEST_TEST_BUNDLE to a bundle directory (or change SERVER_COMMAND / the bundle fixture below:
-this is the only place that names the server). No test asserts a timing: only structure, counts
-and status codes.
+these against the real server, set LOADTEST_SERVER_CMD="python -m server" and LOADTEST_BUNDLE to
+a bundle directory (the same variables `python -m loadtest` reads), or change SERVER_COMMAND and
+the bundle fixture below: the only place these tests name the server. No test asserts a timing:
+only structure, counts and status codes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from loadtest.server_process import SERVER_COMMAND_ENV, ManagedServer, ServerSpe
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_SERVER_COMMAND = f"{shlex.quote(sys.executable)} {ROOT / 'tests' / 'fakes' / 'fake_server.py'}"
-SERVER_COMMAND = os.environ.get("LOADTEST_TEST_SERVER_CMD") or FAKE_SERVER_COMMAND
+SERVER_COMMAND = os.environ.get(SERVER_COMMAND_ENV) or FAKE_SERVER_COMMAND
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_TIMEOUT_S = 180
 
@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 180
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundle a started server loads (the fake ignores it; see the module docstring)."""
-    configured = os.environ.get("LOADTEST_TEST_BUNDLE")
+    configured = os.environ.get("LOADTEST_BUNDLE")
     return Path(configured) if configured else tmp_path_factory.mktemp("bundle")
 
 
