@@ -48,6 +48,11 @@ serve: $(STAMP)  ## Build the default bundle if missing, then serve it on $(HOST
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m server --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
 
+.PHONY: bench
+bench: $(STAMP)  ## Time every model backend on fresh rows (builds the default bundle if missing)
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)
+
 lint: $(STAMP)  ## ruff (format + check) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         help="split the trees over N C files compiled in parallel (0: one file)",
     )
     build.add_argument(
-        "--opt-level", choices=OPT_LEVELS, default=defaults.opt_level, help="gcc optimisation"
+        "--opt-level", choices=OPT_LEVELS, default=defaults.opt_level, help="gcc -O level"
     )
     build.add_argument("--cc", default=_env("CC", defaults.cc), help="C compiler (env CC)")
     build.add_argument(

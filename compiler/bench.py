@@ -138,7 +138,7 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "default (portable -O3, annotated)": {},
     "no annotation": {"annotate": False},
     "quantize": {"quantize": True},
-    "-O2": {"opt_level": "-O2"},
+    "-O2": {"opt_level": "O2"},
     "native": {"target": "native"},
 }
 

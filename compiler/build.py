@@ -64,7 +64,7 @@ class BuildOptions:
     annotate: bool = True
     parallel_comp: int = 0
     cc: str = "gcc"
-    opt_level: str = "-O3"
+    opt_level: str = "O3"
     jobs: int = 2
     cache_dir: Path | None = None
     entry_source: Path = field(default=ENTRY_SOURCE)

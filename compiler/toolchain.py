@@ -11,7 +11,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TARGETS = ("portable", "native")
-OPT_LEVELS = ("-O2", "-O3")
+OPT_LEVELS = ("O2", "O3")  # the gcc -O levels offered
 # No -ffast-math ever: it would let gcc assume no NaN (our "missing") and reorder the sums.
 BASE_CFLAGS = ("-fPIC", "-std=gnu99")
 LDFLAGS = ("-shared", "-lm")
@@ -94,7 +94,7 @@ def cflags(target: str, opt_level: str) -> list[str]:
     """All compile flags for a target and optimisation level."""
     if opt_level not in OPT_LEVELS:
         raise ValueError(f"unknown optimisation level {opt_level!r}; expected one of {OPT_LEVELS}")
-    return [opt_level, *BASE_CFLAGS, *target_flags(target)]
+    return [f"-{opt_level}", *BASE_CFLAGS, *target_flags(target)]
 
 
 def resolved_march(cc: str, target: str) -> str:

@@ -244,3 +244,11 @@ def test_command_line_refusal_exits_non_zero(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "compiled parity failed" in done.stderr and "worst row" in done.stderr
     assert not (bundle / LIBRARY_FILE).exists()
+
+
+def test_parallel_compilation_and_o2_build_pass_parity(tmp_path: Path) -> None:
+    bundle, _ = make_bundle(tmp_path, replace(SMALL, seed=30))
+    section = build(bundle, None, parallel_comp=3, opt_level="O2").section
+    assert section["flags"]["parallel_comp"] == 3 and section["flags"]["cflags"][0] == "-O2"
+    assert section["backends"]["compiled"]["status"] == "ok"
+    assert load_backend(bundle).name == "compiled"

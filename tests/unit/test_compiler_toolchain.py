@@ -20,18 +20,18 @@ needs_gcc = pytest.mark.skipif(find_cc("gcc") is None, reason="gcc is not instal
 
 
 def test_cflags_never_use_fast_math_and_name_the_target() -> None:
-    assert cflags("portable", "-O3") == [
+    assert cflags("portable", "O3") == [
         "-O3",
         "-fPIC",
         "-std=gnu99",
         "-march=x86-64",
         "-mtune=generic",
     ]
-    assert cflags("native", "-O2")[-1] == "-march=native"
+    assert cflags("native", "O2")[-1] == "-march=native"
     with pytest.raises(ValueError, match="'arm'"):
-        cflags("arm", "-O3")
-    with pytest.raises(ValueError, match="'-Ofast'"):
-        cflags("portable", "-Ofast")
+        cflags("arm", "O3")
+    with pytest.raises(ValueError, match="'fast'"):
+        cflags("portable", "fast")
 
 
 @needs_gcc
