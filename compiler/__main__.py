@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also build and time compile variants (annotation, quantize, -O2, native)",
     )
 
+    bench.add_argument(
+        "--serving-shape",
+        action="store_true",
+        help="batches as the server builds them: one session's columns shared by every row",
+    )
+
     synthetic = commands.add_parser(
         "synthetic",
         help="write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 pool_rows=args.pool_rows,
                 seed=args.seed,
                 variants=args.variants,
+                serving_shape=args.serving_shape,
             )
             print(run_bench(args.bundle, options_bench))
         else:
@@ -168,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("wrote synthetic bundle %s", args.out)
     except (BuildError, BackendError, BundleError) as exc:
         logger.error("%s", exc)
+        return 1
+    except OSError as exc:  # e.g. a read-only bundle directory or a full disk
+        logger.error("%s: %s", type(exc).__name__, exc)
         return 1
     return 0
 

@@ -30,6 +30,7 @@ from compiler.native import NativeLibrary
 from compiler.parity import GroupedCheck
 from compiler.toolchain import find_cc
 from training.bundle import LIBRARY_FILE, MODEL_FILE, probe_from_manifest, read_manifest
+from training.features import SESSION_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class BenchOptions:
     pool_rows: int = 200_000
     seed: int = 0
     variants: bool = False
+    serving_shape: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,29 +74,53 @@ def fresh_row_pool(source: F32, n_rows: int, rng: np.random.Generator) -> F32:
     return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
 
 
+def _calls_per_run(batch: int, options: BenchOptions) -> int:
+    return max(3, min(options.max_calls_per_run, options.rows_per_run // batch))
+
+
+def rows_needed(options: BenchOptions) -> int:
+    """Rows one predictor scores over the whole benchmark (the pool must hold as many)."""
+    return options.repeats * sum(_calls_per_run(b, options) * b for b in options.batch_sizes)
+
+
 def measure(
-    predictors: dict[str, Predict], pool: F32, options: BenchOptions, rng: np.random.Generator
+    predictors: dict[str, Predict],
+    pool: F32,
+    options: BenchOptions,
+    rng: np.random.Generator,
+    session_columns: list[int] | None = None,
 ) -> list[Measurement]:
-    """Times every predictor at every batch size. Runs are interleaved across predictors in a
-    random order each round, so machine noise lands on all of them; every call gets rows no
-    predictor call has used before (one cursor per predictor through the pool), copied into a
-    reused buffer first, as a server's freshly built feature matrix would be in cache."""
+    """Times every predictor at every batch size.
+
+    Runs are interleaved across predictors in a fresh random order each round, so machine noise
+    lands on all of them. Each predictor walks its own cursor through the pool, so no call
+    repeats a row that predictor has scored before; rows are copied into a reused buffer first,
+    as a server's freshly built feature matrix would be in cache. With session_columns, every
+    batch takes those columns from its first row: one session's context over many candidates.
+    """
+    if rows_needed(options) > len(pool):
+        logger.warning(
+            "pool of %d rows < %d rows per predictor: rows will repeat",
+            len(pool),
+            rows_needed(options),
+        )
     cursors = dict.fromkeys(predictors, 0)
     run_medians: dict[tuple[str, int], list[float]] = {}
     buffers = {b: np.empty((b, pool.shape[1]), dtype=np.float32) for b in options.batch_sizes}
     for _ in range(options.repeats):
         for batch in options.batch_sizes:
-            calls = max(3, min(options.max_calls_per_run, options.rows_per_run // batch))
             buffer = buffers[batch]
             for name in rng.permutation(list(predictors)).tolist():
                 predict = predictors[name]
                 timings = []
-                for _call in range(calls):
+                for _call in range(_calls_per_run(batch, options)):
                     start = cursors[name]
                     if start + batch > len(pool):
                         start = 0
                     cursors[name] = start + batch
                     np.copyto(buffer, pool[start : start + batch])
+                    if session_columns:
+                        buffer[:, session_columns] = buffer[0, session_columns]
                     began = time.perf_counter_ns()
                     predict(buffer)
                     timings.append(time.perf_counter_ns() - began)
@@ -179,6 +205,16 @@ def _variant_predictors(
     return predictors
 
 
+def _session_columns(manifest: dict[str, Any]) -> list[int]:
+    """Columns of the manifest's feature order that describe the session, not the candidate."""
+    columns = [i for i, name in enumerate(manifest["feature_names"]) if name in SESSION_FEATURES]
+    if not columns or len(columns) == len(manifest["feature_names"]):
+        raise ValueError(
+            "--serving-shape needs a bundle whose features mix session and candidate columns"
+        )
+    return columns
+
+
 def _machine_state() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load}"
@@ -213,10 +249,16 @@ def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
             )
             print("Compile variants (each checked against LightGBM before timing):")
             predictors.update(_variant_predictors(bundle_dir, Path(tmp), base, sample, probe_rows))
-        measurements = measure(predictors, pool, options, rng)
+        session_columns = _session_columns(manifest) if options.serving_shape else None
+        measurements = measure(predictors, pool, options, rng, session_columns)
     header.append(
         f"Machine after: {_machine_state()}. Medians of {options.repeats} runs per cell, runs "
         f"interleaved across backends; every call scores fresh rows (columns resampled "
-        f"independently from {len(source)} {'probe' if sample is None else 'training'} rows)."
+        f"independently from {len(source)} {'probe' if sample is None else 'training'} rows)"
+        + (
+            f", the {len(session_columns)} session columns shared by all rows of a batch."
+            if session_columns
+            else "."
+        )
     )
     return "\n".join(header) + "\n\n" + markdown_table(measurements, list(predictors))

@@ -15,6 +15,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+import tl2cgen
+import treelite
 
 from compiler.cache import BuildCache, cache_key
 from compiler.check_rows import parity_check_rows
@@ -213,7 +215,7 @@ def _fresh_artifacts(
     else:
         try:
             library = compile_library(model_file, out, options, annotation_rows, cc_path)
-        except ToolchainError as exc:
+        except (ToolchainError, treelite.TreeliteError, tl2cgen.TL2cgenError) as exc:
             raise BuildError(f"compiling {model_file} failed: {exc}") from exc
         records["compiled"], message = _check_library(check, library)
         if message:
@@ -290,7 +292,10 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         raise BuildError(str(exc)) from exc
     model_file = bundle_dir / MODEL_FILE
     names: list[str] = list(manifest["feature_names"])
-    booster = lgb.Booster(model_file=str(model_file))
+    try:
+        booster = lgb.Booster(model_file=str(model_file))
+    except lgb.basic.LightGBMError as exc:
+        raise BuildError(f"LightGBM cannot load {model_file}: {exc}") from exc
     _check_model(booster, names, model_file)
 
     cc_path = find_cc(options.cc)
@@ -330,16 +335,17 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         "parity check rows: %s", ", ".join(f"{len(rows)} {name}" for name, rows in groups.items())
     )
 
-    cache = BuildCache(options.cache_dir) if options.cache_dir else None
     with tempfile.TemporaryDirectory(prefix="reco-compiler-") as tmp:
         out = Path(tmp)
+        cache = BuildCache(options.cache_dir) if options.cache_dir else None
         hit = cache.lookup(key) if cache else None
         records = _cached_artifacts(*hit, out, check) if hit else None
-        state = "store" if records is not None else "miss"
         if hit and records is not None:
+            state = "store"
             # Annotation only moves LIKELY/UNLIKELY hints, never results, so it is not in the key.
             annotation = hit[1].get("annotation", annotation)
-        if records is None:
+        else:
+            state = "miss"
             records = _fresh_artifacts(model_file, out, options, cc_path, annotation_rows, check)
         produced = {
             name: out / name
