@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -43,14 +42,15 @@ class BackendUnavailableError(Exception):
     """One backend cannot serve this bundle; the message is the reason."""
 
 
-class Backend(ABC):
+class Backend:
     """A loaded model: .predict(rows) gives one float64 click probability per row."""
 
-    name: ClassVar[str]
-
-    def __init__(self, n_features: int) -> None:
-        """A backend for rows of n_features columns."""
+    def __init__(self, name: str, n_features: int, score: Callable[[F32], F64]) -> None:
+        """A backend called name scoring rows of n_features columns with score (which may
+        assume validated, non-empty rows)."""
+        self.name = name
         self.n_features = n_features
+        self._score = score  # a bound C-call or session method: no extra Python frame per call
         self.rejected: list[str] = []  # "kind: reason" for each backend auto skipped before this
         self.parity: ParityResult | None = None  # the load-time probe check
 
@@ -69,11 +69,7 @@ class Backend(ABC):
             raise ValueError(self._describe_bad_rows(rows))
         if rows.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        return self._predict(rows)
-
-    @abstractmethod
-    def _predict(self, rows: F32) -> F64:
-        """Probabilities for validated, non-empty rows."""
+        return self._score(rows)
 
     def _describe_bad_rows(self, rows: object) -> str:
         expected = f"a 2-D float32 C-contiguous array of shape (n, {self.n_features})"
@@ -81,48 +77,6 @@ class Backend(ABC):
             return f"rows must be {expected}, got {type(rows).__name__}"
         layout = "C-contiguous" if rows.flags.c_contiguous else "non-contiguous"
         return f"rows must be {expected}, got {layout} {rows.dtype} array of shape {rows.shape}"
-
-
-class CompiledBackend(Backend):
-    """The TL2cgen-generated library (model.so) through its dense-batch entry point."""
-
-    name = "compiled"
-
-    def __init__(self, library: NativeLibrary) -> None:
-        """Wraps a loaded library."""
-        super().__init__(library.n_features)
-        self.library = library
-
-    def _predict(self, rows: F32) -> F64:
-        return self.library.predict_unchecked(rows)
-
-
-class OnnxBackend(Backend):
-    """model.onnx in onnxruntime, one thread."""
-
-    name = "onnx"
-
-    def __init__(self, model: OnnxModel) -> None:
-        """Wraps an open session."""
-        super().__init__(model.n_features)
-        self.model = model
-
-    def _predict(self, rows: F32) -> F64:
-        return self.model.predict(rows)
-
-
-class LightgbmBackend(Backend):
-    """LightGBM's own Booster on model.txt, one thread."""
-
-    name = "lightgbm"
-
-    def __init__(self, booster: lgb.Booster) -> None:
-        """Wraps a loaded booster."""
-        super().__init__(booster.num_feature())
-        self.booster = booster
-
-    def _predict(self, rows: F32) -> F64:
-        return np.asarray(self.booster.predict(rows, num_threads=1), dtype=np.float64)
 
 
 def _verified(bundle_dir: Path, manifest: dict[str, Any], name: str, why_absent: str) -> Path:
@@ -162,23 +116,29 @@ def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
         library = NativeLibrary(path)
     except OSError as exc:
         raise BackendUnavailableError(f"dlopen failed: {exc}") from exc
-    return CompiledBackend(library)
+    return Backend("compiled", library.n_features, library.predict_unchecked)
 
 
 def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     path = _verified(bundle_dir, manifest, ONNX_FILE, _build_reason(manifest, "onnx"))
     try:
-        return OnnxBackend(OnnxModel(path))
+        model = OnnxModel(path)
     except Exception as exc:  # onnxruntime raises its own exception types for bad models
         raise BackendUnavailableError(f"onnxruntime cannot load {path}: {exc}") from exc
+    return Backend("onnx", model.n_features, model.predict)
 
 
 def _open_lightgbm(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     path = _verified(bundle_dir, manifest, MODEL_FILE, "")
     try:
-        return LightgbmBackend(lgb.Booster(model_file=str(path)))
+        booster = lgb.Booster(model_file=str(path))
     except lgb.basic.LightGBMError as exc:
         raise BackendUnavailableError(f"LightGBM cannot load {path}: {exc}") from exc
+
+    def score(rows: F32) -> F64:
+        return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
+
+    return Backend("lightgbm", booster.num_feature(), score)
 
 
 _OPENERS: dict[str, Callable[[Path, dict[str, Any]], Backend]] = {
