@@ -62,7 +62,9 @@ class BuildOptions:
     """How to compile. entry_source exists so tests can build a deliberately broken library."""
 
     target: str = "portable"
-    quantize: bool = False
+    # Quantize measured faster on the production-shaped model (docs/benchmarks.md): comparing
+    # bin indices costs 27 small binary searches per row but makes every split an int compare.
+    quantize: bool = True
     annotate: bool = True
     parallel_comp: int = 0
     cc: str = "gcc"

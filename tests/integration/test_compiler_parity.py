@@ -37,12 +37,18 @@ def _random_spec(seed: int) -> SyntheticSpec:
 
 CASES: dict[str, SyntheticSpec] = {
     "production shape": SyntheticSpec(),
+    "production shape, not quantized": SyntheticSpec(),
     "stumps": replace(SMALL, max_depth=1, num_leaves=2, n_trees=40, seed=1),
     "deep": replace(SMALL, max_depth=8, num_leaves=64, n_trees=20, seed=2),
     "categorical": replace(SMALL, categorical=(1, 4), n_categories=40, seed=3),
     "heavy nan and constant columns": replace(SMALL, nan_fraction=0.3, constant=(2, 5), seed=4),
     "nan read as zero": replace(SMALL, extra_params={"use_missing": False}, seed=5),
     **{f"random {seed}": _random_spec(seed) for seed in range(4)},
+}
+# Build options other than the defaults, per case.
+BUILD_CHANGES: dict[str, dict[str, object]] = {
+    "production shape, not quantized": {"quantize": False},
+    "deep": {"annotate": False},
 }
 
 
@@ -53,7 +59,7 @@ def case(
     name = request.param
     spec = CASES[name]
     bundle, booster = make_bundle(tmp_path_factory.mktemp("parity"), spec)
-    build(bundle, shared_cache(tmp_path_factory))
+    build(bundle, shared_cache(tmp_path_factory), **BUILD_CHANGES.get(name, {}))
     return name, spec, bundle, booster
 
 
