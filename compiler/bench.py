@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import tl2cgen
 
-from compiler.backends import Backend, load_backend
+from compiler.backends import BACKEND_KINDS, Backend, BackendError, load_backend
 from compiler.build import (
     TRAIN_SAMPLE_FILE,
     BuildOptions,
@@ -207,6 +207,23 @@ def _variant_predictors(
     return predictors
 
 
+def _bundle_predictors(bundle_dir: Path) -> tuple[dict[str, Predict], list[str]]:
+    """Every backend the bundle can load, TL2cgen's Predictor on its library, and the reasons
+    for any left out. LightGBM, the reference, must load."""
+    predictors: dict[str, Predict] = {}
+    unavailable = []
+    for kind in BACKEND_KINDS:
+        try:
+            predictors[kind] = load_backend(bundle_dir, kind).predict
+        except BackendError as exc:
+            if kind == REFERENCE:
+                raise
+            unavailable.append(str(exc))
+    if "compiled" in predictors:
+        predictors["tl2cgen Predictor"] = _tl2cgen_predictor(bundle_dir / LIBRARY_FILE)
+    return predictors, unavailable
+
+
 def _session_columns(manifest: dict[str, Any]) -> list[int]:
     """Columns of the manifest's feature order that describe the session, not the candidate."""
     columns = [i for i, name in enumerate(manifest["feature_names"]) if name in SESSION_FEATURES]
@@ -231,10 +248,7 @@ def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
     source = probe_rows if sample is None else sample
     rng = np.random.default_rng(options.seed)
     pool = fresh_row_pool(source, options.pool_rows, rng)
-    predictors: dict[str, Predict] = {
-        kind: load_backend(bundle_dir, kind).predict for kind in ("compiled", "onnx", "lightgbm")
-    }
-    predictors["tl2cgen Predictor"] = _tl2cgen_predictor(bundle_dir / LIBRARY_FILE)
+    predictors, unavailable = _bundle_predictors(bundle_dir)
     section = manifest.get("compiler", {})
     flags = section.get("flags", {})
     header = [
@@ -243,6 +257,7 @@ def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
         f"`{' '.join(flags.get('cflags', []))}`, quantize {flags.get('quantize')}, "
         f"annotated {section.get('annotation', {}).get('enabled')}.",
         f"Machine before: {_machine_state()}.",
+        *[f"Not measured: {reason}." for reason in unavailable],
     ]
     with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp:
         if options.variants:

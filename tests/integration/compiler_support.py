@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -34,10 +35,9 @@ def make_bundle(root: Path, spec: SyntheticSpec) -> tuple[Path, lgb.Booster]:
     return bundle, booster
 
 
-def build(bundle: Path, cache_dir: Path | None, **changes: object) -> BuildResult:
+def build(bundle: Path, cache_dir: Path | None, **changes: Any) -> BuildResult:
     """Compiles a bundle with default options (plus changes)."""
-    options = replace(BuildOptions(cache_dir=cache_dir, jobs=2), **changes)  # type: ignore[arg-type]
-    return build_bundle(bundle, options)
+    return build_bundle(bundle, replace(BuildOptions(cache_dir=cache_dir, jobs=2), **changes))
 
 
 def copy_bundle(source: Path, destination: Path) -> Path:
@@ -52,13 +52,13 @@ def threshold_rows_from_dump(booster: lgb.Booster, base: F32) -> F32:
     base rows. Written independently of compiler.check_rows on purpose."""
     thresholds: set[tuple[int, float]] = set()
 
-    def walk(node: dict[str, object]) -> None:
+    def walk(node: dict[str, Any]) -> None:
         if "split_index" not in node:
             return
         if node["decision_type"] == "<=":
-            thresholds.add((int(node["split_feature"]), float(node["threshold"])))  # type: ignore[arg-type]
-        walk(node["left_child"])  # type: ignore[arg-type]
-        walk(node["right_child"])  # type: ignore[arg-type]
+            thresholds.add((int(node["split_feature"]), float(node["threshold"])))
+        walk(node["left_child"])
+        walk(node["right_child"])
 
     for tree in booster.dump_model()["tree_info"]:
         walk(tree["tree_structure"])
@@ -75,6 +75,3 @@ def threshold_rows_from_dump(booster: lgb.Booster, base: F32) -> F32:
                 row[feature] = value
                 rows.append(row)
     return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
-
-
-__all__ = ["SMALL", "SyntheticSpec", "build", "copy_bundle", "make_bundle", "shared_cache"]

@@ -15,6 +15,7 @@ from compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cach
 
 import compiler.build
 from compiler import load_backend
+from compiler.bench import BenchOptions, run_bench
 from compiler.build import TRAIN_SAMPLE_FILE, BuildError
 from compiler.native import ENTRY_SOURCE
 from compiler.synthetic import write_synthetic_bundle
@@ -146,6 +147,9 @@ def test_without_a_c_compiler_onnx_still_serves(tmp_path: Path) -> None:
     backend = load_backend(bundle)
     assert backend.name == "onnx"
     assert "not found on PATH" in backend.rejected[0]
+    table = run_bench(bundle, BenchOptions(batch_sizes=(1,), repeats=1, pool_rows=1000))
+    assert "Not measured: " in table and "model.so is missing" in table
+    assert "| onnx | 1 |" in table and "| compiled |" not in table
 
 
 def test_onnx_failing_parity_is_left_out_and_recorded(
