@@ -103,14 +103,14 @@ def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
             "no library: the bundle was never compiled (run: python -m compiler build)"
         )
     path = _verified(bundle_dir, manifest, LIBRARY_FILE, _build_reason(manifest, "compiled"))
-    target = section["target_cpu"]
-    missing = missing_cpu_flags(target["required_cpu_flags"])
+    target = section.get("target_cpu", {})
+    missing = missing_cpu_flags(target.get("required_cpu_flags", []))
     if missing is None:
         logger.warning("cannot read /proc/cpuinfo; not checking %s's CPU requirements", path)
     elif missing:
         raise BackendUnavailableError(
             f"CPU mismatch: this CPU lacks {', '.join(missing)}, which {path} "
-            f"(built with -march={target['march']}) may use"
+            f"(built with -march={target.get('march')}) may use"
         )
     try:
         library = NativeLibrary(path)

@@ -36,7 +36,8 @@ class NativeLibrary:
 
     def predict_unchecked(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Probabilities for rows that the caller has validated (2-D float32 C-contiguous, width
-        n_features); the output array is the only allocation."""
+        n_features). The output array is the only array allocated (plus two small cffi views
+        of the buffers)."""
         n_rows = rows.shape[0]
         out = np.empty(n_rows, dtype=np.float64)
         status = self._predict(
