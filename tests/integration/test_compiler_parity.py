@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from compiler_support import SMALL, build, make_bundle, shared_cache, threshold_rows_from_dump
 
-from compiler import load_backend
+from compiler import BackendError, load_backend
 from compiler.synthetic import SyntheticSpec, synthetic_rows
 from training.bundle import read_manifest
 
@@ -43,8 +43,12 @@ CASES: dict[str, SyntheticSpec] = {
     "categorical": replace(SMALL, categorical=(1, 4), n_categories=40, seed=3),
     "heavy nan and constant columns": replace(SMALL, nan_fraction=0.3, constant=(2, 5), seed=4),
     "nan read as zero": replace(SMALL, extra_params={"use_missing": False}, seed=5),
+    "sigmoid alpha 0.4": replace(SMALL, extra_params={"sigmoid": 0.4}, seed=6),
     **{f"random {seed}": _random_spec(seed) for seed in range(4)},
 }
+# onnxmltools (1.16) converts a model trained with sigmoid=0.4 as if sigmoid were 1: the
+# build's parity check must catch that and leave model.onnx out.
+ONNX_REJECTED = {"sigmoid alpha 0.4"}
 # Build options other than the defaults, per case.
 BUILD_CHANGES: dict[str, dict[str, object]] = {
     "production shape, not quantized": {"quantize": False},
@@ -80,14 +84,19 @@ def _max_diff(expected: np.ndarray, actual: np.ndarray) -> float:
 def test_build_records_parity_per_backend(
     case: tuple[str, SyntheticSpec, Path, lgb.Booster],
 ) -> None:
-    _, _, bundle, _ = case
+    name, _, bundle, _ = case
     backends = read_manifest(bundle)["compiler"]["backends"]
     assert backends["compiled"]["status"] == "ok"
     assert backends["compiled"]["max_abs_diff"] <= 1e-6
     assert backends["compiled"]["rows_checked"] > 1000
     assert all(group["enforced"] for group in backends["compiled"]["groups"].values())
-    assert backends["onnx"]["status"] == "ok"
-    assert backends["onnx"]["max_abs_diff"] <= 1e-4
+    if name in ONNX_REJECTED:
+        assert backends["onnx"]["status"] == "rejected"
+        assert "onnx parity failed" in backends["onnx"]["reason"]
+        assert not (bundle / "model.onnx").exists()
+    else:
+        assert backends["onnx"]["status"] == "ok"
+        assert backends["onnx"]["max_abs_diff"] <= 1e-4
 
 
 def test_compiled_matches_lightgbm_on_fresh_rows_with_nan(
@@ -102,7 +111,11 @@ def test_compiled_matches_lightgbm_on_fresh_rows_with_nan(
 def test_onnx_matches_lightgbm_within_its_tolerance(
     case: tuple[str, SyntheticSpec, Path, lgb.Booster],
 ) -> None:
-    _, spec, bundle, booster = case
+    name, spec, bundle, booster = case
+    if name in ONNX_REJECTED:
+        with pytest.raises(BackendError, match="onnx parity failed"):
+            load_backend(bundle, "onnx")
+        return
     rows = _fresh_rows_with_nan(spec, seed=spec.seed + 200)
     assert _max_diff(booster.predict(rows), load_backend(bundle, "onnx").predict(rows)) <= 1e-4
 
