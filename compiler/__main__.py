@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from compiler.backends import BackendError
-from compiler.bench import BenchOptions, run_bench
+from compiler.bench import BenchError, BenchOptions, run_bench
 from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             write_synthetic_bundle(args.out, spec)
             logger.info("wrote synthetic bundle %s", args.out)
-    except (BuildError, BackendError, BundleError) as exc:
+    except (BuildError, BackendError, BundleError, BenchError) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:  # e.g. a read-only bundle directory or a full disk

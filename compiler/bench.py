@@ -39,6 +39,10 @@ Predict = Callable[[F32], Any]
 REFERENCE = "lightgbm"
 
 
+class BenchError(Exception):
+    """The benchmark cannot run as asked (e.g. a variant fails parity)."""
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """What to measure; calls_per_run scales down with the batch size (rows_per_run / batch)."""
@@ -175,7 +179,7 @@ def _variant_predictors(
     """Builds each compile variant into work, checks its parity, returns their predictors."""
     cc_path = find_cc(base.cc)
     if cc_path is None:
-        raise RuntimeError(f"C compiler {base.cc!r} not found: cannot build variants")
+        raise BenchError(f"C compiler {base.cc!r} not found: cannot build variants")
     booster = lgb.Booster(model_file=str(bundle_dir / MODEL_FILE))
     names = read_manifest(bundle_dir)["feature_names"]
     check = GroupedCheck(
@@ -196,7 +200,7 @@ def _variant_predictors(
         library = NativeLibrary(path)
         record, message = check.run("compiled", library.predict_unchecked)
         if message:
-            raise RuntimeError(f"variant {label!r}: {message}")
+            raise BenchError(f"variant {label!r}: {message}")
         print(
             f"- {label}: built in {time.perf_counter() - started:.1f}s, max abs diff "
             f"{record['max_abs_diff']:.1e} over {record['rows_checked']} rows"
@@ -228,7 +232,7 @@ def _session_columns(manifest: dict[str, Any]) -> list[int]:
     """Columns of the manifest's feature order that describe the session, not the candidate."""
     columns = [i for i, name in enumerate(manifest["feature_names"]) if name in SESSION_FEATURES]
     if not columns or len(columns) == len(manifest["feature_names"]):
-        raise ValueError(
+        raise BenchError(
             "--serving-shape needs a bundle whose features mix session and candidate columns"
         )
     return columns
