@@ -24,7 +24,7 @@ from compiler.codegen import generate_sources
 from compiler.cpu import cpu_model
 from compiler.native import ENTRY_SOURCE, NativeLibrary
 from compiler.onnx_model import OnnxModel, export_onnx
-from compiler.parity import GroupedCheck
+from compiler.parity import GroupedCheck, ParityError
 from compiler.toolchain import (
     LDFLAGS,
     ToolchainError,
@@ -219,7 +219,10 @@ def _fresh_artifacts(
             library = compile_library(model_file, out, options, annotation_rows, cc_path)
         except (ToolchainError, treelite.TreeliteError, tl2cgen.TL2cgenError) as exc:
             raise BuildError(f"compiling {model_file} failed: {exc}") from exc
-        records["compiled"], message = _check_library(check, library)
+        try:
+            records["compiled"], message = _check_library(check, library)
+        except (OSError, ParityError) as exc:  # cannot even be loaded or compared
+            raise BuildError(f"the built library is unusable: {exc}") from exc
         if message:
             raise BuildError(f"refusing to install the library: {message}")
     onnx_path = out / ONNX_FILE
@@ -248,7 +251,10 @@ def _cached_artifacts(
     for backend, (name, run_check) in checks.items():
         if records.get(backend, {}).get("status") != "ok":
             continue
-        records[backend], message = run_check(check, out / name)
+        try:
+            records[backend], message = run_check(check, out / name)
+        except Exception as exc:  # dlopen/onnxruntime failures alike: rebuild rather than fail
+            message = f"cannot be loaded: {exc}"
         if message:
             logger.warning(
                 "cached %s in %s fails parity here, rebuilding: %s", name, entry, message

@@ -24,8 +24,8 @@ TOLERANCES = {"compiled": 1e-6, "onnx": 1e-4, "lightgbm": 1e-9}
 EXEMPT_GROUPS = {"onnx": frozenset({THRESHOLD_EDGES})}
 
 
-class ParityError(Exception):
-    """A backend's probabilities differ from LightGBM's by more than its tolerance."""
+class ParityError(ValueError):
+    """A backend returned output that cannot be compared (wrong shape) with LightGBM's."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ class GroupedCheck:
         """The backend's manifest record (status "ok" or "failed", diffs overall and per group)
         and, when it failed, a message naming the worst enforced row."""
         actual = np.asarray(predict(self.rows), dtype=np.float64)
+        if actual.shape != self.expected.shape:
+            raise ParityError(f"{backend} returned shape {actual.shape} for {len(self.rows)} rows")
         exempt = EXEMPT_GROUPS.get(backend, frozenset())
         enforced = np.concatenate(
             [np.arange(p.start, p.stop) for g, p in self.slices.items() if g not in exempt]
