@@ -328,8 +328,11 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         return BuildResult("bundle", time.perf_counter() - started, previous)
 
     probe_rows, _ = probe_from_manifest(manifest)
-    if probe_rows.ndim != 2 or len(probe_rows) == 0:
-        raise BuildError(f"{bundle_dir}: the manifest's parity probe has no rows")
+    if probe_rows.ndim != 2 or len(probe_rows) == 0 or probe_rows.shape[1] != len(names):
+        raise BuildError(
+            f"{bundle_dir}: the manifest's parity probe must hold rows of {len(names)} "
+            f"features, got shape {probe_rows.shape}"
+        )
     sample = _load_train_sample(bundle_dir, manifest, len(names))
     annotation_rows = probe_rows if sample is None else sample
     annotation = {
