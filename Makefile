@@ -55,6 +55,11 @@ loadtest: $(STAMP)  ## Start the default server, send a 20 s open-loop load, pri
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
 
+.PHONY: bench
+bench: $(STAMP)  ## Time every model backend on fresh rows (builds the default bundle if missing)
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)
+
 lint: $(STAMP)  ## ruff (format + check) and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
