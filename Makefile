@@ -16,7 +16,7 @@ BUNDLE ?= artifacts/latest
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: help setup protos data model serve test unit lint format clean
+.PHONY: help setup protos data model serve loadtest test unit lint format clean
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,18 @@ model: $(STAMP) $(DATA_DIR)/impressions.csv  ## Train and compile a new bundle; 
 serve: $(STAMP)  ## Build the default bundle if missing, then serve it on $(HOST):$(PORT)
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m server --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
+
+# Extra flags for `make loadtest`, e.g. LOADTEST_ARGS="--rate 500 --scenario score=8,track=1".
+LOADTEST_ARGS ?=
+
+loadtest: $(STAMP)  ## Start the default server, send a 20 s open-loop load, print the SLO verdict
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
+
+.PHONY: bench
+bench: $(STAMP)  ## Time every model backend on fresh rows (builds the default bundle if missing)
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff (format + check) and mypy
 	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,186 @@
+"""Command line: `python -m compiler build|bench|synthetic ...` (see --help of each)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from compiler.backends import BackendError
+from compiler.bench import BenchError, BenchOptions, run_bench
+from compiler.build import BuildError, BuildOptions, build_bundle
+from compiler.cache import CACHE_ENV, default_cache_dir
+from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
+from compiler.toolchain import OPT_LEVELS, TARGETS
+from training.bundle import BundleError
+
+logger = logging.getLogger("compiler")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--batch-sizes must be integers, got {text!r}") from exc
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--batch-sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default=_env("RECO_LOG_LEVEL", "INFO"),
+        help="logging level (env RECO_LOG_LEVEL; default %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    defaults = BuildOptions()
+
+    build = commands.add_parser(
+        "build",
+        help="compile a bundle's model.txt into model.so and model.onnx, checked for parity",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    build.add_argument("bundle", type=Path, help="bundle directory written by training")
+    build.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=_env("RECO_COMPILER_TARGET", defaults.target),
+        help="portable: any x86-64 CPU; native: this CPU only (env RECO_COMPILER_TARGET)",
+    )
+    build.add_argument(
+        "--quantize",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.quantize,
+        help="TL2cgen quantize: compare integer bin indices instead of doubles",
+    )
+    build.add_argument(
+        "--annotate",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.annotate,
+        help="mark branches LIKELY/UNLIKELY from train_sample.npy (TL2cgen annotate_branch)",
+    )
+    build.add_argument(
+        "--parallel-comp",
+        type=int,
+        default=defaults.parallel_comp,
+        metavar="N",
+        help="split the trees over N C files compiled in parallel (0: one file)",
+    )
+    build.add_argument(
+        "--opt-level", choices=OPT_LEVELS, default=defaults.opt_level, help="gcc -O level"
+    )
+    build.add_argument("--cc", default=_env("CC", defaults.cc), help="C compiler (env CC)")
+    build.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiler processes"
+    )
+    build.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help=f"content-addressed build cache (env {CACHE_ENV})",
+    )
+    build.add_argument("--no-cache", action="store_true", help="neither use nor fill the cache")
+
+    bench = commands.add_parser(
+        "bench",
+        help="latency of every backend per call and per row on fresh rows (Markdown)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument("bundle", type=Path, help="a compiled bundle directory")
+    bench_defaults = BenchOptions()
+    bench.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default=bench_defaults.batch_sizes,
+        help="comma-separated rows per call",
+    )
+    bench.add_argument("--repeats", type=int, default=bench_defaults.repeats, help="runs per cell")
+    bench.add_argument(
+        "--pool-rows", type=int, default=bench_defaults.pool_rows, help="fresh rows generated"
+    )
+    bench.add_argument("--seed", type=int, default=bench_defaults.seed, help="row pool seed")
+    bench.add_argument(
+        "--variants",
+        action="store_true",
+        help="also build and time compile variants (annotation, quantize, -O2, native)",
+    )
+
+    bench.add_argument(
+        "--serving-shape",
+        action="store_true",
+        help="batches as the server builds them: one session's columns shared by every row",
+    )
+
+    synthetic = commands.add_parser(
+        "synthetic",
+        help="write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    spec = SyntheticSpec()
+    synthetic.add_argument("out", type=Path, help="bundle directory to create")
+    synthetic.add_argument("--trees", type=int, default=spec.n_trees)
+    synthetic.add_argument("--max-depth", type=int, default=spec.max_depth)
+    synthetic.add_argument("--num-leaves", type=int, default=spec.num_leaves)
+    synthetic.add_argument("--rows", type=int, default=spec.n_rows, help="training rows")
+    synthetic.add_argument("--seed", type=int, default=spec.seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "build":
+            options = BuildOptions(
+                target=args.target,
+                quantize=args.quantize,
+                annotate=args.annotate,
+                parallel_comp=args.parallel_comp,
+                cc=args.cc,
+                opt_level=args.opt_level,
+                jobs=args.jobs,
+                cache_dir=None if args.no_cache else args.cache_dir,
+            )
+            build_bundle(args.bundle, options)
+        elif args.command == "bench":
+            options_bench = BenchOptions(
+                batch_sizes=args.batch_sizes,
+                repeats=args.repeats,
+                pool_rows=args.pool_rows,
+                seed=args.seed,
+                variants=args.variants,
+                serving_shape=args.serving_shape,
+            )
+            print(run_bench(args.bundle, options_bench))
+        else:
+            spec = SyntheticSpec(
+                n_trees=args.trees,
+                max_depth=args.max_depth,
+                num_leaves=args.num_leaves,
+                n_rows=args.rows,
+                seed=args.seed,
+            )
+            write_synthetic_bundle(args.out, spec)
+            logger.info("wrote synthetic bundle %s", args.out)
+    except (BuildError, BackendError, BundleError, BenchError) as exc:
+        logger.error("%s", exc)
+        return 1
+    except OSError as exc:  # e.g. a read-only bundle directory or a full disk
+        logger.error("%s: %s", type(exc).__name__, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Model backends (compiled, onnx, lightgbm) and `auto` selection by load and parity probe."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from compiler.cpu import missing_cpu_flags
+from compiler.native import NativeLibrary
+from compiler.onnx_model import OnnxModel
+from compiler.parity import ParityResult, compare, failure_message
+from training.bundle import (
+    LIBRARY_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    BundleError,
+    probe_from_manifest,
+    read_manifest,
+    verify_files,
+)
+
+logger = logging.getLogger(__name__)
+
+BACKEND_KINDS = ("compiled", "onnx", "lightgbm")  # auto tries them in this order
+_F32 = np.dtype(np.float32)
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+class BackendError(Exception):
+    """No backend could serve the bundle; the message lists every backend's reason."""
+
+
+class BackendUnavailableError(Exception):
+    """One backend cannot serve this bundle; the message is the reason."""
+
+
+class Backend:
+    """A loaded model: .predict(rows) gives one float64 click probability per row."""
+
+    def __init__(self, name: str, n_features: int, score: Callable[[F32], F64]) -> None:
+        """A backend called name scoring rows of n_features columns with score (which may
+        assume validated, non-empty rows)."""
+        self.name = name
+        self.n_features = n_features
+        self._score = score  # a bound C-call or session method: no extra Python frame per call
+        self.rejected: list[str] = []  # "kind: reason" for each backend auto skipped before this
+        self.parity: ParityResult | None = None  # the load-time probe check
+
+    def predict(self, rows: F32) -> F64:
+        """Probabilities for rows: 2-D float32, C-contiguous, manifest feature order, NaN = missing.
+
+        Raises ValueError naming the shape and dtype of anything else.
+        """
+        if not (
+            isinstance(rows, np.ndarray)
+            and rows.ndim == 2
+            and rows.dtype == _F32
+            and rows.flags.c_contiguous
+            and rows.shape[1] == self.n_features
+        ):
+            raise ValueError(self._describe_bad_rows(rows))
+        if rows.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        return self._score(rows)
+
+    def _describe_bad_rows(self, rows: object) -> str:
+        expected = f"a 2-D float32 C-contiguous array of shape (n, {self.n_features})"
+        if not isinstance(rows, np.ndarray):
+            return f"rows must be {expected}, got {type(rows).__name__}"
+        layout = "C-contiguous" if rows.flags.c_contiguous else "non-contiguous"
+        return f"rows must be {expected}, got {layout} {rows.dtype} array of shape {rows.shape}"
+
+
+def _verified(bundle_dir: Path, manifest: dict[str, Any], name: str, why_absent: str) -> Path:
+    path = bundle_dir / name
+    if not path.is_file():
+        raise BackendUnavailableError(f"{path} is missing{why_absent}")
+    try:
+        verify_files(bundle_dir, manifest, [name])
+    except BundleError as exc:
+        raise BackendUnavailableError(f"corrupt file: {exc}") from exc
+    return path
+
+
+def _build_reason(manifest: dict[str, Any], kind: str) -> str:
+    """Why the build did not produce this backend's file, if it recorded a reason."""
+    record = manifest.get("compiler", {}).get("backends", {}).get(kind, {})
+    return f" (build: {record['reason']})" if record.get("reason") else ""
+
+
+def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
+    section = manifest.get("compiler")
+    if not section:
+        raise BackendUnavailableError(
+            "no library: the bundle was never compiled (run: python -m compiler build)"
+        )
+    path = _verified(bundle_dir, manifest, LIBRARY_FILE, _build_reason(manifest, "compiled"))
+    target = section.get("target_cpu", {})
+    missing = missing_cpu_flags(target.get("required_cpu_flags", []))
+    if missing is None:
+        logger.warning("cannot read /proc/cpuinfo; not checking %s's CPU requirements", path)
+    elif missing:
+        raise BackendUnavailableError(
+            f"CPU mismatch: this CPU lacks {', '.join(missing)}, which {path} "
+            f"(built with -march={target.get('march')}) may use"
+        )
+    try:
+        library = NativeLibrary(path)
+    except OSError as exc:
+        raise BackendUnavailableError(f"dlopen failed: {exc}") from exc
+    return Backend("compiled", library.n_features, library.predict_unchecked)
+
+
+def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
+    path = _verified(bundle_dir, manifest, ONNX_FILE, _build_reason(manifest, "onnx"))
+    try:
+        model = OnnxModel(path)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad models
+        raise BackendUnavailableError(f"onnxruntime cannot load {path}: {exc}") from exc
+    return Backend("onnx", model.n_features, model.predict)
+
+
+def _open_lightgbm(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
+    path = _verified(bundle_dir, manifest, MODEL_FILE, "")
+    try:
+        booster = lgb.Booster(model_file=str(path))
+    except lgb.basic.LightGBMError as exc:
+        raise BackendUnavailableError(f"LightGBM cannot load {path}: {exc}") from exc
+
+    def score(rows: F32) -> F64:
+        return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
+
+    return Backend("lightgbm", booster.num_feature(), score)
+
+
+_OPENERS: dict[str, Callable[[Path, dict[str, Any]], Backend]] = {
+    "compiled": _open_compiled,
+    "onnx": _open_onnx,
+    "lightgbm": _open_lightgbm,
+}
+
+
+def _check_probe(
+    backend: Backend, manifest: dict[str, Any], rows: F32, expected: F64
+) -> ParityResult:
+    names = manifest["feature_names"]
+    if backend.n_features != len(names):
+        raise BackendUnavailableError(
+            f"model has {backend.n_features} features, manifest lists {len(names)}"
+        )
+    try:
+        actual = backend.predict(rows)
+    except Exception as exc:  # onnxruntime and LightGBM raise their own types; none may serve
+        raise BackendUnavailableError(f"parity probe failed to run: {exc}") from exc
+    result = compare(backend.name, expected, actual)
+    if not result.passed:
+        worst = result.worst_row
+        raise BackendUnavailableError(
+            failure_message(
+                result, rows[worst], float(expected[worst]), float(actual[worst]), names
+            )
+        )
+    return result
+
+
+def load_backend(bundle_dir: Path | str, kind: str = "auto") -> Backend:
+    """Loads a bundle's model: the named backend, or with "auto" the first of compiled, onnx,
+    lightgbm that loads and reproduces the manifest's parity probe.
+
+    Each backend skipped is logged with its reason and listed in .rejected; raises BackendError
+    (every reason in the message) when none can serve.
+    """
+    if kind != "auto" and kind not in BACKEND_KINDS:
+        raise ValueError(f"kind must be 'auto' or one of {list(BACKEND_KINDS)}, got {kind!r}")
+    bundle_dir = Path(bundle_dir)
+    try:
+        manifest = read_manifest(bundle_dir)
+        probe_rows, probe_expected = probe_from_manifest(manifest)
+    except (BundleError, KeyError, TypeError, ValueError) as exc:
+        raise BackendError(f"cannot load a backend from {bundle_dir}: {exc}") from exc
+    if probe_rows.ndim != 2 or len(probe_rows) == 0:
+        raise BackendError(f"{bundle_dir}: the manifest's parity probe has no rows")
+    rejected: list[str] = []
+    for name in BACKEND_KINDS if kind == "auto" else (kind,):
+        try:
+            backend = _OPENERS[name](bundle_dir, manifest)
+            backend.parity = _check_probe(backend, manifest, probe_rows, probe_expected)
+        except BackendUnavailableError as exc:
+            reason = f"{name}: {exc}"
+            logger.warning("backend rejected for %s: %s", bundle_dir, reason)
+            rejected.append(reason)
+            continue
+        backend.rejected = rejected
+        logger.info(
+            "loaded %s backend for %s (probe max abs diff %.3g over %d rows)",
+            name,
+            bundle_dir,
+            backend.parity.max_abs_diff,
+            backend.parity.rows_checked,
+        )
+        return backend
+    raise BackendError(f"no backend can serve {bundle_dir}: " + "; ".join(rejected))

@@ -1,0 +1,1 @@
+"""Stand-ins for parts of the product that other branches build (used by tests only)."""
