@@ -5,27 +5,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from compiler import Backend, BackendError, load_backend
 from server.core.errors import Unavailable
 from training.bundle import BundleError, read_manifest, verify_files
 from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
 from training.features import FEATURE_NAMES, Encodings
 
 log = logging.getLogger(__name__)
-
-
-class Backend(Protocol):
-    """What the core needs from compiler.load_backend's result."""
-
-    name: str
-
-    def predict(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """One click probability per row."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +50,6 @@ def load_model(bundle_dir: Path, backend_kind: str = "auto") -> LoadedModel:
 
     Raises Unavailable naming the reason when the bundle cannot be served.
     """
-    from compiler import BackendError, load_backend  # noqa: PLC0415 - keeps core importable alone
-
     resolved = bundle_dir.resolve()
     try:
         manifest = read_manifest(resolved)
@@ -84,7 +73,7 @@ def load_model(bundle_dir: Path, backend_kind: str = "auto") -> LoadedModel:
         version=str(manifest["version"]),
         manifest=manifest,
         backend=backend,
-        rejected_backends=tuple(getattr(backend, "rejected", ())),
+        rejected_backends=tuple(backend.rejected),
         encodings=encodings,
         catalog=catalog,
         tables=tables,

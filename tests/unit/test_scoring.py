@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 
+from compiler import Backend
 from server.core.errors import DeadlineExceeded, InvalidArgument, LimitExceeded, NotFound
 from server.core.model import LoadedModel
 from server.core.registry import ModelRegistry
@@ -21,16 +22,14 @@ from training.features import FEATURE_NAMES, Encodings, Vocabulary
 PRICE = FEATURE_NAMES.index("rec_price")
 
 
-class PriceBackend:
+class PriceBackend(Backend):
     """Scores a row by its candidate price (deterministic, easy to reason about)."""
 
-    name = "fake"
-
     def __init__(self) -> None:
+        super().__init__("fake", len(FEATURE_NAMES), self._by_price)
         self.calls: list[int] = []
 
-    def predict(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        assert rows.dtype == np.float32 and rows.flags.c_contiguous
+    def _by_price(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         self.calls.append(len(rows))
         return np.asarray(rows[:, PRICE], dtype=np.float64) / 100.0
 
