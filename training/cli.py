@@ -1,0 +1,202 @@
+"""Command line: generate data, check a data file, train a bundle (flags, with env fallbacks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from training.dataset import load_dataset
+from training.generator import GenerationSettings, generate
+from training.metrics import DEFAULT_THRESHOLD, BusinessAssumptions
+from training.model import DEFAULT_THREADS
+from training.pipeline import BundleExistsError, TrainSettings, train
+from training.products import DEFAULT_PRODUCTS
+from training.quality import DEFAULT_MAX_BAD_FRACTION
+from training.schema import DataError
+
+log = logging.getLogger("training")
+
+T = TypeVar("T")
+
+# Exit codes: refused input and an existing bundle are the caller's to fix, not crashes.
+EXIT_BAD_DATA = 2
+EXIT_BUNDLE_EXISTS = 3
+
+
+def _env(name: str, default: T, kind: Callable[[str], T]) -> T:
+    """The environment variable's value converted by `kind`, else the default."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name}={raw!r} is not a valid value") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all three commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Data generator, data-quality checks and training for the click model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("RECO_LOG_LEVEL", "INFO", str),
+        help="logging level (env RECO_LOG_LEVEL)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser(
+        "generate",
+        help="write impressions.csv, catalog.csv and generation.json",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gen.add_argument(
+        "--rows",
+        type=int,
+        default=_env("RECO_ROWS", 15_000, int),
+        help="impression rows to write (env RECO_ROWS)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=_env("RECO_SEED", 7, int),
+        help="random seed; same rows + seed give identical files (env RECO_SEED)",
+    )
+    gen.add_argument("--out", type=Path, required=True, help="output directory")
+    gen.add_argument(
+        "--products",
+        type=int,
+        default=DEFAULT_PRODUCTS,
+        help="catalog size (at least one product per base item)",
+    )
+    gen.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also write sessions.csv in the notebook's schema (one row per session)",
+    )
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    check = commands.add_parser(
+        "check",
+        help="print the data-quality report of a data file or directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    check.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a CSV, or a directory with impressions.csv or sessions.csv",
+    )
+    _add_max_bad(check)
+
+    fit = commands.add_parser(
+        "train",
+        help="train, evaluate and write a model bundle",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fit.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a CSV, or a directory with impressions.csv (+ catalog.csv) or sessions.csv",
+    )
+    fit.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the new bundle directory (must not exist); its name is the version",
+    )
+    _add_max_bad(fit)
+    fit.add_argument(
+        "--threshold",
+        type=float,
+        default=_env("RECO_THRESHOLD", DEFAULT_THRESHOLD, float),
+        help="default confidence threshold (env RECO_THRESHOLD)",
+    )
+    fit.add_argument(
+        "--threads",
+        type=int,
+        default=_env("RECO_TRAIN_THREADS", DEFAULT_THREADS, int),
+        help="LightGBM threads; fixed so training is reproducible (env RECO_TRAIN_THREADS)",
+    )
+    defaults = BusinessAssumptions()
+    fit.add_argument(
+        "--sessions-per-day",
+        type=float,
+        default=defaults.sessions_per_day,
+        help="business projection: sessions per day",
+    )
+    fit.add_argument(
+        "--recs-per-session",
+        type=float,
+        default=defaults.recs_per_session,
+        help="business projection: recommendations shown per session",
+    )
+    fit.add_argument(
+        "--value-per-click",
+        type=float,
+        default=defaults.value_per_click,
+        help="business projection: dollars per click",
+    )
+    return parser
+
+
+def _add_max_bad(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=_env("RECO_MAX_BAD_FRACTION", DEFAULT_MAX_BAD_FRACTION, float),
+        help="refuse the file when more than this fraction of rows fail the rules "
+        "(env RECO_MAX_BAD_FRACTION)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "generate":
+            generate(
+                GenerationSettings(
+                    rows=args.rows,
+                    seed=args.seed,
+                    out_dir=args.out,
+                    n_products=args.products,
+                    notebook=args.notebook,
+                    progress=not args.no_progress,
+                )
+            )
+        elif args.command == "check":
+            print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
+        else:
+            train(
+                TrainSettings(
+                    data=args.data,
+                    out=args.out,
+                    threshold=args.threshold,
+                    num_threads=args.threads,
+                    max_bad_fraction=args.max_bad_fraction,
+                    business=BusinessAssumptions(
+                        args.sessions_per_day, args.recs_per_session, args.value_per_click
+                    ),
+                )
+            )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except BundleExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUNDLE_EXISTS
+    except ValueError as exc:  # bad flag values (rows <= 0, catalog too small, ...)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    return 0
