@@ -162,6 +162,17 @@ def _chunks(
         yield page, clicked
 
 
+_OFFSETS: dict[tuple[int, int], Offsets] = {}
+
+
+def _offsets(seed: int, n_products: int, world: World) -> Offsets:
+    """calibrate(world), remembered per catalog (seed, size) within this process."""
+    key = (seed, n_products)
+    if key not in _OFFSETS:
+        _OFFSETS[key] = calibrate(world)
+    return _OFFSETS[key]
+
+
 def generate(settings: GenerationSettings) -> dict[str, Any]:
     """Generates the data set into settings.out_dir and returns the generation report."""
     if settings.rows <= 0:
@@ -170,7 +181,7 @@ def generate(settings: GenerationSettings) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     catalog = generate_catalog(settings.seed, settings.n_products)
     world = World.from_catalog(catalog)
-    offsets = calibrate(world)
+    offsets = _offsets(settings.seed, settings.n_products, world)
     pool = max(1, round(settings.rows / ROWS_PER_CUSTOMER))
     customers = Customers.draw(world, pool, np.random.default_rng([settings.seed, 2]))
     tally = _Tally(pool)

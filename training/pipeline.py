@@ -375,6 +375,7 @@ def _write_bundle(
         "parity_probe": {
             **probe_to_manifest(probe.rows, probe.probabilities),
             "composition": probe.composition(),
+            "kinds": probe.kinds,
         },
         "training": training_info,
         "metrics": {

@@ -126,9 +126,10 @@ def check_quality(
         frame[column] = text
 
     numbers: dict[str, pd.Series] = {}
+    unparseable: dict[str, np.ndarray] = {}
     for column in (c for c in NUMERIC_COLUMNS if c in frame.columns):
-        numbers[column], unparseable = _numeric(frame[column])
-        checks.append(("value is a number", column, unparseable))
+        numbers[column], unparseable[column] = _numeric(frame[column])
+        checks.append(("value is a number", column, unparseable[column]))
     for column in (c for c in PRICE_COLUMNS if c in numbers):
         checks.append(("price > 0", column, (numbers[column] <= 0).to_numpy(bool)))
     scroll = numbers["scroll_depth"]
@@ -140,8 +141,8 @@ def check_quality(
     for column in BINARY_COLUMNS:
         value = numbers[column]
         bad = value.notna() & ~value.isin([0.0, 1.0])
-        if column == LABEL:  # every training row needs its label
-            bad |= value.isna()
+        if column == LABEL:  # every training row needs its label (text is counted above)
+            bad |= value.isna() & ~unparseable[column]
         checks.append(("value is 0 or 1", column, bad.to_numpy(bool)))
     if TIMESTAMP in frame.columns:
         stamps = pd.to_datetime(frame[TIMESTAMP], utc=True, errors="coerce", format="ISO8601")

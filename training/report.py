@@ -92,12 +92,14 @@ def _num(value: float | None, digits: int = 3) -> str:
 def _ranker_row(name: str, m: Mapping[str, Any] | str) -> str:
     if isinstance(m, str):
         return f"| {name} | {m} | | | | | |"
-    ranking = m.get("ranking", {})
+    ranking = m.get("ranking")
+    if isinstance(ranking, Mapping):
+        hit, ndcg = _num(ranking[f"hit_rate_at_{TOP_K}"]), _num(ranking[f"ndcg_at_{TOP_K}"])
+    else:
+        hit = ndcg = NOT_APPLICABLE
     return (
         f"| {name} | {_num(m['auc'])} | {_pct(m['accuracy'])} | {_pct(m['ctr_at_threshold'])} "
-        f"| {_pct(m['lift_at_threshold'])} "
-        f"| {_num(ranking.get(f'hit_rate_at_{TOP_K}')) if ranking else NOT_APPLICABLE} "
-        f"| {_num(ranking.get(f'ndcg_at_{TOP_K}')) if ranking else NOT_APPLICABLE} |"
+        f"| {_pct(m['lift_at_threshold'])} | {hit} | {ndcg} |"
     )
 
 
