@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from training.benchmark import benchmark
 from training.dataset import load_dataset
 from training.generator import GenerationSettings, generate
 from training.metrics import DEFAULT_THRESHOLD, BusinessAssumptions
@@ -146,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.value_per_click,
         help="business projection: dollars per click",
     )
+
+    bench = commands.add_parser(
+        "bench",
+        help="time generate + train per size and print a markdown table (wall time, peak RSS)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[15_000, 1_000_000],
+        help="data set sizes to generate and train",
+    )
+    bench.add_argument("--seed", type=int, default=7, help="generator seed")
+    bench.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="empty directory for the generated data and bundles",
+    )
     return parser
 
 
@@ -175,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress=not args.no_progress,
                 )
             )
+        elif args.command == "bench":
+            print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
         elif args.command == "check":
             print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
         else:

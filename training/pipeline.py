@@ -73,6 +73,14 @@ class TrainSettings:
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     business: BusinessAssumptions = field(default_factory=BusinessAssumptions)
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.num_threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.num_threads}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+
 
 def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
     """Vocabularies from the training split only (category covers current and candidate)."""

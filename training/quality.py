@@ -78,13 +78,22 @@ class QualityReport:
         return "\n".join(lines)
 
 
-def _numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(numbers, unparseable mask): blanks become NaN; text that is no number is flagged."""
-    text = values.astype("string").str.strip()
-    text = text.mask(text == "")
-    text = text.str.lower().replace(_TRUE_FALSE)
-    numbers = pd.to_numeric(text, errors="coerce")
-    return numbers.astype(np.float64), (numbers.isna() & text.notna()).to_numpy(bool)
+def _numeric(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(numbers, unparseable mask): blanks become NaN; text that is no number is flagged.
+
+    Plain numbers take the fast path; only values that fail it are cleaned (trimmed,
+    "true"/"false" read as 1/0) and tried again.
+    """
+    numbers = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    retry = (numbers.isna() & values.notna()).to_numpy(bool)
+    unparseable = np.zeros(len(values), dtype=bool)
+    if retry.any():
+        text = values[retry].astype("string").str.strip().str.lower().replace(_TRUE_FALSE)
+        text = text.mask(text == "")
+        again = pd.to_numeric(text, errors="coerce").astype(np.float64)
+        numbers[retry] = again.to_numpy()
+        unparseable[retry] = (again.isna() & text.notna()).to_numpy(bool)
+    return numbers, unparseable
 
 
 def _example(raw: pd.DataFrame, mask: np.ndarray) -> tuple[int | None, dict[str, Any] | None]:

@@ -221,3 +221,24 @@ def test_notebook_schema_trains_the_19_feature_session_model(session_bundle: Pat
     booster = lgb.Booster(model_file=str(session_bundle / "model.txt"))
     np.testing.assert_array_equal(booster.predict(rows), probabilities)
     assert "not applicable" in (session_bundle / "report.md").read_text()
+
+
+def test_bad_settings_are_refused_by_name(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"threshold must be between 0 and 1, got 1\.5"):
+        TrainSettings(data=data_dir, out=tmp_path / "x", threshold=1.5)
+    assert (
+        main(["train", "--data", str(data_dir), "--out", str(tmp_path / "x"), "--threads", "0"])
+        == EXIT_BAD_DATA
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_bench_command_prints_a_table_row_per_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--rows", "600", "--work-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0].startswith("| rows | step | wall time (s) | peak RSS (MB)")
+    steps = [line.split("|")[2].strip() for line in table[2:]]
+    assert steps == ["generate", "train"]
+    assert (tmp_path / "bundle-600" / "manifest.json").is_file()
