@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ TARGET_TRAFFIC = {
 CALIBRATION_SEED = 20_261_122
 CALIBRATION_SESSIONS = 240_000  # enough that the fitted rates hold to ~0.1 point
 CALIBRATION_CUSTOMERS = 48_000
+CALIBRATION_CHUNK = 20_000
 RAKING_ROUNDS = 200
 TOLERANCE = 1e-7
 
@@ -61,12 +63,20 @@ class _Binned:
     weight: F64
 
     @classmethod
-    def of(cls, page: PageViews) -> _Binned:
-        keys = np.stack(
-            [page.device, page.traffic, np.rint(page.logit / LOGIT_STEP).astype(np.int64)], axis=1
-        )
-        cells, counts = np.unique(keys, axis=0, return_counts=True)
-        return cls(cells[:, 0], cells[:, 1], cells[:, 2] * LOGIT_STEP, counts.astype(np.float64))
+    def of(cls, pages: Iterable[PageViews]) -> _Binned:
+        """Bins chunk by chunk, so the sample never has to be in memory at once."""
+        cells, counts = [], []
+        for page in pages:
+            keys = np.stack(
+                [page.device, page.traffic, np.rint(page.logit / LOGIT_STEP).astype(np.int64)],
+                axis=1,
+            )
+            chunk_cells, chunk_counts = np.unique(keys, axis=0, return_counts=True)
+            cells.append(chunk_cells)
+            counts.append(chunk_counts)
+        merged, inverse = np.unique(np.concatenate(cells), axis=0, return_inverse=True)
+        weight = np.bincount(inverse.ravel(), np.concatenate(counts)).astype(np.float64)
+        return cls(merged[:, 0], merged[:, 1], merged[:, 2] * LOGIT_STEP, weight)
 
 
 def _solve_segment(logit: F64, weight: F64, target: float) -> float:
@@ -82,12 +92,12 @@ def _solve_segment(logit: F64, weight: F64, target: float) -> float:
     return c
 
 
-def fit_offsets(page: PageViews) -> Offsets:
+def fit_offsets(pages: Iterable[PageViews]) -> Offsets:
     """Raking in logit space: alternately fit device then traffic offsets to the expected rates.
 
     The click probabilities (not sampled clicks) are matched, so the fit has no Bernoulli noise.
     """
-    binned = _Binned.of(page)
+    binned = _Binned.of(pages)
     device_target = np.array([TARGET_DEVICE[d] for d in DEVICES])
     traffic_target = np.array([TARGET_TRAFFIC[t] for t in TRAFFIC_SOURCES])
     device = np.zeros(len(DEVICES))
@@ -111,7 +121,14 @@ def fit_offsets(page: PageViews) -> Offsets:
 
 def calibrate(world: World) -> Offsets:
     """Offsets for this catalog, fitted on the internal sample (deterministic, a few seconds)."""
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    customers = Customers.draw(world, CALIBRATION_CUSTOMERS, rng)
-    sample = simulate(world, customers, np.arange(CALIBRATION_SESSIONS, dtype=np.int64), rng)
-    return fit_offsets(sample)
+    customers = Customers.draw(
+        world, CALIBRATION_CUSTOMERS, np.random.default_rng(CALIBRATION_SEED)
+    )
+
+    def chunks() -> Iterator[PageViews]:
+        for index, first in enumerate(range(0, CALIBRATION_SESSIONS, CALIBRATION_CHUNK)):
+            sessions = np.arange(first, min(first + CALIBRATION_CHUNK, CALIBRATION_SESSIONS))
+            rng = np.random.default_rng([CALIBRATION_SEED, index])
+            yield simulate(world, customers, sessions.astype(np.int64), rng)
+
+    return fit_offsets(chunks())

@@ -10,15 +10,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from training.benchmark import benchmark
-from training.dataset import load_dataset
-from training.generator import GenerationSettings, generate
-from training.metrics import DEFAULT_THRESHOLD, BusinessAssumptions
-from training.model import DEFAULT_THREADS
-from training.pipeline import BundleExistsError, TrainSettings, train
-from training.products import DEFAULT_PRODUCTS
-from training.quality import DEFAULT_MAX_BAD_FRACTION
 from training.schema import DataError
+from training.settings import (
+    DEFAULT_MAX_BAD_FRACTION,
+    DEFAULT_PRODUCTS,
+    DEFAULT_ROWS,
+    DEFAULT_SEED,
+    DEFAULT_THREADS,
+    DEFAULT_THRESHOLD,
+    BusinessAssumptions,
+    GenerationSettings,
+    TrainSettings,
+)
 
 log = logging.getLogger("training")
 
@@ -62,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--rows",
         type=int,
-        default=_env("RECO_ROWS", 15_000, int),
+        default=_env("RECO_ROWS", DEFAULT_ROWS, int),
         help="impression rows to write (env RECO_ROWS)",
     )
     gen.add_argument(
         "--seed",
         type=int,
-        default=_env("RECO_SEED", 7, int),
+        default=_env("RECO_SEED", DEFAULT_SEED, int),
         help="random seed; same rows + seed give identical files (env RECO_SEED)",
     )
     gen.add_argument("--out", type=Path, required=True, help="output directory")
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[15_000, 1_000_000],
         help="data set sizes to generate and train",
     )
-    bench.add_argument("--seed", type=int, default=7, help="generator seed")
+    bench.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
     bench.add_argument(
         "--work-dir",
         type=Path,
@@ -180,43 +183,60 @@ def _add_max_bad(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run(args: argparse.Namespace) -> None:
+    """Dispatches one command.
+
+    Each command imports only what it runs: LightGBM and scikit-learn take seconds to import
+    on this machine, and `generate` (called by `make data`) needs neither.
+    """
+    if args.command == "generate":
+        from training.generator import generate  # noqa: PLC0415 - see the docstring
+
+        generate(
+            GenerationSettings(
+                rows=args.rows,
+                seed=args.seed,
+                out_dir=args.out,
+                n_products=args.products,
+                notebook=args.notebook,
+                progress=not args.no_progress,
+            )
+        )
+    elif args.command == "check":
+        from training.dataset import load_dataset  # noqa: PLC0415
+
+        print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
+    elif args.command == "bench":
+        from training.benchmark import benchmark  # noqa: PLC0415
+
+        print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+    else:
+        from training.pipeline import train  # noqa: PLC0415
+
+        train(
+            TrainSettings(
+                data=args.data,
+                out=args.out,
+                threshold=args.threshold,
+                num_threads=args.threads,
+                max_bad_fraction=args.max_bad_fraction,
+                business=BusinessAssumptions(
+                    args.sessions_per_day, args.recs_per_session, args.value_per_click
+                ),
+            )
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "generate":
-            generate(
-                GenerationSettings(
-                    rows=args.rows,
-                    seed=args.seed,
-                    out_dir=args.out,
-                    n_products=args.products,
-                    notebook=args.notebook,
-                    progress=not args.no_progress,
-                )
-            )
-        elif args.command == "bench":
-            print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
-        elif args.command == "check":
-            print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
-        else:
-            train(
-                TrainSettings(
-                    data=args.data,
-                    out=args.out,
-                    threshold=args.threshold,
-                    num_threads=args.threads,
-                    max_bad_fraction=args.max_bad_fraction,
-                    business=BusinessAssumptions(
-                        args.sessions_per_day, args.recs_per_session, args.value_per_click
-                    ),
-                )
-            )
+        _run(args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_DATA
-    except BundleExistsError as exc:
+    except FileExistsError as exc:  # training.pipeline.BundleExistsError: bundles are immutable
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUNDLE_EXISTS
     except ValueError as exc:  # bad flag values (rows <= 0, catalog too small, ...)

@@ -10,8 +10,9 @@ import pandas as pd
 
 from training.catalog import CATALOG_COLUMNS, CATALOG_FILE, Catalog
 from training.generator import IMPRESSIONS_FILE, SESSIONS_FILE
-from training.quality import DEFAULT_MAX_BAD_FRACTION, QualityReport, check_quality
+from training.quality import QualityReport, check_quality
 from training.schema import CANDIDATE_SET, DataError
+from training.settings import DEFAULT_MAX_BAD_FRACTION
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,8 +16,9 @@ from tqdm import tqdm
 from training.behaviour import DEVICES, TRAFFIC_SOURCES, Customers, PageViews, World, simulate
 from training.calibration import Offsets, calibrate
 from training.catalog import CATALOG_FILE
-from training.products import DEFAULT_PRODUCTS, generate_catalog
+from training.products import generate_catalog
 from training.schema import IMPRESSION_COLUMNS, LABEL, notebook_view
+from training.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,6 @@ REFERENCE_TIME = np.datetime64("2026-01-01T00:00:00", "s")
 # One customer per this many rows: 15,000 rows -> 3,000 customers, like the notebook.
 ROWS_PER_CUSTOMER = 5
 SESSIONS_PER_CHUNK = 20_000
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What to generate."""
-
-    rows: int
-    seed: int
-    out_dir: Path
-    n_products: int = DEFAULT_PRODUCTS
-    notebook: bool = False  # also write sessions.csv in the notebook's schema
-    progress: bool = True
 
 
 class _Tally:
@@ -175,8 +163,6 @@ def _offsets(seed: int, n_products: int, world: World) -> Offsets:
 
 def generate(settings: GenerationSettings) -> dict[str, Any]:
     """Generates the data set into settings.out_dir and returns the generation report."""
-    if settings.rows <= 0:
-        raise ValueError(f"rows must be positive, got {settings.rows}")
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
     catalog = generate_catalog(settings.seed, settings.n_products)

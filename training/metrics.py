@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,9 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+from training.settings import DEFAULT_THRESHOLD, BusinessAssumptions
+
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-DEFAULT_THRESHOLD = 0.7
 TOP_K = 3
 NOT_APPLICABLE = "not applicable"
 
@@ -125,15 +125,6 @@ def segment_metrics(
             "auc": auc_or_none(part["y"], part["s"]),
         }
     return out
-
-
-@dataclass(frozen=True)
-class BusinessAssumptions:
-    """The projection's inputs (CLI flags): traffic, slots and the value of one click."""
-
-    sessions_per_day: float = 100_000
-    recs_per_session: float = 3
-    value_per_click: float = 5.0
 
 
 def business_projection(

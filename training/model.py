@@ -9,6 +9,8 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from training.settings import DEFAULT_THREADS
+
 MODEL_SEED = 42
 NUM_TREES = 100
 
@@ -30,7 +32,6 @@ PARAMS: dict[str, Any] = {
     "data_random_seed": MODEL_SEED,
     "verbosity": -1,
 }
-DEFAULT_THREADS = 2
 
 
 def train_booster(

@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,7 @@ from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables
 from training.dataset import DataSet, load_dataset
 from training.features import FEATURE_SETS, Encodings, Vocabulary, features_from_frame
 from training.metrics import (
-    DEFAULT_THRESHOLD,
     NOT_APPLICABLE,
-    BusinessAssumptions,
     business_projection,
     classification_metrics,
     ranking_metrics,
@@ -42,9 +40,9 @@ from training.metrics import (
 )
 from training.model import NUM_TREES, PARAMS, predict, train_booster
 from training.probe import build_probe
-from training.quality import DEFAULT_MAX_BAD_FRACTION
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, TIMESTAMP
+from training.settings import TrainSettings
 from training.split import split_rows
 from training.story import CAMPING_STORY, rank_catalog
 
@@ -60,26 +58,6 @@ STORY_TOP = 5
 
 class BundleExistsError(FileExistsError):
     """The target bundle directory already exists; bundles are immutable."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything `train` needs (the CLI builds this from flags and environment variables)."""
-
-    data: Path
-    out: Path
-    threshold: float = DEFAULT_THRESHOLD
-    num_threads: int = 2
-    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
-    business: BusinessAssumptions = field(default_factory=BusinessAssumptions)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.num_threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.num_threads}")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
 
 def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
@@ -285,6 +263,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    staging.chmod(0o755)  # mkdtemp makes it owner-only; a bundle is read by other services
     try:
         manifest = _write_bundle(
             staging,
@@ -394,4 +373,5 @@ def _write_bundle(
     }
     assert MANIFEST_FILE not in manifest["files"]
     write_manifest(staging, manifest)
+    (staging / MANIFEST_FILE).chmod(0o644)  # write_manifest's temp file is owner-only
     return manifest

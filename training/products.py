@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from training.catalog import CATALOG_COLUMNS
+from training.settings import DEFAULT_PRODUCTS
 
 # (category, subcategory, [(item name, lowest price, highest price), ...]). Items of one
 # subcategory complement each other: a shopper buying a Tent also wants a Headlamp.
@@ -304,7 +305,6 @@ ALWAYS_IN_STOCK = ("Hiking Boots", "Tent", "Sleeping Bag", "Headlamp", "Sleeping
 # Extra models of existing items fill the catalog up to the requested size.
 VARIANTS: tuple[tuple[str, float], ...] = (("Pro", 1.6), ("Lite", 0.7), ("XL", 1.25), ("Mini", 0.8))
 
-DEFAULT_PRODUCTS = 200
 IN_STOCK_SHARE = 0.9
 ZIPF_EXPONENT = 0.9
 

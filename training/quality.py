@@ -21,8 +21,8 @@ from training.schema import (
     DataError,
     detect_feature_set,
 )
+from training.settings import DEFAULT_MAX_BAD_FRACTION
 
-DEFAULT_MAX_BAD_FRACTION = 0.5
 _TRUE_FALSE = {"true": "1", "false": "0"}
 
 

@@ -91,15 +91,15 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def _ranker_row(name: str, m: Mapping[str, Any] | str) -> str:
     if isinstance(m, str):
-        return f"| {name} | {m} | | | | | |"
+        return f"| {name} | {m} | | | | | | |"
     ranking = m.get("ranking")
     if isinstance(ranking, Mapping):
         hit, ndcg = _num(ranking[f"hit_rate_at_{TOP_K}"]), _num(ranking[f"ndcg_at_{TOP_K}"])
     else:
         hit = ndcg = NOT_APPLICABLE
     return (
-        f"| {name} | {_num(m['auc'])} | {_pct(m['accuracy'])} | {_pct(m['ctr_at_threshold'])} "
-        f"| {_pct(m['lift_at_threshold'])} | {hit} | {ndcg} |"
+        f"| {name} | {_num(m['auc'])} | {_pct(m['accuracy'])} | {m['shown_at_threshold']} "
+        f"| {_pct(m['ctr_at_threshold'])} | {_pct(m['lift_at_threshold'])} | {hit} | {ndcg} |"
     )
 
 
@@ -122,9 +122,9 @@ def render_report(metrics: Mapping[str, Any], manifest_info: Mapping[str, Any]) 
         "",
         "## Session-aware model against the baselines",
         "",
-        f"| ranker | AUC | accuracy | CTR @ {threshold} | lift @ {threshold} "
-        f"| hit rate @{TOP_K} | NDCG @{TOP_K} |",
-        "|---|---|---|---|---|---|---|",
+        f"| ranker | AUC | accuracy | shown @ {threshold} | CTR @ {threshold} "
+        f"| lift @ {threshold} | hit rate @{TOP_K} | NDCG @{TOP_K} |",
+        "|---|---|---|---|---|---|---|---|",
         _ranker_row("session-aware model", metrics),
     ]
     for name, m in metrics["baselines"].items():
@@ -183,7 +183,10 @@ def render_report(metrics: Mapping[str, Any], manifest_info: Mapping[str, Any]) 
         "",
         f"Assumptions (flags): {a['sessions_per_day']:,.0f} sessions/day, "
         f"{a['recs_per_session']:g} recommendations per session, ${a['value_per_click']:.2f} "
-        "per click; every recommendation shown clicks at the held-out rate.",
+        "per click; every recommendation shown clicks at the held-out rate. The confident line "
+        f"also assumes enough candidates clear {threshold} to fill every slot (on held-out "
+        f"data {_pct(metrics['shown_at_threshold'] / max(metrics['rows']['test'], 1))} of the "
+        "candidates shown did).",
         "",
         f"- Baseline: {projection['baseline_clicks_per_day']:,.0f} clicks/day, "
         f"${projection['baseline_value_per_day']:,.0f}/day.",

@@ -12,9 +12,10 @@ import pytest
 from training.behaviour import DEVICES, TRAFFIC_SOURCES, Customers, World, simulate
 from training.calibration import TARGET_DEVICE, TARGET_TRAFFIC, fit_offsets
 from training.catalog import CATALOG_COLUMNS, Catalog
-from training.generator import REFERENCE_TIME, GenerationSettings, generate
+from training.generator import REFERENCE_TIME, generate
 from training.products import ALWAYS_IN_STOCK, generate_catalog
 from training.schema import IMPRESSION_COLUMNS, LABEL, NOTEBOOK_COLUMNS, PREVIOUS_COLUMNS
+from training.settings import GenerationSettings
 
 ROWS = 3_000
 
@@ -140,7 +141,7 @@ def test_calibrated_offsets_hit_the_notebook_segment_rates() -> None:
     world = World.from_catalog(generate_catalog(seed=3))
     rng = np.random.default_rng(0)
     sample = simulate(world, Customers.draw(world, 2_000, rng), np.arange(10_000), rng)
-    offsets = fit_offsets(sample)
+    offsets = fit_offsets([sample])
     p = 1 / (
         1
         + np.exp(-(sample.logit + offsets.device[sample.device] + offsets.traffic[sample.traffic]))
@@ -155,7 +156,7 @@ def test_intent_matching_candidates_in_engaged_sessions_are_clicked_far_above_70
     world = World.from_catalog(generate_catalog(seed=7))
     rng = np.random.default_rng(1)
     page = simulate(world, Customers.draw(world, 5_000, rng), np.arange(20_000), rng)
-    offsets = fit_offsets(page)
+    offsets = fit_offsets([page])
     clicked = page.clicked(offsets.device, offsets.traffic)
     sub = world.product_subcategory
     complement = sub[page.candidate] == sub[page.current]

@@ -7,12 +7,12 @@ import math
 import pytest
 
 from training.metrics import (
-    BusinessAssumptions,
     business_projection,
     classification_metrics,
     ranking_metrics,
     segment_metrics,
 )
+from training.settings import BusinessAssumptions
 
 
 def test_hit_rate_and_ndcg_at_3_by_hand() -> None:

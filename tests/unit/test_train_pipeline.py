@@ -23,9 +23,10 @@ from training.catalog import load_tables
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
 from training.features import FEATURE_NAMES, SESSION_FEATURES, UNKNOWN_CODE, Encodings
-from training.generator import GenerationSettings, generate
-from training.pipeline import BundleExistsError, TrainSettings, train
+from training.generator import generate
+from training.pipeline import BundleExistsError, train
 from training.schema import DataError
+from training.settings import GenerationSettings, TrainSettings
 from training.split import split_rows
 
 BUNDLE_FILES = {
