@@ -39,7 +39,7 @@ def run_measured(args: Sequence[str], rows: int, step: str) -> StepCost:
 def benchmark(row_counts: Sequence[int], seed: int, work_dir: Path) -> list[str]:
     """Generates and trains each size in work_dir; returns markdown table lines."""
     lines = [
-        "| rows | step | wall time (s) | peak RSS (MB) | held-out AUC |",
+        "| rows | step | wall time (s) | peak RSS (MiB) | held-out AUC |",
         "|---:|---|---:|---:|---:|",
     ]
     for rows in row_counts:

@@ -255,7 +255,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         live_session_example=live_session_example(fitted),
     )
     log.info(
-        "held-out AUC %.4f, CTR at %.2f: %s",
+        "held-out AUC %s, CTR at %s: %s",
         metrics["auc"],
         settings.threshold,
         metrics["ctr_at_threshold"],

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from training.schema import CANDIDATE_SET, LABEL
+from training.schema import CANDIDATE_SET, LABEL, DataError
 
 SPLIT_SEED = 42
 TEST_FOLDS = 5  # one fold of five = 20% held out
@@ -24,8 +24,21 @@ class Split:
     description: str
 
 
+def require_splittable(frame: pd.DataFrame, feature_set: str) -> None:
+    """Raises DataError unless every fold can get both classes (clicks and non-clicks)."""
+    counts = frame[LABEL].value_counts()
+    units = frame["session_id"].nunique() if feature_set == CANDIDATE_SET else len(frame)
+    if len(counts) < 2 or counts.min() < TEST_FOLDS or units < TEST_FOLDS:
+        raise DataError(
+            f"cannot hold out 1/{TEST_FOLDS} of the data: {LABEL} counts "
+            f"{counts.to_dict()} over {units} sessions; need both values at least "
+            f"{TEST_FOLDS} times and at least {TEST_FOLDS} sessions"
+        )
+
+
 def split_rows(frame: pd.DataFrame, feature_set: str) -> Split:
     """80/20 split, stratified on the label; impressions keep each session on one side."""
+    require_splittable(frame, feature_set)
     labels = frame[LABEL].to_numpy()
     positions = np.arange(len(frame), dtype=np.int64)
     if feature_set == CANDIDATE_SET:

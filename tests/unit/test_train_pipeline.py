@@ -239,7 +239,18 @@ def test_bench_command_prints_a_table_row_per_step(
 ) -> None:
     assert main(["bench", "--rows", "600", "--work-dir", str(tmp_path)]) == 0
     table = capsys.readouterr().out.strip().splitlines()
-    assert table[0].startswith("| rows | step | wall time (s) | peak RSS (MB)")
+    assert table[0].startswith("| rows | step | wall time (s) | peak RSS (MiB)")
     steps = [line.split("|")[2].strip() for line in table[2:]]
     assert steps == ["generate", "train"]
     assert (tmp_path / "bundle-600" / "manifest.json").is_file()
+
+
+def test_data_with_one_label_value_is_refused_before_training(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(data_dir / "impressions.csv", dtype=str)
+    frame["recommendation_clicked"] = "0"
+    frame.to_csv(tmp_path / "no_clicks.csv", index=False)
+    with pytest.raises(DataError, match=r"recommendation_clicked counts \{0: 3000\}"):
+        train(TrainSettings(data=tmp_path / "no_clicks.csv", out=tmp_path / "v"))
+    assert not (tmp_path / "v").exists()
