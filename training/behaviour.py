@@ -210,6 +210,10 @@ class PageViews:
     def __len__(self) -> int:
         return len(self.candidate)
 
+    def head(self, n: int) -> PageViews:
+        """The first n rows."""
+        return PageViews(**{name: getattr(self, name)[:n] for name in self.__dataclass_fields__})
+
     def clicked(self, device_offset: F64, traffic_offset: F64) -> npt.NDArray[np.bool_]:
         """The click outcome of every row under the given segment offsets."""
         probability = _sigmoid(

@@ -140,11 +140,7 @@ def _chunks(
         )
         clicked = page.clicked(offsets.device, offsets.traffic)
         if len(page) > remaining:
-            keep = np.arange(remaining)
-            page = PageViews(
-                **{name: getattr(page, name)[keep] for name in page.__dataclass_fields__}
-            )
-            clicked = clicked[keep]
+            page, clicked = page.head(remaining), clicked[:remaining]
         remaining -= len(page)
         index += 1
         yield page, clicked

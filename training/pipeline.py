@@ -43,13 +43,14 @@ from training.probe import build_probe
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, TIMESTAMP
 from training.settings import TrainSettings
-from training.split import split_rows
+from training.split import SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 
 log = logging.getLogger(__name__)
 
 TRAIN_SAMPLE_FILE = "train_sample.npy"
 TRAIN_SAMPLE_ROWS = 20_000
+SAMPLE_SEED = 42
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PREDICTIONS_FILE = "predictions.csv"
@@ -270,7 +271,6 @@ def train(settings: TrainSettings) -> dict[str, Any]:
             out.name,
             data,
             split.description,
-            train_part,
             test_part,
             fitted,
             metrics,
@@ -297,7 +297,6 @@ def _write_bundle(
     version: str,
     data: DataSet,
     split_description: str,
-    train_part: pd.DataFrame,
     test_part: pd.DataFrame,
     fitted: _Fitted,
     metrics: dict[str, Any],
@@ -311,7 +310,7 @@ def _write_bundle(
         fitted.catalog.to_frame().to_csv(staging / CATALOG_FILE, index=False, lineterminator="\n")
         fitted.affinity.to_csv(staging / AFFINITY_FILE, index=False, lineterminator="\n")
         files += [CATALOG_FILE, AFFINITY_FILE]
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(SAMPLE_SEED)
     n_sample = min(TRAIN_SAMPLE_ROWS, len(fitted.X_train))
     sample = fitted.X_train[np.sort(rng.choice(len(fitted.X_train), n_sample, replace=False))]
     np.save(staging / TRAIN_SAMPLE_FILE, np.ascontiguousarray(sample, dtype=np.float32))
@@ -333,7 +332,7 @@ def _write_bundle(
         "catalog_source": data.catalog_source,
         "rows": metrics["rows"],
         "split": split_description,
-        "seed": {"split": 42, "model": PARAMS["seed"]},
+        "seed": {"split": SPLIT_SEED, "model": PARAMS["seed"], "train_sample": SAMPLE_SEED},
         "params": {**PARAMS, "num_boost_round": NUM_TREES, "num_threads": settings.num_threads},
         "lightgbm_version": lgb.__version__,
         "data_quality": metrics["data_quality"],
