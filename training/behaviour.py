@@ -149,6 +149,11 @@ class World:
             subcategory_weights=subcategory_weights,
         )
 
+    def popular_subcategories(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> I64:
+        """Subcategories drawn by their total product popularity."""
+        p = self.subcategory_weights / self.subcategory_weights.sum()
+        return rng.choice(len(p), size=size, p=p)
+
     @property
     def n_products(self) -> int:
         """Number of products in the catalog."""
@@ -238,18 +243,18 @@ def simulate(
     grit = rng.standard_normal(n) + np.asarray(DEVICE_ENGAGEMENT)[device]
 
     # The session's intent: sometimes the long-term favourite, often something else entirely.
-    any_subcategory = rng.choice(
-        len(world.subcategory_weights),
-        size=n,
-        p=world.subcategory_weights / world.subcategory_weights.sum(),
-    )
+    any_subcategory = world.popular_subcategories(rng, n)
     in_favourite = world.subcategory_in_category.draw(favourite, rng.random(n))
     intent = np.where(rng.random(n) < INTENT_FROM_FAVOURITE, in_favourite, any_subcategory)
 
+    # The logged page view is the `viewed`-th of the session (about 3.5 on average, more for
+    # engaged shoppers); only the last four products of the path matter: current + 3 previous.
     viewed = 1 + np.minimum(rng.poisson(np.exp(0.85 + 0.35 * grit)), MAX_VIEWED - 1)
-    path = np.stack([_browse(world, intent, rng) for _ in range(4)], axis=1)  # current, prev 1..3
+    path = np.stack([_browse(world, intent, rng) for _ in range(4)], axis=1)
     path[:, 1:][np.arange(1, 4)[None, :] >= viewed[:, None]] = -1
 
+    # Engagement: log-normal time on page (median ~50 s), scroll depth and image clicks all
+    # rise with grit; the session's minutes grow with the products viewed.
     time_on_page = np.clip(
         np.rint(np.exp(3.95 + 0.45 * grit + 0.55 * rng.standard_normal(n))), 3, 1200
     )
@@ -257,8 +262,9 @@ def simulate(
     image = (rng.random(n) < _sigmoid(-0.7 + 0.9 * grit)).astype(np.int64)
     minutes_per_view = np.exp(0.6 + 0.3 * grit + 0.45 * rng.standard_normal(n))
     session_minutes = np.clip(np.round(viewed * minutes_per_view, 1), 0.1, 600)
-    cart = np.minimum(rng.poisson(0.22 * viewed * np.exp(0.5 * grit)), MAX_CART)
-    seconds_before = rng.integers(86_400, 91 * 86_400, size=n)
+    # Only viewed products can be in the cart.
+    cart = np.minimum(rng.poisson(0.22 * viewed * np.exp(0.5 * grit)), np.minimum(viewed, MAX_CART))
+    seconds_before = rng.integers(86_400, 91 * 86_400, size=n)  # 1 to 91 days before REFERENCE
 
     slots = _show_candidates(world, intent, favourite, path[:, 0], rng)
     row_session, slot = np.nonzero(slots >= 0)
@@ -293,11 +299,7 @@ def _browse(world: World, intent: I64, rng: np.random.Generator) -> I64:
     n = len(intent)
     where = rng.random(n)
     related = world.related_of_subcategory.draw(intent, rng.random(n))
-    anywhere = rng.choice(
-        len(world.subcategory_weights),
-        size=n,
-        p=world.subcategory_weights / world.subcategory_weights.sum(),
-    )
+    anywhere = world.popular_subcategories(rng, n)
     subcategory = np.where(
         where < VIEW_IN_INTENT,
         intent,
@@ -321,11 +323,7 @@ def _show_candidates(
         np.repeat(favourite[:, None], MAX_SLOTS, axis=1), rng.random(shape)
     )
     related = world.related_of_subcategory.draw(intent2, rng.random(shape))
-    anywhere = rng.choice(
-        len(world.subcategory_weights),
-        size=shape,
-        p=world.subcategory_weights / world.subcategory_weights.sum(),
-    )
+    anywhere = world.popular_subcategories(rng, shape)
     subcategory = np.choose(source, [intent2, in_favourite, related, anywhere])
     slots = world.show_in_subcategory.draw(subcategory, rng.random(shape))
     # The product on screen is never recommended: show the next product id instead.
