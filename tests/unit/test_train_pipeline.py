@@ -234,17 +234,6 @@ def test_bad_settings_are_refused_by_name(data_dir: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "x").exists()
 
 
-def test_bench_command_prints_a_table_row_per_step(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["bench", "--rows", "600", "--work-dir", str(tmp_path)]) == 0
-    table = capsys.readouterr().out.strip().splitlines()
-    assert table[0].startswith("| rows | step | wall time (s) | peak RSS (MiB)")
-    steps = [line.split("|")[2].strip() for line in table[2:]]
-    assert steps == ["generate", "train"]
-    assert (tmp_path / "bundle-600" / "manifest.json").is_file()
-
-
 def test_data_with_one_label_value_is_refused_before_training(
     data_dir: Path, tmp_path: Path
 ) -> None:
