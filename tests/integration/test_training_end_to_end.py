@@ -1,0 +1,92 @@
+"""The default data set end to end via the real CLI: marginals, baselines, the camping story."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import pandas as pd
+import pytest
+
+from training.bundle import read_manifest
+from training.calibration import TARGET_DEVICE, TARGET_OVERALL, TARGET_TRAFFIC
+from training.catalog import load_tables
+from training.features import Encodings
+from training.schema import LABEL
+from training.story import CAMPING_STORY, rank_catalog
+
+ROWS, SEED = 15_000, 7  # what `make model` generates
+TOLERANCE = 0.03  # three percentage points
+
+
+def run_cli(*args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("default")
+    data, bundle = root / "data", root / "artifacts" / "20261122T050000Z"
+    run_cli(
+        "generate", "--rows", str(ROWS), "--seed", str(SEED), "--out", str(data), "--no-progress"
+    )
+    run_cli("train", "--data", str(data), "--out", str(bundle))
+    return data, bundle
+
+
+@pytest.fixture(scope="module")
+def metrics(default_run: tuple[Path, Path]) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((default_run[1] / "metrics.json").read_text())
+    return loaded
+
+
+def test_default_data_reproduces_the_notebook_marginals(default_run: tuple[Path, Path]) -> None:
+    impressions = pd.read_csv(default_run[0] / "impressions.csv")
+    assert len(impressions) == ROWS
+    assert impressions[LABEL].mean() == pytest.approx(TARGET_OVERALL, abs=TOLERANCE)
+    by_device = impressions.groupby("device_type")[LABEL].mean()
+    for device, rate in TARGET_DEVICE.items():
+        assert by_device[device] == pytest.approx(rate, abs=TOLERANCE), device
+    by_traffic = impressions.groupby("traffic_source")[LABEL].mean()
+    for source, rate in TARGET_TRAFFIC.items():
+        assert by_traffic[source] == pytest.approx(rate, abs=TOLERANCE), source
+    assert 2_700 <= impressions["customer_id"].nunique() <= 3_300
+
+
+def test_session_aware_model_beats_both_baselines(metrics: dict[str, Any]) -> None:
+    model_hit = metrics["ranking"]["hit_rate_at_3"]
+    for name in ("popularity", "batch"):
+        baseline = metrics["baselines"][name]
+        assert metrics["auc"] > baseline["auc"], name
+        assert model_hit > baseline["ranking"]["hit_rate_at_3"], name
+        assert metrics["ranking"]["ndcg_at_3"] > baseline["ranking"]["ndcg_at_3"], name
+    assert metrics["ctr_at_threshold"] > metrics["baseline_ctr"] + 0.2
+
+
+def test_camping_story_gets_confident_camping_recommendations(
+    default_run: tuple[Path, Path],
+) -> None:
+    """Issue 5's check, done here on the same bundle with the shared feature builder."""
+    bundle = default_run[1]
+    catalog, tables = load_tables(bundle)
+    encodings = Encodings.from_manifest(read_manifest(bundle)["encodings"])
+    booster = lgb.Booster(model_file=str(bundle / "model.txt"))
+    variants = [
+        CAMPING_STORY,
+        # the server may also count the product added to the cart as viewed
+        replace(CAMPING_STORY, previous=("Tent", "Hiking Boots")),
+        *(replace(CAMPING_STORY, traffic_source=source) for source in TARGET_TRAFFIC),
+    ]
+    for context in variants:
+        top = rank_catalog(booster, encodings, catalog, tables, context).head(3)
+        confident_camping = top[(top["subcategory"] == "Camping") & (top["score"] >= 0.7)]
+        assert len(confident_camping) >= 2, (context, top)
+        assert not top["name"].isin(["Sleeping Bag", "Tent"]).any()  # on screen / in the cart

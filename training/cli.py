@@ -1,0 +1,245 @@
+"""Command line: generate data, check a data file, train a bundle (flags, with env fallbacks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from training.schema import DataError
+from training.settings import (
+    DEFAULT_MAX_BAD_FRACTION,
+    DEFAULT_PRODUCTS,
+    DEFAULT_ROWS,
+    DEFAULT_SEED,
+    DEFAULT_THREADS,
+    DEFAULT_THRESHOLD,
+    BusinessAssumptions,
+    GenerationSettings,
+    TrainSettings,
+)
+
+log = logging.getLogger("training")
+
+T = TypeVar("T")
+
+# Exit codes: refused input and an existing bundle are the caller's to fix, not crashes.
+EXIT_BAD_DATA = 2
+EXIT_BUNDLE_EXISTS = 3
+
+
+def _env(name: str, default: T, kind: Callable[[str], T]) -> T:
+    """The environment variable's value converted by `kind`, else the default."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name}={raw!r} is not a valid value") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all three commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Data generator, data-quality checks and training for the click model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("RECO_LOG_LEVEL", "INFO", str),
+        help="logging level (env RECO_LOG_LEVEL)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser(
+        "generate",
+        help="write impressions.csv, catalog.csv and generation.json",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gen.add_argument(
+        "--rows",
+        type=int,
+        default=_env("RECO_ROWS", DEFAULT_ROWS, int),
+        help="impression rows to write (env RECO_ROWS)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=_env("RECO_SEED", DEFAULT_SEED, int),
+        help="random seed; same rows + seed give identical files (env RECO_SEED)",
+    )
+    gen.add_argument("--out", type=Path, required=True, help="output directory")
+    gen.add_argument(
+        "--products",
+        type=int,
+        default=DEFAULT_PRODUCTS,
+        help="catalog size (at least one product per base item)",
+    )
+    gen.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also write sessions.csv in the notebook's schema (one row per session)",
+    )
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    check = commands.add_parser(
+        "check",
+        help="print the data-quality report of a data file or directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    check.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a CSV, or a directory with impressions.csv or sessions.csv",
+    )
+    _add_max_bad(check)
+
+    fit = commands.add_parser(
+        "train",
+        help="train, evaluate and write a model bundle",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fit.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a CSV, or a directory with impressions.csv (+ catalog.csv) or sessions.csv",
+    )
+    fit.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the new bundle directory (must not exist); its name is the version",
+    )
+    _add_max_bad(fit)
+    fit.add_argument(
+        "--threshold",
+        type=float,
+        default=_env("RECO_THRESHOLD", DEFAULT_THRESHOLD, float),
+        help="default confidence threshold (env RECO_THRESHOLD)",
+    )
+    fit.add_argument(
+        "--threads",
+        type=int,
+        default=_env("RECO_TRAIN_THREADS", DEFAULT_THREADS, int),
+        help="LightGBM threads; fixed so training is reproducible (env RECO_TRAIN_THREADS)",
+    )
+    defaults = BusinessAssumptions()
+    fit.add_argument(
+        "--sessions-per-day",
+        type=float,
+        default=defaults.sessions_per_day,
+        help="business projection: sessions per day",
+    )
+    fit.add_argument(
+        "--recs-per-session",
+        type=float,
+        default=defaults.recs_per_session,
+        help="business projection: recommendations shown per session",
+    )
+    fit.add_argument(
+        "--value-per-click",
+        type=float,
+        default=defaults.value_per_click,
+        help="business projection: dollars per click",
+    )
+
+    bench = commands.add_parser(
+        "bench",
+        help="time generate + train per size and print a markdown table (wall time, peak RSS)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[15_000, 1_000_000],
+        help="data set sizes to generate and train",
+    )
+    bench.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
+    bench.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="empty directory for the generated data and bundles",
+    )
+    return parser
+
+
+def _add_max_bad(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=_env("RECO_MAX_BAD_FRACTION", DEFAULT_MAX_BAD_FRACTION, float),
+        help="refuse the file when more than this fraction of rows fail the rules "
+        "(env RECO_MAX_BAD_FRACTION)",
+    )
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Dispatches one command.
+
+    Each command imports only what it runs: LightGBM and scikit-learn take seconds to import
+    on this machine, and `generate` (called by `make data`) needs neither.
+    """
+    if args.command == "generate":
+        from training.generator import generate  # noqa: PLC0415 - see the docstring
+
+        generate(
+            GenerationSettings(
+                rows=args.rows,
+                seed=args.seed,
+                out_dir=args.out,
+                n_products=args.products,
+                notebook=args.notebook,
+                progress=not args.no_progress,
+            )
+        )
+    elif args.command == "check":
+        from training.dataset import load_dataset  # noqa: PLC0415
+
+        print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
+    elif args.command == "bench":
+        from training.benchmark import benchmark  # noqa: PLC0415
+
+        print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+    else:
+        from training.pipeline import train  # noqa: PLC0415
+
+        train(
+            TrainSettings(
+                data=args.data,
+                out=args.out,
+                threshold=args.threshold,
+                num_threads=args.threads,
+                max_bad_fraction=args.max_bad_fraction,
+                business=BusinessAssumptions(
+                    args.sessions_per_day, args.recs_per_session, args.value_per_click
+                ),
+            )
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _run(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except FileExistsError as exc:  # training.pipeline.BundleExistsError: bundles are immutable
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUNDLE_EXISTS
+    except ValueError as exc:  # bad flag values (rows <= 0, catalog too small, ...)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    return 0
