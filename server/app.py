@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,11 +169,17 @@ def run_sync(
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING %s", _describe(app))
-    stop.wait()
+    # A timed wait: a signal delivered to one of grpc's threads only runs its Python handler
+    # when the main thread next wakes, and an untimed wait may never wake.
+    while not stop.wait(0.5):
+        pass
     _log_shutdown(settings)
     app.stop_watching()
     health_servicer.enter_graceful_shutdown()
-    server.stop(settings.grace_seconds).wait()
+    # Keep serving while load balancers notice NOT_SERVING and the backlog drains: stopping
+    # the grpc server at once would cancel calls it has accepted but not yet dispatched.
+    remaining = _drain(lambda: executor.pending > 0, app.handlers, settings)
+    server.stop(remaining).wait()
     executor.shutdown(wait=True)
     log.info("stopped")
 
@@ -217,10 +224,28 @@ async def _serve_aio(settings: Settings) -> None:
     _log_shutdown(settings)
     app.stop_watching()
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.grace_seconds)
+    # As in run_sync: drain the accepted backlog before grpc cancels what it has not dispatched.
+    # The handlers run on this loop, so the drain waits in a thread.
+    remaining = await loop.run_in_executor(None, _drain, lambda: False, app.handlers, settings)
+    await server.stop(remaining)
     if blocking is not None:
         blocking.shutdown(wait=True)
     log.info("stopped")
+
+
+def _drain(
+    queued: Callable[[], bool], handlers: Handlers, settings: Settings, quiet: float = 0.1
+) -> float:
+    """Keeps serving for at least the drain period, then until nothing is queued and no handler
+    has run for `quiet` seconds, within the grace period; returns the grace time left."""
+    start = time.monotonic()
+    deadline = start + settings.grace_seconds
+    drain_until = start + min(settings.drain_seconds, settings.grace_seconds)
+    while (now := time.monotonic()) < deadline:
+        if now >= drain_until and not queued() and now - handlers.last_activity >= quiet:
+            break
+        time.sleep(0.01)  # polling counters; the RPC threads (or loop) finish the backlog
+    return max(0.0, deadline - time.monotonic())
 
 
 def _describe(app: App) -> str:

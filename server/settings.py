@@ -27,6 +27,7 @@ class Settings:
     max_message_bytes: int
     max_in_flight: int
     grace_seconds: float
+    drain_seconds: float
     warmup_requests: int
     session_store: str
     session_ttl_seconds: float
@@ -124,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("GRACE_SECONDS", "5")),
         help="on SIGTERM, how long in-flight RPCs may take to finish [RECO_GRACE_SECONDS]",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(_env("DRAIN_SECONDS", "1")),
+        help="on SIGTERM, keep serving at least this long after health says NOT_SERVING, so "
+        "calls already sent still arrive and load balancers notice (within --grace-seconds) "
+        "[RECO_DRAIN_SECONDS]",
     )
     p.add_argument(
         "--warmup-requests",

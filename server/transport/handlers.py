@@ -67,14 +67,20 @@ class Handlers:
         self.reloader = reloader
         self.bundles = bundles  # variant -> configured bundle path
         self.metrics = metrics
+        # When a handler last started or finished (time.monotonic()); the shutdown drain waits
+        # for this to go quiet. A float assignment is atomic, so threads need no lock here.
+        self.last_activity = time.monotonic()
 
     def attempt(self, rpc: str, handler: Callable[..., Any], *args: Any) -> Outcome:
         """Runs one handler; every exception becomes a status, never a crash."""
+        self.last_activity = time.monotonic()
         try:
             return Outcome(handler(*args), grpc.StatusCode.OK, "")
         except Exception as error:  # the error table decides what each one means
             code, message = status_for(error, rpc)
             return Outcome(None, code, message)
+        finally:
+            self.last_activity = time.monotonic()
 
     def run(
         self,

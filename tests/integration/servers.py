@@ -86,7 +86,8 @@ class ServerProcess:
 
     def log(self) -> str:
         """Everything the server printed so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def channel(self) -> grpc.Channel:

@@ -261,16 +261,26 @@ def test_expired_deadlines_are_abandoned(bundle: Path, logs: Path, product_ids: 
     with running(bundle, "--threads", "1", "--transport", "sync", log_dir=logs) as srv:
         stub = pb_grpc.RecommenderStub(srv.channel())
         request = score_request((product_ids * 5)[:1000], min_score=0.0)
+        # 100 requests queued on one handler thread, each allowed 3 ms: most wait past their
+        # deadline before a thread is free.
         futures = [stub.Score.future(request, timeout=0.003) for _ in range(100)]
         codes = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in futures]
-        assert grpc.StatusCode.DEADLINE_EXCEEDED in codes
         metrics = (
             urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=5)
             .read()
             .decode()
         )
-    # The server itself gave up on some of them before scoring (they waited past their deadline).
-    assert 'reco_requests_total{code="DEADLINE_EXCEEDED",rpc="Score"}' in metrics
+    assert grpc.StatusCode.DEADLINE_EXCEEDED in codes
+    # Expired calls are abandoned (by grpc before dispatch, or by the scorer before the model
+    # call), so the model scored fewer batches than were sent.
+    predicted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('reco_stage_seconds_count{rpc="Score",stage="predict"}')
+    ]
+    assert predicted
+    scored = float(predicted[0].split()[-1])
+    assert scored < 100, f"all {scored:.0f} expired requests were still scored"
 
 
 def test_no_model_yet_is_unavailable_and_health_moves_to_serving(bundle: Path, logs: Path,
@@ -289,9 +299,13 @@ def test_no_model_yet_is_unavailable_and_health_moves_to_serving(bundle: Path, l
         srv.wait_serving(timeout=300)
 
 
+@pytest.mark.parametrize("transport", ["sync", "aio"])
 def test_sigterm_flips_health_finishes_in_flight_and_exits_cleanly(bundle: Path, logs: Path,
-                                                                   product_ids: list[str]) -> None:  # fmt: skip
-    srv = ServerProcess(bundle, "--grace-seconds", "10", log_dir=logs).wait_serving()
+                                                                   product_ids: list[str],
+                                                                   transport: str) -> None:  # fmt: skip
+    srv = ServerProcess(
+        bundle, "--grace-seconds", "10", "--transport", transport, log_dir=logs
+    ).wait_serving()
     stub = pb_grpc.RecommenderStub(srv.channel())
     request = score_request((product_ids * 5)[:1000], min_score=0.0)
     in_flight = [stub.Score.future(request) for _ in range(50)]
@@ -301,7 +315,12 @@ def test_sigterm_flips_health_finishes_in_flight_and_exits_cleanly(bundle: Path,
     assert code == 0, log
     assert "health NOT_SERVING" in log and "stopped" in log
     # Calls already accepted complete; later ones are refused as UNAVAILABLE, never dropped silently.
-    assert all(e is None or e.code() == grpc.StatusCode.UNAVAILABLE for e in finished)
+    refused = [(e.code(), e.details()) for e in finished if e is not None]
+    assert all(code == grpc.StatusCode.UNAVAILABLE for code, _ in refused), (
+        len(refused),
+        refused[:2],
+        log[-3000:],
+    )
     assert any(e is None for e in finished)
 
 
