@@ -18,7 +18,7 @@ import numpy.typing as npt
 import tl2cgen
 import treelite
 
-from compiler.cache import BuildCache, cache_key
+from compiler.cache import BuildCache, cache_key, compiler_source_sha256
 from compiler.check_rows import parity_check_rows
 from compiler.codegen import generate_sources
 from compiler.cpu import cpu_model
@@ -309,10 +309,10 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
     cc_path = find_cc(options.cc)
     target_cpu = _target_cpu(cc_path, options.target)
     model_sha = manifest["files"][MODEL_FILE]
-    entry_sha = sha256_file(options.entry_source)
     key_inputs = {
         "model_sha256": model_sha,
-        "entry_point_sha256": entry_sha,
+        "entry_point_sha256": sha256_file(options.entry_source),
+        "compiler_sha256": compiler_source_sha256(),
         "flags": options.flags(),
         "tools": tool_versions(cc_path),
         "target_cpu": target_cpu,
@@ -383,7 +383,8 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
             TRAIN_SAMPLE_FILE: None
             if sample is None
             else sha256_file(bundle_dir / TRAIN_SAMPLE_FILE),
-            "entry_point_sha256": entry_sha,
+            "entry_point_sha256": key_inputs["entry_point_sha256"],
+            "compiler_sha256": key_inputs["compiler_sha256"],
         },
         "annotation": annotation,
         "outputs": hashes,

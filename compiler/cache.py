@@ -27,6 +27,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "reco-compiler"
 
 
+def compiler_source_sha256() -> str:
+    """sha256 over this package's code (the .py and .c files): a change to how models are
+    generated, compiled or checked must never reuse a build made by the old code."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.glob("*.py")) + sorted(package.glob("*.c")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(inputs: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of everything that determines the build's output."""
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"))

@@ -10,18 +10,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from compiler.check_rows import THRESHOLD_EDGES
-
 # Max abs difference from LightGBM's float64 probabilities each backend must stay within.
-# onnx: onnxruntime's tree ensemble compares float32 thresholds, the known cause of its error.
+# onnx: onnxruntime's tree ensemble sums leaf values in float32. (Its float32 thresholds are
+# exact: export rounds every threshold down to float32, see onnx_model.float32_exact_thresholds.)
 # lightgbm: the same library should reproduce itself exactly; this catches library drift.
 TOLERANCES = {"compiled": 1e-6, "onnx": 1e-4, "lightgbm": 1e-9}
-
-# Check-row groups a backend is measured on but not held to. onnxruntime rounds thresholds to
-# float32, so a float32 input between a float64 threshold and its rounding goes the other way:
-# rows built exactly there would always fail it, while real feature values practically never
-# land there. Its edge results are recorded in the manifest all the same.
-EXEMPT_GROUPS = {"onnx": frozenset({THRESHOLD_EDGES})}
 
 
 class ParityError(ValueError):
@@ -95,10 +88,7 @@ def failure_message(
 
 
 class GroupedCheck:
-    """Named groups of check rows with LightGBM's probabilities, to hold backends against.
-
-    EXEMPT_GROUPS lists groups measured and recorded but not enforced for a backend.
-    """
+    """Named groups of check rows with LightGBM's probabilities, to hold backends against."""
 
     def __init__(
         self,
@@ -126,15 +116,11 @@ class GroupedCheck:
         self, backend: str, predict: Callable[[npt.NDArray[np.float32]], npt.ArrayLike]
     ) -> tuple[dict[str, Any], str]:
         """The backend's manifest record (status "ok" or "failed", diffs overall and per group)
-        and, when it failed, a message naming the worst enforced row."""
+        and, when it failed, a message naming the worst row."""
         actual = np.asarray(predict(self.rows), dtype=np.float64)
         if actual.shape != self.expected.shape:
             raise ParityError(f"{backend} returned shape {actual.shape} for {len(self.rows)} rows")
-        exempt = EXEMPT_GROUPS.get(backend, frozenset())
-        enforced = np.concatenate(
-            [np.arange(p.start, p.stop) for g, p in self.slices.items() if g not in exempt]
-        )
-        result = compare(backend, self.expected[enforced], actual[enforced])
+        result = compare(backend, self.expected, actual)
         diffs = np.abs(actual - self.expected)
         diffs[np.isnan(diffs)] = np.inf
         groups = {
@@ -142,7 +128,6 @@ class GroupedCheck:
                 "rows": part.stop - part.start,
                 "max_abs_diff": float(diffs[part].max(initial=0.0)),
                 "rows_over_tolerance": int((diffs[part] > result.tolerance).sum()),
-                "enforced": name not in exempt,
             }
             for name, part in self.slices.items()
         }
@@ -153,7 +138,7 @@ class GroupedCheck:
         }
         if result.passed:
             return record, ""
-        worst = int(enforced[result.worst_row])
+        worst = result.worst_row
         message = failure_message(
             result,
             self.rows[worst],

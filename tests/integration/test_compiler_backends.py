@@ -9,10 +9,10 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
-from compiler_support import build, copy_bundle, make_bundle, shared_cache
 
 from compiler import BackendError, load_backend
 from compiler.synthetic import SyntheticSpec, synthetic_rows
+from tests.integration.compiler_support import build, copy_bundle, make_bundle, shared_cache
 from training.bundle import LIBRARY_FILE, ONNX_FILE, hash_files, read_manifest, write_manifest
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
-from compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
 
 import compiler.build
 from compiler import load_backend
@@ -19,6 +18,7 @@ from compiler.bench import BenchOptions, run_bench
 from compiler.build import TRAIN_SAMPLE_FILE, BuildError
 from compiler.native import ENTRY_SOURCE
 from compiler.synthetic import write_synthetic_bundle
+from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
 from training.bundle import (
     LIBRARY_FILE,
     MODEL_FILE,

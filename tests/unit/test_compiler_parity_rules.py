@@ -1,4 +1,4 @@
-"""Parity comparison: tolerances, NaN outputs, exempt row groups and the failure message."""
+"""Parity comparison: tolerances, NaN outputs, row groups and the failure message."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ def test_failure_message_names_group_row_values_and_both_predictions() -> None:
     assert "(probe row 1)" in message
 
 
-def test_onnx_is_measured_but_not_held_to_threshold_edges() -> None:
+def test_onnx_is_held_to_threshold_edges_like_every_backend() -> None:
     record, message = _check().run("onnx", lambda rows: rows[:, 0] / 10.0 + [0.0, 0.0, 0.5])
-    assert message == "" and record["status"] == "ok" and record["rows_checked"] == 2
+    assert record["status"] == "failed" and record["rows_checked"] == 3
+    assert "(threshold_edges row 0)" in message
     edges = record["groups"][THRESHOLD_EDGES]
-    assert edges == {"rows": 1, "max_abs_diff": 0.5, "rows_over_tolerance": 1, "enforced": False}
+    assert edges == {"rows": 1, "max_abs_diff": 0.5, "rows_over_tolerance": 1}

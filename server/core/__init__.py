@@ -1,0 +1,1 @@
+"""Transport-neutral serving core: models, scoring, ranking and sessions (no protobuf here)."""

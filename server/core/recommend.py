@@ -1,0 +1,302 @@
+"""Recommend: a tracked session -> candidates -> business rules -> one model call -> top-k."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from server.core.errors import InvalidArgument, Unavailable
+from server.core.model import LoadedModel
+from server.core.ranking import rank
+from server.core.registry import ModelRegistry
+from server.core.requests import Context
+from server.core.scoring import check_deadline, context_features
+from server.core.sessions import SessionState, SessionStore
+from server.core.validation import unit_interval
+from training.bundle import MODEL_FILE
+from training.catalog import NO_PRODUCT
+from training.features import FEATURE_NAMES, CandidateInputs
+
+log = logging.getLogger(__name__)
+
+I64 = npt.NDArray[np.int64]
+DEFAULT_K = 3
+MAX_K = 100
+EXPLAIN_TOP = 3
+MAX_EXPLAINED_MODELS = 4
+# Cold start scores this many of the most popular products and answers with the best of them.
+COLD_START_POOL = 50
+
+
+@dataclass(frozen=True)
+class RecommendLimits:
+    """Candidate generation: score the whole catalog up to catalog_limit products, else only
+    the retrieval_size products most related to the session."""
+
+    catalog_limit: int = 1000
+    retrieval_size: int = 300
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    """One Recommend call."""
+
+    session_id: str
+    k: int = DEFAULT_K
+    min_score: float | None = None
+    exclude_product_ids: tuple[str, ...] = ()
+    explain: bool = False
+    max_per_category: int = 0
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's share of an item's score (log-odds), with the feature's value."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Item:
+    """A recommended product."""
+
+    product_id: str
+    name: str
+    category: str
+    subcategory: str
+    price: float
+    score: float
+    reasons: list[str]
+    contributions: list[Contribution] = field(default_factory=list)
+
+
+@dataclass
+class Recommendation:
+    """The answer to a RecommendQuery."""
+
+    items: list[Item]
+    cold_start: bool
+    model_version: str
+    backend: str
+    variant: str
+    candidates_scored: int
+    stage_seconds: dict[str, float]
+
+
+class Explainer:
+    """Per-feature contributions from LightGBM's own booster (only when a caller asks: it is
+    about a hundred times slower than the compiled model)."""
+
+    def __init__(self) -> None:
+        self._boosters: dict[str, lgb.Booster] = {}
+        self._lock = threading.Lock()
+
+    def contributions(
+        self, model: LoadedModel, rows: npt.NDArray[np.float32]
+    ) -> list[list[Contribution]]:
+        """The EXPLAIN_TOP largest contributions of each row, largest magnitude first."""
+        with self._lock:
+            booster = self._boosters.get(model.version)
+            if booster is None:
+                booster = lgb.Booster(model_file=str(model.bundle_dir / MODEL_FILE))
+                if len(self._boosters) >= MAX_EXPLAINED_MODELS:  # old versions after reloads
+                    self._boosters.pop(next(iter(self._boosters)))
+                self._boosters[model.version] = booster
+        contrib = np.asarray(booster.predict(rows, pred_contrib=True, num_threads=1))[:, :-1]
+        out = []
+        for row, values in zip(rows, contrib, strict=True):
+            top = np.argsort(-np.abs(values))[:EXPLAIN_TOP]
+            out.append(
+                [Contribution(FEATURE_NAMES[j], float(row[j]), float(values[j])) for j in top]
+            )
+        return out
+
+
+class Recommender:
+    """Top-k products for a tracked session, from the registry's model and a session store."""
+
+    def __init__(
+        self, registry: ModelRegistry, store: SessionStore, limits: RecommendLimits
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.limits = limits
+        self.explainer = Explainer()
+
+    def recommend(self, query: RecommendQuery, deadline: float | None = None) -> Recommendation:
+        """Scores the session's candidates in one backend call and applies the rules."""
+        if not query.session_id:
+            raise InvalidArgument("session_id", query.session_id, "must not be empty")
+        if not 0 <= query.k <= MAX_K:
+            raise InvalidArgument(
+                "k", query.k, f"must be between 0 and {MAX_K} (0 = the default 3)"
+            )
+        if query.max_per_category < 0:
+            raise InvalidArgument("max_per_category", query.max_per_category, "must be >= 0")
+        unit_interval("min_score", query.min_score)
+        model, variant = self.registry.select(query.session_id)
+        t0 = time.perf_counter()
+        try:
+            state = self.store.get(query.session_id)
+        except Unavailable as exc:
+            # Degrade instead of failing: a cold-start answer is still a useful page.
+            log.warning("recommending cold start for %s: %s", query.session_id, exc)
+            state = None
+        k = query.k or DEFAULT_K
+        excluded = [model.catalog.index.get(p, NO_PRODUCT) for p in query.exclude_product_ids]
+        if state is None or (not state.current_product_id and not state.cart):
+            return self._cold_start(model, variant, k, excluded, t0)
+        candidates = self.candidates(model, state, excluded)
+        t1 = time.perf_counter()
+        rows = context_features(model, state.to_context(), self._inputs(model, candidates))
+        t2 = time.perf_counter()
+        check_deadline(deadline)
+        scores = model.backend.predict(rows) if len(rows) else np.empty(0)
+        t3 = time.perf_counter()
+        min_score = model.threshold if query.min_score is None else query.min_score
+        order = _cap_per_category(
+            model, candidates, rank(scores, min_score, 0), query.max_per_category
+        )[:k]
+        items = self._items(
+            model, state, candidates[order], scores[order], rows[order], query.explain
+        )
+        t4 = time.perf_counter()
+        return Recommendation(
+            items=items,
+            cold_start=False,
+            model_version=model.version,
+            backend=model.backend.name,
+            variant=variant,
+            candidates_scored=len(candidates),
+            stage_seconds={
+                "retrieval": t1 - t0,
+                "features": t2 - t1,
+                "predict": t3 - t2,
+                "rank": t4 - t3,
+            },
+        )
+
+    def candidates(self, model: LoadedModel, state: SessionState, excluded: list[int]) -> I64:
+        """Catalog indices allowed by the business rules: in stock, not in the cart, not the
+        product on screen, not excluded; all of them for a small catalog, else retrieval."""
+        index = model.catalog.index
+        allowed = model.catalog.in_stock.copy()
+        blocked = [index.get(p, NO_PRODUCT) for p in (state.current_product_id, *state.cart)]
+        blocked = [i for i in (*blocked, *excluded) if i != NO_PRODUCT]
+        allowed[blocked] = False
+        pool = np.flatnonzero(allowed)
+        if len(pool) <= self.limits.catalog_limit:
+            return pool
+        return self._retrieve(model, state, pool)
+
+    def _retrieve(self, model: LoadedModel, state: SessionState, pool: I64) -> I64:
+        """The pool's products most related to the session: affinity to the current and
+        previous products first, then the current category, then popularity."""
+        index = model.catalog.index
+        current = index.get(state.current_product_id, NO_PRODUCT)
+        previous = [index.get(p, NO_PRODUCT) for p in state.previous_product_ids]
+        affinity = model.tables.affinity
+        relatedness = affinity[current, pool] + affinity[previous, :][:, pool].max(
+            axis=0, initial=0.0
+        )
+        same_category = model.product_category_codes[pool] == model.product_category_codes[current]
+        popularity = np.nan_to_num(model.tables.popularity[pool])
+        # Lexicographic preference expressed as one sortable number (each term below 1).
+        key = 4.0 * np.minimum(relatedness, 1.0) + 2.0 * same_category + popularity
+        top = np.argpartition(-key, self.limits.retrieval_size - 1)[: self.limits.retrieval_size]
+        return pool[top]
+
+    @staticmethod
+    def _inputs(model: LoadedModel, candidates: I64) -> CandidateInputs:
+        return CandidateInputs(
+            model.product_category_codes[candidates], model.product_prices[candidates], candidates
+        )
+
+    def _items(self, model: LoadedModel, state: SessionState | None, picked: I64,
+               scores: npt.NDArray[np.float64], rows: npt.NDArray[np.float32],
+               explain: bool) -> list[Item]:  # fmt: skip
+        catalog = model.catalog
+        contributions = self.explainer.contributions(model, rows) if explain and len(rows) else None
+        items = []
+        for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
+            items.append(
+                Item(
+                    product_id=str(catalog.product_ids[i]),
+                    name=str(catalog.names[i]),
+                    category=str(catalog.categories[i]),
+                    subcategory=str(catalog.subcategories[i]),
+                    price=float(catalog.prices[i]),
+                    score=score,
+                    reasons=reasons_for(model, state, i),
+                    contributions=contributions[n] if contributions else [],
+                )
+            )
+        return items
+
+    def _cold_start(self, model: LoadedModel, variant: str, k: int, excluded: list[int],
+                    t0: float) -> Recommendation:  # fmt: skip
+        """Popular in-stock products, scored without session context (no threshold: there is
+        nothing to be confident about yet), flagged as cold start."""
+        allowed = model.catalog.in_stock.copy()
+        allowed[[i for i in excluded if i != NO_PRODUCT]] = False
+        pool = np.flatnonzero(allowed)
+        pool = pool[np.argsort(-model.catalog.popularity[pool], kind="stable")][:COLD_START_POOL]
+        rows = context_features(model, Context(), self._inputs(model, pool))
+        scores = model.backend.predict(rows) if len(rows) else np.empty(0)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return Recommendation(
+            items=self._items(model, None, pool[order], scores[order], rows[order], explain=False),
+            cold_start=True,
+            model_version=model.version,
+            backend=model.backend.name,
+            variant=variant,
+            candidates_scored=len(pool),
+            stage_seconds={"retrieval": time.perf_counter() - t0},
+        )
+
+
+def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int) -> I64:
+    """Keeps at most `cap` items per category, in rank order (cap 0 = no limit)."""
+    if cap <= 0:
+        return order
+    seen: dict[str, int] = {}
+    kept = []
+    categories = model.catalog.categories
+    for position in order.tolist():
+        category = str(categories[candidates[position]])
+        if seen.get(category, 0) < cap:
+            seen[category] = seen.get(category, 0) + 1
+            kept.append(position)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def reasons_for(model: LoadedModel, state: SessionState | None, product: int) -> list[str]:
+    """Why a product is shown, in words a shopper understands (at most two reasons)."""
+    catalog = model.catalog
+    if state is None:
+        return [f"popular in {catalog.subcategories[product]}"]
+    index = catalog.index
+    reasons = []
+    related = [
+        (index.get(p, NO_PRODUCT), p)
+        for p in (state.current_product_id, *state.previous_product_ids)
+    ]
+    strengths = [(model.tables.affinity[i, product], i) for i, _ in related if i != NO_PRODUCT]
+    if strengths:
+        strength, anchor = max(strengths)
+        if strength > 0:
+            reasons.append(f"goes with {catalog.names[anchor]}")
+    current = index.get(state.current_product_id, NO_PRODUCT)
+    if current != NO_PRODUCT and catalog.subcategories[current] == catalog.subcategories[product]:
+        reasons.append(f"more {catalog.subcategories[product]}")
+    if len(reasons) < 2 and catalog.popularity[product] >= model.popular_from:
+        reasons.append(f"popular in {catalog.subcategories[product]}")
+    return reasons[:2]

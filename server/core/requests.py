@@ -1,0 +1,81 @@
+"""Plain request and result types of the core, filled in by the transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The shopper's live context; None = not given (completed from the session, else missing)."""
+
+    session_id: str = ""
+    customer_id: str = ""
+    current_product_id: str = ""
+    current_category: str | None = None
+    current_price: float | None = None
+    previous_product_ids: tuple[str, ...] = ()
+    products_in_cart: int | None = None
+    device_type: str | None = None
+    traffic_source: str | None = None
+    time_on_page_sec: float | None = None
+    scroll_depth: float | None = None
+    clicked_product_image: bool | None = None
+    session_length_mins: float | None = None
+    products_viewed_count: int | None = None
+
+    def only_session_id(self) -> bool:
+        """True when the caller sent a session id and nothing else (complete it from the store)."""
+        return bool(self.session_id) and self == Context(
+            session_id=self.session_id, customer_id=self.customer_id
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Candidate products in request order; category/price overrides are sparse (index -> value)."""
+
+    product_ids: list[str]
+    categories: dict[int, str] = field(default_factory=dict)
+    prices: dict[int, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRows:
+    """A client-built feature matrix: little-endian float32 bytes, row-major, NaN = missing."""
+
+    data: bytes
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreQuery:
+    """One Score call: a context plus candidates and/or a feature matrix."""
+
+    context: Context
+    candidates: Candidates
+    top_k: int = 0
+    min_score: float | None = None
+    features: FeatureRows | None = None
+    skip_unknown: bool = False
+
+
+@dataclass(slots=True)
+class ScoreResult:
+    """Scores in request order, and the indices of the ranked (filtered, cut) candidates."""
+
+    scores: npt.NDArray[np.float64]
+    ranked: npt.NDArray[np.int64]
+    model_version: str
+    backend: str
+    variant: str
+    unknown_product_ids: list[str]
+    # Seconds spent per stage, for the metrics (features, predict, rank).
+    stage_seconds: dict[str, float]

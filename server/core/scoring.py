@@ -1,0 +1,178 @@
+"""Score: one context and a batch of candidates -> features -> one backend call -> ranking."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound
+from server.core.model import LoadedModel
+from server.core.ranking import rank
+from server.core.registry import ModelRegistry
+from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery, ScoreResult
+from server.core.validation import (
+    unit_interval,
+    validate_candidates,
+    validate_context,
+    validate_feature_rows,
+)
+from training.catalog import NO_PRODUCT
+from training.features import (
+    CandidateInputs,
+    build_features,
+    session_inputs_from_context,
+)
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits (the message-size limit is set on the transport)."""
+
+    max_candidates: int = 1000
+
+
+@dataclass(frozen=True)
+class ResolvedCandidates:
+    """Candidate inputs for the rows to score, and what could not be scored."""
+
+    inputs: CandidateInputs
+    scored_rows: npt.NDArray[np.int64] | None  # None = every candidate is scored
+    unknown_product_ids: list[str]
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Abandons the work once the caller's deadline (time.monotonic() seconds) has passed."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("deadline exceeded; the request was abandoned")
+
+
+def resolve_candidates(
+    model: LoadedModel, candidates: Candidates, skip_unknown: bool
+) -> ResolvedCandidates:
+    """Catalog lookups for id-only candidates, overrides applied, unknown products handled.
+
+    An unknown product can still be scored when the request gives its category and price.
+    """
+    get = model.catalog.index.get
+    index = np.array([get(pid, NO_PRODUCT) for pid in candidates.product_ids], dtype=np.int64)
+    codes = model.product_category_codes[index]
+    prices = model.product_prices[index]
+    code_of = model.encodings.category.code
+    for i, category in candidates.categories.items():
+        codes[i] = code_of(category)
+    for i, price in candidates.prices.items():
+        prices[i] = price
+    # Only unknown products can lack a category or price after the overrides.
+    unscorable = np.isnan(codes) | np.isnan(prices)
+    if not unscorable.any():
+        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
+    missing = np.flatnonzero(unscorable)
+    unknown_ids = [candidates.product_ids[i] for i in missing.tolist()]
+    if not skip_unknown:
+        first = int(missing[0])
+        raise NotFound(
+            f"candidates[{first}].product_id {unknown_ids[0]!r} is not in the catalog of model "
+            f"{model.version} (send its category and price to score it, or set skip_unknown)"
+            + (f"; {len(unknown_ids) - 1} more unknown" if len(unknown_ids) > 1 else "")
+        )
+    rows = np.flatnonzero(~unscorable)
+    inputs = CandidateInputs(codes[rows], prices[rows], index[rows])
+    return ResolvedCandidates(inputs, rows, unknown_ids)
+
+
+def context_features(model: LoadedModel, context: Context, candidates: CandidateInputs) -> F32:
+    """The model's input rows for one context and its candidates (the shared feature builder)."""
+    session = session_inputs_from_context(
+        encodings=model.encodings,
+        catalog=model.catalog,
+        current_product_id=context.current_product_id,
+        current_category=context.current_category,
+        current_price=context.current_price,
+        previous_product_ids=context.previous_product_ids,
+        products_in_cart=context.products_in_cart,
+        device_type=context.device_type,
+        traffic_source=context.traffic_source,
+        time_on_page_sec=context.time_on_page_sec,
+        scroll_depth=context.scroll_depth,
+        clicked_product_image=context.clicked_product_image,
+        session_length_mins=context.session_length_mins,
+        products_viewed_count=context.products_viewed_count,
+    )
+    return build_features(session, candidates, model.tables)
+
+
+def decode_feature_rows(rows: FeatureRows) -> F32:
+    """The client's float32 matrix, viewed in place (no copy)."""
+    return np.frombuffer(rows.data, dtype="<f4").reshape(rows.rows, rows.cols)
+
+
+class Scorer:
+    """Scores ScoreQuery objects against the registry's current model."""
+
+    def __init__(self, registry: ModelRegistry, limits: Limits) -> None:
+        self.registry = registry
+        self.limits = limits
+
+    def score(
+        self, query: ScoreQuery, deadline: float | None = None, context: Context | None = None
+    ) -> ScoreResult:
+        """Scores every candidate in one backend call and ranks them.
+
+        `context` overrides query.context (the session-completed context, when there is one).
+        """
+        context = context or query.context
+        model, variant = self.registry.select(context.session_id)
+        unit_interval("min_score", query.min_score)
+        if query.top_k < 0:
+            raise InvalidArgument(
+                "top_k", query.top_k, "must be >= 0 (0 = all that pass min_score)"
+            )
+        t0 = time.perf_counter()
+        n = len(query.candidates)
+        resolved: ResolvedCandidates | None = None
+        if query.features is not None:
+            validate_feature_rows(query.features, model.n_features, self.limits.max_candidates)
+            if n and n != query.features.rows:
+                raise InvalidArgument(
+                    "candidates",
+                    n,
+                    f"must be empty or label each of the {query.features.rows} feature rows",
+                )
+            validate_candidates(query.candidates, self.limits.max_candidates)
+            X = decode_feature_rows(query.features)
+            n = query.features.rows
+        else:
+            if n == 0:
+                raise InvalidArgument(
+                    "candidates", 0, "must hold at least one candidate (or send features)"
+                )
+            validate_candidates(query.candidates, self.limits.max_candidates)
+            validate_context(context)
+            resolved = resolve_candidates(model, query.candidates, query.skip_unknown)
+            X = context_features(model, context, resolved.inputs)
+        t1 = time.perf_counter()
+        check_deadline(deadline)
+        predicted = model.backend.predict(X) if len(X) else np.empty(0, dtype=np.float64)
+        t2 = time.perf_counter()
+        if resolved is not None and resolved.scored_rows is not None:
+            scores = np.full(n, np.nan)
+            scores[resolved.scored_rows] = predicted
+        else:
+            scores = predicted
+        min_score = model.threshold if query.min_score is None else query.min_score
+        ranked = rank(scores, min_score, query.top_k)
+        t3 = time.perf_counter()
+        return ScoreResult(
+            scores=scores,
+            ranked=ranked,
+            model_version=model.version,
+            backend=model.backend.name,
+            variant=variant,
+            unknown_product_ids=resolved.unknown_product_ids if resolved else [],
+            stage_seconds={"features": t1 - t0, "predict": t2 - t1, "rank": t3 - t2},
+        )

@@ -1,0 +1,1 @@
+"""gRPC transport: the only place protobuf types exist; thin translation over server.core."""

@@ -1,0 +1,237 @@
+"""RPC logic on protobuf messages, shared by the thread-pool and asyncio servers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from reco.v1 import recommender_pb2 as pb
+from server.core.errors import InvalidArgument, Unavailable
+from server.core.recommend import Recommender
+from server.core.registry import PRIMARY, ModelRegistry
+from server.core.reload import Reloader
+from server.core.scoring import Scorer
+from server.core.sessions import SessionStore, validate_event
+from server.metrics import Metrics
+from server.transport.convert import (
+    event_from_proto,
+    recommend_query_from_proto,
+    recommend_response,
+    score_query_from_proto,
+    score_response,
+    session_summary,
+)
+from server.transport.status import status_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """A finished call: a response, or the status to abort with."""
+
+    response: Any
+    code: grpc.StatusCode
+    message: str
+
+
+def deadline_of(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> float | None:
+    """The caller's deadline as a time.monotonic() instant, or None when it set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class Handlers:
+    """Translates messages, calls the core, and records metrics; knows nothing of threads."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        scorer: Scorer,
+        recommender: Recommender,
+        store: SessionStore,
+        reloader: Reloader,
+        bundles: dict[str, Path],
+        metrics: Metrics,
+    ) -> None:
+        self.registry = registry
+        self.scorer = scorer
+        self.recommender = recommender
+        self.store = store
+        self.reloader = reloader
+        self.bundles = bundles  # variant -> configured bundle path
+        self.metrics = metrics
+        # When a handler last started or finished (time.monotonic()); the shutdown drain waits
+        # for this to go quiet. A float assignment is atomic, so threads need no lock here.
+        self.last_activity = time.monotonic()
+
+    def attempt(self, rpc: str, handler: Callable[..., Any], *args: Any) -> Outcome:
+        """Runs one handler; every exception becomes a status, never a crash."""
+        self.last_activity = time.monotonic()
+        try:
+            return Outcome(handler(*args), grpc.StatusCode.OK, "")
+        except Exception as error:  # the error table decides what each one means
+            code, message = status_for(error, rpc)
+            return Outcome(None, code, message)
+        finally:
+            self.last_activity = time.monotonic()
+
+    def run(
+        self,
+        rpc: str,
+        handler: Callable[[Any, float | None], Any],
+        request: Any,
+        deadline: float | None,
+    ) -> Outcome:
+        """attempt() for a unary call, recorded in the request metrics."""
+        start = time.perf_counter()
+        outcome = self.attempt(rpc, handler, request, deadline)
+        self.metrics.observe_request(rpc, outcome.code.name, time.perf_counter() - start)
+        return outcome
+
+    # -- Score ------------------------------------------------------------------------------
+
+    def score(
+        self, request: pb.ScoreRequest, deadline: float | None, rpc: str = "Score"
+    ) -> pb.ScoreResponse:
+        """Score and ScoreStream: decode, score in one backend call, encode."""
+        t0 = time.perf_counter()
+        query = score_query_from_proto(request)
+        context = None
+        if query.context.only_session_id():
+            # "Score for this session": the tracked session supplies the context.
+            state = self.store.get(query.context.session_id)
+            context = state.to_context() if state is not None else None
+        t1 = time.perf_counter()
+        result = self.scorer.score(query, deadline, context)
+        t2 = time.perf_counter()
+        response = score_response(result, query.candidates.product_ids)
+        t3 = time.perf_counter()
+        response.server_time_us = int((t3 - t0) * 1e6)
+        stages = result.stage_seconds
+        stages["decode"] = t1 - t0
+        stages["encode"] = t3 - t2
+        self.metrics.observe_stages(rpc, stages)
+        self.metrics.candidates.labels(rpc).observe(len(result.scores))
+        return response
+
+    def score_stream(self, request: pb.ScoreRequest, deadline: float | None) -> pb.ScoreResponse:
+        """One message of ScoreStream."""
+        return self.score(request, deadline, rpc="ScoreStream")
+
+    # -- GetModelInfo -----------------------------------------------------------------------
+
+    def model_info(
+        self, request: pb.GetModelInfoRequest, deadline: float | None
+    ) -> pb.GetModelInfoResponse:
+        """Describes every variant being served and the last failed reload."""
+        del request, deadline
+        variants = self.registry.variants()
+        total = sum(v.share for v in variants) or 1.0
+        response = pb.GetModelInfoResponse(last_reload_error=self.reloader.last_error)
+        if self.reloader.last_time is not None:
+            response.last_reload_time.FromNanoseconds(int(self.reloader.last_time * 1e9))
+        for variant in variants:
+            model = variant.model
+            response.models.add(
+                version=model.version,
+                backend=model.backend.name,
+                feature_names=list(model.manifest["feature_names"]),
+                default_threshold=model.threshold,
+                file_sha256=model.manifest["files"],
+                bundle_path=str(model.bundle_dir),
+                created_at=str(model.manifest["created_at"]),
+                variant=variant.name if len(variants) > 1 else "",
+                traffic_share=variant.share / total,
+                rejected_backends=list(model.rejected_backends),
+            )
+        return response
+
+    # -- Sessions ---------------------------------------------------------------------------
+
+    def track_event(
+        self, request: pb.TrackEventRequest, deadline: float | None
+    ) -> pb.TrackEventResponse:
+        """Stores one event (once per event id) and answers with the session after it."""
+        del deadline
+        event = event_from_proto(request.event, _now_ms())
+        validate_event(event)
+        tracked = self.store.track(event)
+        return pb.TrackEventResponse(
+            duplicate=tracked.duplicate, session=session_summary(tracked.state)
+        )
+
+    def track_in_stream(self, message: pb.TrackEventRequest, index: int,
+                        summary: pb.StreamEventsResponse) -> pb.StreamEventsResponse:  # fmt: skip
+        """One event of StreamEvents: malformed events are reported in the summary and skipped;
+        an unreachable store raises Unavailable saying how many events were already stored."""
+        try:
+            event = event_from_proto(message.event, _now_ms(), prefix=f"events[{index}]")
+            validate_event(event, prefix=f"events[{index}]")
+        except InvalidArgument as exc:
+            summary.rejected += 1
+            summary.errors.add(index=index, event_id=message.event.event_id, message=str(exc))
+            return summary
+        try:
+            tracked = self.store.track(event)
+        except Unavailable as exc:
+            raise Unavailable(
+                f"{exc}; events [0, {index}) were handled ({summary.accepted} stored), "
+                f"resend from events[{index}]"
+            ) from exc
+        if tracked.duplicate:
+            summary.duplicates += 1
+        else:
+            summary.accepted += 1
+        return summary
+
+    def recommend(
+        self, request: pb.RecommendRequest, deadline: float | None
+    ) -> pb.RecommendResponse:
+        """Top-k for a tracked session (cold start for an unknown one)."""
+        t0 = time.perf_counter()
+        result = self.recommender.recommend(recommend_query_from_proto(request), deadline)
+        t1 = time.perf_counter()
+        response = recommend_response(result)
+        t2 = time.perf_counter()
+        response.server_time_us = int((t2 - t0) * 1e6)
+        stages = result.stage_seconds
+        stages["encode"] = t2 - t1
+        self.metrics.observe_stages("Recommend", stages)
+        self.metrics.candidates.labels("Recommend").observe(result.candidates_scored)
+        return response
+
+    def forget_session(
+        self, request: pb.ForgetSessionRequest, deadline: float | None
+    ) -> pb.ForgetSessionResponse:
+        """Deletes a session's state everywhere the store keeps it."""
+        del deadline
+        if not request.session_id:
+            raise InvalidArgument("session_id", request.session_id, "must not be empty")
+        return pb.ForgetSessionResponse(existed=self.store.forget(request.session_id))
+
+    # -- Admin ------------------------------------------------------------------------------
+
+    def reload_model(
+        self, request: pb.ReloadModelRequest, deadline: float | None
+    ) -> pb.ReloadModelResponse:
+        """Loads, checks, warms and swaps in a bundle for a variant (blocking until done)."""
+        del deadline
+        variant = request.variant or PRIMARY
+        if variant not in self.bundles:
+            raise InvalidArgument("variant", variant, f"must be one of {sorted(self.bundles)}")
+        bundle = Path(request.bundle_path) if request.bundle_path else self.bundles[variant]
+        result = self.reloader.reload(variant, bundle)
+        return pb.ReloadModelResponse(
+            swapped=result.swapped, model_version=result.version, error=result.error
+        )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

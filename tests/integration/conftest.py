@@ -1,0 +1,97 @@
+"""Session fixtures: the default bundle built once with the real CLIs, and server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.servers import ROOT, RedisServer, ServerProcess, running
+
+DEFAULT_ROWS = "15000"
+DEFAULT_SEED = "7"
+
+
+def _run(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("integration")
+
+
+@pytest.fixture(scope="session")
+def bundle(workdir: Path) -> Path:
+    """The default bundle (15,000 generated rows, seed 7), trained and compiled like `make model`."""
+    data = workdir / "data"
+    out = workdir / "artifacts" / "default"
+    _run("training", "generate", "--rows", DEFAULT_ROWS, "--seed", DEFAULT_SEED, "--out", str(data))
+    _run("training", "train", "--data", str(data), "--out", str(out))
+    _run("compiler", "build", str(out))
+    return out
+
+
+def copy_bundle(source: Path, target: Path, version: str) -> Path:
+    """The same model under another version name (a new bundle directory)."""
+    shutil.copytree(source, target)
+    manifest_path = target / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["version"] = version
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return target
+
+
+@pytest.fixture(scope="session")
+def bundle_b(bundle: Path, workdir: Path) -> Path:
+    """A second, valid bundle (same model, another version) for reloads and A/B variants."""
+    return copy_bundle(bundle, workdir / "artifacts" / "variant-b", "variant-b")
+
+
+@pytest.fixture(scope="session")
+def broken_bundle(bundle: Path, workdir: Path) -> Path:
+    """A bundle no backend can serve: its parity probe disagrees with its model."""
+    broken = copy_bundle(bundle, workdir / "artifacts" / "broken", "broken")
+    manifest_path = broken / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    probe = manifest["parity_probe"]["probabilities"]
+    manifest["parity_probe"]["probabilities"] = [min(1.0, p + 0.05) for p in probe]
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return broken
+
+
+@pytest.fixture(scope="session")
+def logs(workdir: Path) -> Path:
+    path = workdir / "logs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(bundle: Path, logs: Path) -> Iterator[ServerProcess]:
+    """One default server (aio or sync per the server's default) shared by a test module."""
+    with running(bundle, log_dir=logs) as process:
+        yield process
+
+
+@pytest.fixture
+def redis_server(logs: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server; skipped only where Redis is not installed and not required."""
+    try:
+        instance = RedisServer(logs)
+    except FileNotFoundError as exc:
+        if os.environ.get("RECO_REQUIRE_REDIS"):
+            raise
+        pytest.skip(str(exc))
+    yield instance
+    instance.stop()

@@ -1,0 +1,163 @@
+"""Real server and redis-server processes on free ports, awaited through their health checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_health(target: str, want: int = SERVING, timeout: float = 120.0) -> None:
+    """Blocks on the health service's Watch stream until the server reports `want`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(
+                    timeout=max(0.1, deadline - time.monotonic())
+                )
+                stub = health_pb2_grpc.HealthStub(channel)
+                for reply in stub.Watch(
+                    health_pb2.HealthCheckRequest(service=""), timeout=deadline - time.monotonic()
+                ):
+                    if reply.status == want:
+                        return
+            except grpc.FutureTimeoutError:
+                pass
+            except grpc.RpcError as exc:
+                # UNAVAILABLE while the port is not bound yet; anything else is a real failure.
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{target} did not report {want} within {timeout}s")
+
+
+class ServerProcess:
+    """`python -m server` in a subprocess; logs go to a file shown when a test fails."""
+
+    def __init__(
+        self, bundle: Path, *extra: str, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"server-{self.port}.log"
+        args = [
+            sys.executable, "-m", "server", "--bundle", str(bundle), "--host", "127.0.0.1",
+            "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+            "--warmup-requests", "20", *extra,
+        ]  # fmt: skip
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def wait_serving(self, timeout: float = 120.0) -> ServerProcess:
+        """Returns once the health service says SERVING (fails fast if the process died)."""
+        try:
+            wait_for_health(self.target, timeout=timeout)
+        except Exception:
+            raise AssertionError(f"server did not become healthy; log:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def channel(self) -> grpc.Channel:
+        """A new channel to the server."""
+        return grpc.insecure_channel(self.target)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait for a clean exit; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port (no persistence)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError(
+                "redis-server is not installed (apt-get install -y redis-server)"
+            )
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Starts (or restarts) the server on the same port and waits until it answers PING."""
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--logfile", str(self.log_dir / f"redis-{self.port}.log")],
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not answer PING")
+            time.sleep(0.05)  # polling a service that has no readiness stream to wait on
+
+    def stop(self) -> None:
+        """Stops the server (its data goes with it)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def running(
+    bundle: Path, *extra: str, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A healthy server for the duration of a with-block."""
+    with ServerProcess(bundle, *extra, log_dir=log_dir, env=env) as server:
+        yield server.wait_serving()
