@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        default=_env("TRANSPORT", "sync"),
+        default=_env("TRANSPORT", "aio"),
         help="grpc's thread-pool server (sync) or grpc.aio [RECO_TRANSPORT]",
     )
     p.add_argument(

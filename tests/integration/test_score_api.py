@@ -359,3 +359,14 @@ def test_unexpected_errors_are_internal_with_a_generic_message(
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert err.value.details() == INTERNAL_MESSAGE
     assert "disk on fire" in caplog.text  # the details went to the log
+
+
+def test_candidate_ids_scores_like_candidates(
+    stub: pb_grpc.RecommenderStub, product_ids: list[str]
+) -> None:
+    ids = product_ids[:50]
+    packed = stub.Score(pb.ScoreRequest(context=CONTEXT, candidate_ids=ids, top_k=5, min_score=0.0))
+    assert list(packed.scores) == list(
+        stub.Score(score_request(ids, top_k=5, min_score=0.0)).scores
+    )
+    assert [r.product_id for r in packed.ranked] == [ids[r.index] for r in packed.ranked]
