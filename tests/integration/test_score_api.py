@@ -267,9 +267,9 @@ def test_metrics_endpoint_exposes_requests_stages_and_model(server: ServerProces
 
 def test_in_flight_limit_answers_resource_exhausted_naming_it(bundle: Path, logs: Path,
                                                                product_ids: list[str]) -> None:  # fmt: skip
-    with running(
-        bundle, "--max-in-flight", "2", "--threads", "1", "--transport", "sync", log_dir=logs
-    ) as srv:
+    # The thread-pool transport counts every call it accepted, queued or running.
+    flags = ("--max-in-flight", "2", "--threads", "1", "--transport", "sync")
+    with running(bundle, *flags, log_dir=logs) as srv:
         stub = pb_grpc.RecommenderStub(srv.channel())
         request = score_request((product_ids * 5)[:1000])
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -396,3 +396,25 @@ def test_candidate_ids_scores_like_candidates(
         stub.Score(score_request(ids, top_k=5, min_score=0.0)).scores
     )
     assert [r.product_id for r in packed.ranked] == [ids[r.index] for r in packed.ranked]
+
+
+def test_open_streams_count_toward_the_in_flight_limit_on_grpc_aio(bundle: Path, logs: Path,
+                                                                    product_ids: list[str]) -> None:  # fmt: skip
+    import queue
+
+    with running(bundle, "--max-in-flight", "2", "--transport", "aio", log_dir=logs) as srv:
+        stub = pb_grpc.RecommenderStub(srv.channel())
+        feeds: list[queue.Queue[pb.ScoreRequest | None]] = [queue.Queue(), queue.Queue()]
+        streams = [stub.ScoreStream(iter(feed.get, None)) for feed in feeds]
+        for feed, stream in zip(feeds, streams, strict=True):
+            feed.put(score_request(product_ids[:3]))
+            next(stream)  # the stream is open and answering: two RPCs in flight
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Score(score_request(product_ids[:3]))
+        for feed, stream in zip(feeds, streams, strict=True):
+            feed.put(None)
+            list(stream)
+        after = stub.Score(score_request(product_ids[:3]))  # the streams closed: room again
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 2 requests in flight" in err.value.details()
+    assert len(after.scores) == 3
