@@ -14,6 +14,9 @@ DATA_DIR ?= data/default
 VERSION ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 BUNDLE ?= artifacts/latest
 HOST ?= 127.0.0.1
+# Extra flags for `make model`, e.g. COMPILE_ARGS="--target native" (see --help of each).
+TRAIN_ARGS ?=
+COMPILE_ARGS ?=
 PORT ?= 50051
 
 .PHONY: help setup protos data model serve loadtest test unit lint format clean
@@ -38,8 +41,8 @@ $(DATA_DIR)/impressions.csv: | $(STAMP)
 data: $(DATA_DIR)/impressions.csv  ## Generate the default data set (if missing)
 
 model: $(STAMP) $(DATA_DIR)/impressions.csv  ## Train and compile a new bundle; point artifacts/latest at it
-	$(PY) -m training train --data $(DATA_DIR) --out artifacts/$(VERSION)
-	$(PY) -m compiler build artifacts/$(VERSION)
+	$(PY) -m training train --data $(DATA_DIR) --out artifacts/$(VERSION) $(TRAIN_ARGS)
+	$(PY) -m compiler build artifacts/$(VERSION) $(COMPILE_ARGS)
 	@# rename(2) is atomic: a server watching artifacts/latest never sees a half-made link
 	ln -sfn $(VERSION) artifacts/.latest.tmp && mv -T artifacts/.latest.tmp artifacts/latest
 	@echo "bundle ready: artifacts/$(VERSION) (artifacts/latest)"
@@ -55,10 +58,15 @@ loadtest: $(STAMP)  ## Start the default server, send a 20 s open-loop load, pri
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
 
-.PHONY: bench
-bench: $(STAMP)  ## Time every model backend on fresh rows (builds the default bundle if missing)
+.PHONY: bench demo
+bench: $(STAMP)  ## Model backends on fresh rows, then server latencies (builds the bundle if missing)
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)
+	$(PY) -m loadtest.serverbench --bundle $(BUNDLE) $(SERVERBENCH_ARGS)
+
+demo: $(STAMP)  ## Start a server, score a camping session, then play a shopper's story event by event
+	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
+	$(PY) scripts/demo.py --start-server --bundle $(BUNDLE)
 
 lint: $(STAMP)  ## ruff (format + check) and mypy
 	$(VENV)/bin/ruff format --check .

@@ -39,6 +39,7 @@ from training.bundle import (
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
+    TRAIN_SAMPLE_FILE,
     BundleError,
     probe_from_manifest,
     read_manifest,
@@ -49,7 +50,6 @@ from training.bundle import (
 
 logger = logging.getLogger(__name__)
 
-TRAIN_SAMPLE_FILE = "train_sample.npy"
 F32 = npt.NDArray[np.float32]
 
 

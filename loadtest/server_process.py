@@ -49,6 +49,8 @@ class ServerSpec:
     command: str = field(default_factory=default_server_command)
     host: str = "127.0.0.1"
     ready_timeout_s: float = 180.0
+    # More server flags, e.g. ("--transport", "aio", "--workers", "2").
+    extra_args: tuple[str, ...] = ()
 
     def argv(self, port: int, metrics_port: int) -> list[str]:
         """The full command line for a server on `port`."""
@@ -64,6 +66,7 @@ class ServerSpec:
             str(metrics_port),
             "--backend",
             self.backend,
+            *self.extra_args,
         ]
 
 

@@ -191,14 +191,12 @@ def run_aio(settings: Settings) -> None:
 
 async def _serve_aio(settings: Settings) -> None:
     app = App(settings)
-    # grpc.aio dispatches each call as a task on this loop; its own limiter is the one place that
-    # sees calls accepted but not yet run, so it enforces --max-in-flight here.
-    server = grpc.aio.server(
-        options=grpc_options(settings), maximum_concurrent_rpcs=settings.max_in_flight
-    )
+    server = grpc.aio.server(options=grpc_options(settings))
     remote_store = not isinstance(app.store, MemoryStore)
     blocking = ThreadPoolExecutor(settings.threads, "store") if remote_store else None
-    pb_grpc.add_RecommenderServicer_to_server(AioRecommender(app.handlers, blocking), server)
+    pb_grpc.add_RecommenderServicer_to_server(
+        AioRecommender(app.handlers, blocking, settings.max_in_flight), server
+    )
     pb_grpc.add_AdminServicer_to_server(AioAdmin(app.handlers), server)
     health_servicer = health_aio.HealthServicer()
     for name in HEALTH_SERVICES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -85,6 +86,8 @@ class Metrics:
             rpc: self.latency.labels(rpc)
             for rpc in ("Score", "ScoreStream", "Recommend", "TrackEvent")
         }
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._candidate_children = {rpc: self.candidates.labels(rpc) for rpc in STAGES}
 
     def observe_stages(self, rpc: str, seconds: Mapping[str, float]) -> None:
         """Records one request's stage times."""
@@ -93,9 +96,16 @@ class Metrics:
 
     def observe_request(self, rpc: str, code: str, seconds: float) -> None:
         """Records one finished RPC."""
-        self.requests.labels(rpc, code).inc()
+        counter = self._request_children.get((rpc, code))
+        if counter is None:  # first call with this status: bind the child once
+            counter = self._request_children[(rpc, code)] = self.requests.labels(rpc, code)
+        counter.inc()
         child = self._latency_children.get(rpc)
         (child or self.latency.labels(rpc)).observe(seconds)
+
+    def observe_candidates(self, rpc: str, count: int) -> None:
+        """Records how many candidates one scoring RPC scored."""
+        self._candidate_children[rpc].observe(count)
 
     def set_models(self, served: list[tuple[str, str, str]]) -> None:
         """Marks the (variant, version, backend) triples being served; clears the others."""

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        default=_env("TRANSPORT", "sync"),
+        default=_env("TRANSPORT", "aio"),
         help="grpc's thread-pool server (sync) or grpc.aio [RECO_TRANSPORT]",
     )
     p.add_argument(
@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-in-flight",
         type=int,
         default=int(_env("MAX_IN_FLIGHT", "64")),
-        help="RPCs queued or running per process before RESOURCE_EXHAUSTED [RECO_MAX_IN_FLIGHT]",
+        help="RPCs in flight per process before RESOURCE_EXHAUSTED: with sync, every accepted "
+        "call queued or running; with aio, calls dispatched to Python, open streams included "
+        "(calls still queued in gRPC's core wait within their deadlines) [RECO_MAX_IN_FLIGHT]",
     )
     p.add_argument(
         "--grace-seconds",

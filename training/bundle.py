@@ -18,6 +18,8 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.txt"
 LIBRARY_FILE = "model.so"
 ONNX_FILE = "model.onnx"
+# Training feature rows (float32) the compiler annotates branches with and checks parity on.
+TRAIN_SAMPLE_FILE = "train_sample.npy"
 FORMAT_VERSION = 1
 
 # Keys every manifest carries once training has written it (the compiler adds "compiler").
@@ -79,6 +81,8 @@ def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        # mkstemp creates the file owner-only; a bundle is read by other users (the server).
+        Path(tmp).chmod(0o644)
         Path(tmp).replace(bundle_dir / MANIFEST_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

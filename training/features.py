@@ -287,6 +287,15 @@ def build_features(
 # From training frames (vectorised over all rows)
 
 
+def _frame_codes(vocabulary: Vocabulary, column: pd.Series) -> F32:
+    """Codes of a categorical column; a blank or null value is missing (NaN), as on the serving
+    side, and only a value never seen in training gets UNKNOWN_CODE."""
+    text = column.fillna("").astype(str).to_numpy()
+    codes = vocabulary.encode(text)
+    codes[text == ""] = np.nan
+    return codes
+
+
 def session_inputs_from_frame(
     frame: pd.DataFrame, encodings: Encodings, catalog: Catalog | None
 ) -> SessionInputs:
@@ -305,15 +314,11 @@ def session_inputs_from_frame(
         current_index = np.full(n, NO_PRODUCT, dtype=np.int64)
         previous_index = np.full((n, N_PREVIOUS), NO_PRODUCT, dtype=np.int64)
     return SessionInputs(
-        category_code=_f64(
-            encodings.category.encode(frame["current_category"].astype(str).to_numpy())
-        ),
+        category_code=_f64(_frame_codes(encodings.category, frame["current_category"])),
         current_price=_f64(frame["current_price"]),
         products_in_cart=_f64(frame["products_in_cart"]),
-        device_code=_f64(encodings.device_type.encode(frame["device_type"].astype(str).to_numpy())),
-        traffic_code=_f64(
-            encodings.traffic_source.encode(frame["traffic_source"].astype(str).to_numpy())
-        ),
+        device_code=_f64(_frame_codes(encodings.device_type, frame["device_type"])),
+        traffic_code=_f64(_frame_codes(encodings.traffic_source, frame["traffic_source"])),
         time_on_page_sec=_f64(frame["time_on_page_sec"]),
         scroll_depth=_f64(frame["scroll_depth"]),
         clicked_product_image=_f64(frame["clicked_product_image"]),
@@ -329,7 +334,7 @@ def candidate_inputs_from_frame(
 ) -> CandidateInputs:
     """Candidate inputs from a frame's rec_product_id, rec_category and rec_price columns."""
     return CandidateInputs(
-        category_code=encodings.category.encode(frame["rec_category"].astype(str).to_numpy()),
+        category_code=_frame_codes(encodings.category, frame["rec_category"]),
         price=np.asarray(frame["rec_price"], dtype=np.float32),
         product_index=catalog.indices_of(frame["rec_product_id"].astype(str).to_numpy()),
     )
@@ -367,8 +372,9 @@ def _opt(value: float | None) -> float:
 
 
 def _code(vocabulary: Vocabulary, value: str | None) -> float:
-    # Not given is missing (NaN); given but never seen in training is the reserved unknown code.
-    return np.nan if value is None else vocabulary.code(value)
+    # Not given (or blank) is missing (NaN); given but never seen in training is the reserved
+    # unknown code. _frame_codes does the same for training frames.
+    return np.nan if not value else vocabulary.code(value)
 
 
 def session_inputs_from_context(

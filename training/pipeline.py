@@ -23,6 +23,7 @@ from training.bundle import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
+    TRAIN_SAMPLE_FILE,
     hash_files,
     probe_to_manifest,
     sha256_file,
@@ -48,7 +49,6 @@ from training.story import CAMPING_STORY, rank_catalog
 
 log = logging.getLogger(__name__)
 
-TRAIN_SAMPLE_FILE = "train_sample.npy"
 TRAIN_SAMPLE_ROWS = 20_000
 SAMPLE_SEED = 42
 METRICS_FILE = "metrics.json"
@@ -372,5 +372,4 @@ def _write_bundle(
     }
     assert MANIFEST_FILE not in manifest["files"]
     write_manifest(staging, manifest)
-    (staging / MANIFEST_FILE).chmod(0o644)  # write_manifest's temp file is owner-only
     return manifest

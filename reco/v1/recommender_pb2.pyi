@@ -80,20 +80,22 @@ class FeatureMatrix(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("context", "candidates", "top_k", "min_score", "features", "skip_unknown")
+    __slots__ = ("context", "candidates", "top_k", "min_score", "features", "skip_unknown", "candidate_ids")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_IDS_FIELD_NUMBER: _ClassVar[int]
     context: SessionContext
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     top_k: int
     min_score: float
     features: FeatureMatrix
     skip_unknown: bool
-    def __init__(self, context: _Optional[_Union[SessionContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., features: _Optional[_Union[FeatureMatrix, _Mapping]] = ..., skip_unknown: _Optional[bool] = ...) -> None: ...
+    candidate_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, context: _Optional[_Union[SessionContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., features: _Optional[_Union[FeatureMatrix, _Mapping]] = ..., skip_unknown: _Optional[bool] = ..., candidate_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("product_id", "score", "rank", "index")
@@ -219,12 +221,14 @@ class SessionSummary(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., current_product_id: _Optional[str] = ..., previous_product_ids: _Optional[_Iterable[str]] = ..., cart_product_ids: _Optional[_Iterable[str]] = ..., products_viewed_count: _Optional[int] = ..., session_length_mins: _Optional[float] = ..., events_applied: _Optional[int] = ...) -> None: ...
 
 class TrackEventResponse(_message.Message):
-    __slots__ = ("duplicate", "session")
+    __slots__ = ("duplicate", "session", "server_time_us")
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_US_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
     session: SessionSummary
-    def __init__(self, duplicate: _Optional[bool] = ..., session: _Optional[_Union[SessionSummary, _Mapping]] = ...) -> None: ...
+    server_time_us: int
+    def __init__(self, duplicate: _Optional[bool] = ..., session: _Optional[_Union[SessionSummary, _Mapping]] = ..., server_time_us: _Optional[int] = ...) -> None: ...
 
 class EventError(_message.Message):
     __slots__ = ("index", "event_id", "message")

@@ -29,8 +29,20 @@ class Context:
 
     def only_session_id(self) -> bool:
         """True when the caller sent a session id and nothing else (complete it from the store)."""
-        return bool(self.session_id) and self == Context(
-            session_id=self.session_id, customer_id=self.customer_id
+        return (
+            bool(self.session_id)
+            and not self.current_product_id
+            and not self.previous_product_ids
+            and self.current_category is None
+            and self.current_price is None
+            and self.products_in_cart is None
+            and self.device_type is None
+            and self.traffic_source is None
+            and self.time_on_page_sec is None
+            and self.scroll_depth is None
+            and self.clicked_product_image is None
+            and self.session_length_mins is None
+            and self.products_viewed_count is None
         )
 
 
@@ -41,9 +53,16 @@ class Candidates:
     product_ids: list[str]
     categories: dict[int, str] = field(default_factory=dict)
     prices: dict[int, float] = field(default_factory=dict)
+    # How the caller named them, for error messages: "candidates" or "candidate_ids".
+    field: str = "candidates"
 
     def __len__(self) -> int:
         return len(self.product_ids)
+
+    def id_path(self, index: int) -> str:
+        """The request path of one candidate's id, e.g. candidates[3].product_id."""
+        suffix = ".product_id" if self.field == "candidates" else ""
+        return f"{self.field}[{index}]{suffix}"
 
 
 @dataclass(frozen=True, slots=True)

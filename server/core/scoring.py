@@ -59,9 +59,12 @@ def resolve_candidates(
     An unknown product can still be scored when the request gives its category and price.
     """
     get = model.catalog.index.get
-    index = np.array([get(pid, NO_PRODUCT) for pid in candidates.product_ids], dtype=np.int64)
+    found = [get(pid, NO_PRODUCT) for pid in candidates.product_ids]
+    index = np.array(found, dtype=np.int64)
     codes = model.product_category_codes[index]
     prices = model.product_prices[index]
+    if not (candidates.categories or candidates.prices) and NO_PRODUCT not in found:
+        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
     code_of = model.encodings.category.code
     for i, category in candidates.categories.items():
         codes[i] = code_of(category)
@@ -76,7 +79,7 @@ def resolve_candidates(
     if not skip_unknown:
         first = int(missing[0])
         raise NotFound(
-            f"candidates[{first}].product_id {unknown_ids[0]!r} is not in the catalog of model "
+            f"{candidates.id_path(first)} {unknown_ids[0]!r} is not in the catalog of model "
             f"{model.version} (send its category and price to score it, or set skip_unknown)"
             + (f"; {len(unknown_ids) - 1} more unknown" if len(unknown_ids) > 1 else "")
         )

@@ -55,10 +55,10 @@ def validate_context(context: Context, prefix: str = "context") -> None:
 def validate_candidates(candidates: Candidates, max_candidates: int) -> None:
     """Count limit, non-empty ids, valid price overrides (category overrides need no check)."""
     if len(candidates) > max_candidates:
-        raise LimitExceeded("candidates", len(candidates), max_candidates, "candidates")
+        raise LimitExceeded(candidates.field, len(candidates), max_candidates, "candidates")
     ids = candidates.product_ids
     if not all(ids):  # C-level scan; the index is only searched for when one is empty
-        raise InvalidArgument(f"candidates[{ids.index('')}].product_id", "", "must not be empty")
+        raise InvalidArgument(candidates.id_path(ids.index("")), "", "must not be empty")
     for i, price in candidates.prices.items():
         positive_price(f"candidates[{i}].price", price)
     for i, category in candidates.categories.items():

@@ -12,9 +12,8 @@ from server.core.sessions import Event, EventType, SessionState
 
 _product_id = attrgetter("product_id")
 
-# An id-only Candidate inside a ScoreRequest is: tag(1) + length(1) + [tag(1) + length(1) + id],
-# as long as the id is shorter than this many bytes (both lengths then fit in one varint byte).
-_SHORT_ID = 126
+# An id-only Candidate inside a ScoreRequest takes at least tag(1) + length(1) + [tag(1) +
+# length(1) + id] bytes (exactly that for an ASCII id under 126 bytes); an empty id takes 2.
 _ID_ONLY_OVERHEAD = 4
 
 
@@ -47,24 +46,32 @@ def _non_candidate_size(request: pb.ScoreRequest) -> int:
         size += 1 + _varint_size(n) + n
     if request.skip_unknown:
         size += 2
+    for product_id in request.candidate_ids:
+        size += 1 + _varint_size(len(product_id.encode())) + len(product_id.encode())
     return size
 
 
 def _all_candidates_id_only(request: pb.ScoreRequest, ids: list[str]) -> bool:
     """True when no candidate carries a category or price, decided without visiting each one.
 
-    Setting an optional field only ever adds bytes, so the request is exactly as long as the
-    id-only encoding of its ids if and only if no candidate has an override. Reading two fields
-    of 100 candidate messages costs about 25 us with upb; this check costs about 2 us.
+    Each candidate's encoding is at least 4 + len(id) bytes (2 for an empty id), with equality
+    only for an ASCII id under 126 bytes and no category or price; so the request's size equals
+    that lower bound summed over its candidates exactly when none has an override (anything
+    else, a non-ASCII or long id included, takes the exact path). Reading two fields of 100
+    candidate messages costs about 25 us with upb; this check about 5 us.
     """
-    if not all(map(str.isascii, ids)) or max(map(len, ids), default=0) >= _SHORT_ID:
-        return False
     id_only = sum(map(len, ids)) + _ID_ONLY_OVERHEAD * len(ids) - 2 * ids.count("")
     return request.ByteSize() == _non_candidate_size(request) + id_only
 
 
 def candidates_from_proto(request: pb.ScoreRequest) -> Candidates:
     """The request's candidates as columns, with sparse category/price overrides."""
+    if request.candidate_ids:
+        if request.candidates:
+            raise InvalidArgument(
+                "candidate_ids", len(request.candidate_ids), "must not be combined with candidates"
+            )
+        return Candidates(list(request.candidate_ids), field="candidate_ids")
     candidates = request.candidates
     ids = list(map(_product_id, candidates))
     if _all_candidates_id_only(request, ids):

@@ -118,7 +118,7 @@ class Handlers:
         stages["decode"] = t1 - t0
         stages["encode"] = t3 - t2
         self.metrics.observe_stages(rpc, stages)
-        self.metrics.candidates.labels(rpc).observe(len(result.scores))
+        self.metrics.observe_candidates(rpc, len(result.scores))
         return response
 
     def score_stream(self, request: pb.ScoreRequest, deadline: float | None) -> pb.ScoreResponse:
@@ -160,12 +160,15 @@ class Handlers:
     ) -> pb.TrackEventResponse:
         """Stores one event (once per event id) and answers with the session after it."""
         del deadline
+        start = time.perf_counter()
         event = event_from_proto(request.event, _now_ms())
         validate_event(event)
         tracked = self.store.track(event)
-        return pb.TrackEventResponse(
+        response = pb.TrackEventResponse(
             duplicate=tracked.duplicate, session=session_summary(tracked.state)
         )
+        response.server_time_us = int((time.perf_counter() - start) * 1e6)
+        return response
 
     def track_in_stream(self, message: pb.TrackEventRequest, index: int,
                         summary: pb.StreamEventsResponse) -> pb.StreamEventsResponse:  # fmt: skip
@@ -204,7 +207,7 @@ class Handlers:
         stages = result.stage_seconds
         stages["encode"] = t2 - t1
         self.metrics.observe_stages("Recommend", stages)
-        self.metrics.candidates.labels("Recommend").observe(result.candidates_scored)
+        self.metrics.observe_candidates("Recommend", result.candidates_scored)
         return response
 
     def forget_session(

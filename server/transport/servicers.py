@@ -111,12 +111,31 @@ class SyncRecommender(pb_grpc.RecommenderServicer):
 class AioRecommender(pb_grpc.RecommenderServicer):
     """Recommender on grpc.aio. Handlers take microseconds, so they run inline on the event loop
     (no thread hop per call); handlers that wait on a remote session store run on `blocking`
-    threads instead, so a Redis round trip never stalls the loop. The in-flight limit is
-    grpc.aio's maximum_concurrent_rpcs (set where the server is built)."""
+    threads instead, so a Redis round trip never stalls the loop."""
 
-    def __init__(self, handlers: Handlers, blocking: ThreadPoolExecutor | None) -> None:
+    def __init__(
+        self, handlers: Handlers, blocking: ThreadPoolExecutor | None, max_in_flight: int
+    ) -> None:
         self.handlers = handlers
         self.blocking = blocking
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        """Counts the call (open streams included), then yields once so every call already
+        dispatched registers before any runs; a call above the limit is refused at once.
+
+        Calls still queued inside gRPC's core are not visible here (grpc.aio hands Python one
+        call per loop turn); their waiting is bounded by their deadlines. The thread-pool
+        transport counts its whole backlog instead (CountingExecutor)."""
+        self.in_flight += 1
+        await asyncio.sleep(0)
+        if self.in_flight > self.max_in_flight:
+            self.in_flight -= 1
+            self.handlers.metrics.rejected.labels("in_flight").inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, str(Overloaded(self.max_in_flight))
+            )
 
     async def _call(
         self,
@@ -126,14 +145,18 @@ class AioRecommender(pb_grpc.RecommenderServicer):
         context: grpc.aio.ServicerContext,
         uses_store: bool = False,
     ) -> Any:
-        deadline = deadline_of(context)
-        if uses_store and self.blocking is not None:
-            loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(
-                self.blocking, self.handlers.run, rpc, handler, request, deadline
-            )
-        else:
-            outcome = self.handlers.run(rpc, handler, request, deadline)
+        await self._admit(context)
+        try:
+            deadline = deadline_of(context)
+            if uses_store and self.blocking is not None:
+                loop = asyncio.get_running_loop()
+                outcome = await loop.run_in_executor(
+                    self.blocking, self.handlers.run, rpc, handler, request, deadline
+                )
+            else:
+                outcome = self.handlers.run(rpc, handler, request, deadline)
+        finally:
+            self.in_flight -= 1
         if outcome.response is None:
             await context.abort(outcome.code, outcome.message)
         return outcome.response
@@ -148,15 +171,19 @@ class AioRecommender(pb_grpc.RecommenderServicer):
     async def ScoreStream(
         self, request_iterator: AsyncIterator[pb.ScoreRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ScoreResponse]:
-        index = 0
-        async for request in request_iterator:
-            outcome = self.handlers.run(
-                "ScoreStream", self.handlers.score_stream, request, deadline_of(context)
-            )
-            if outcome.response is None:
-                await context.abort(outcome.code, f"request {index}: {outcome.message}")
-            yield outcome.response
-            index += 1
+        await self._admit(context)  # an open stream is an RPC in flight
+        try:
+            index = 0
+            async for request in request_iterator:
+                outcome = self.handlers.run(
+                    "ScoreStream", self.handlers.score_stream, request, deadline_of(context)
+                )
+                if outcome.response is None:
+                    await context.abort(outcome.code, f"request {index}: {outcome.message}")
+                yield outcome.response
+                index += 1
+        finally:
+            self.in_flight -= 1
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -169,6 +196,17 @@ class AioRecommender(pb_grpc.RecommenderServicer):
         return await self._call("TrackEvent", self.handlers.track_event, request, context, True)
 
     async def StreamEvents(
+        self,
+        request_iterator: AsyncIterator[pb.TrackEventRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.StreamEventsResponse:
+        await self._admit(context)
+        try:
+            return await self._stream_events(request_iterator, context)
+        finally:
+            self.in_flight -= 1
+
+    async def _stream_events(
         self,
         request_iterator: AsyncIterator[pb.TrackEventRequest],
         context: grpc.aio.ServicerContext,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.compiler_support import copy_bundle
 from tests.integration.servers import ROOT, RedisServer, ServerProcess, running
 
 DEFAULT_ROWS = "15000"
@@ -42,9 +42,9 @@ def bundle(workdir: Path) -> Path:
     return out
 
 
-def copy_bundle(source: Path, target: Path, version: str) -> Path:
+def renamed_copy(source: Path, target: Path, version: str) -> Path:
     """The same model under another version name (a new bundle directory)."""
-    shutil.copytree(source, target)
+    copy_bundle(source, target)
     manifest_path = target / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["version"] = version
@@ -55,13 +55,13 @@ def copy_bundle(source: Path, target: Path, version: str) -> Path:
 @pytest.fixture(scope="session")
 def bundle_b(bundle: Path, workdir: Path) -> Path:
     """A second, valid bundle (same model, another version) for reloads and A/B variants."""
-    return copy_bundle(bundle, workdir / "artifacts" / "variant-b", "variant-b")
+    return renamed_copy(bundle, workdir / "artifacts" / "variant-b", "variant-b")
 
 
 @pytest.fixture(scope="session")
 def broken_bundle(bundle: Path, workdir: Path) -> Path:
     """A bundle no backend can serve: its parity probe disagrees with its model."""
-    broken = copy_bundle(bundle, workdir / "artifacts" / "broken", "broken")
+    broken = renamed_copy(bundle, workdir / "artifacts" / "broken", "broken")
     manifest_path = broken / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     probe = manifest["parity_probe"]["probabilities"]

@@ -15,7 +15,7 @@ import pytest
 import compiler.build
 from compiler import load_backend
 from compiler.bench import BenchOptions, run_bench
-from compiler.build import TRAIN_SAMPLE_FILE, BuildError
+from compiler.build import BuildError
 from compiler.native import ENTRY_SOURCE
 from compiler.synthetic import write_synthetic_bundle
 from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
@@ -23,6 +23,7 @@ from training.bundle import (
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
+    TRAIN_SAMPLE_FILE,
     read_manifest,
     verify_files,
 )

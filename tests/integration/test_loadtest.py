@@ -1,10 +1,8 @@
-"""End to end: `python -m loadtest` and locust against a real gRPC server process on a free port.
+"""End to end: `python -m loadtest` and locust against the real scoring server on a free port.
 
-The server is the FAKE one (tests/fakes/fake_server.py) until the scoring server lands. To run
-these against the real server, set LOADTEST_SERVER_CMD="python -m server" and LOADTEST_BUNDLE to
-a bundle directory (the same variables `python -m loadtest` reads), or change SERVER_COMMAND and
-the bundle fixture below: the only place these tests name the server. No test asserts a timing:
-only structure, counts and status codes.
+The server serves the session's default bundle (tests/integration/conftest.py); it is started
+and awaited exactly as `--start-server` does. No test asserts a timing: only structure, counts
+and status codes.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,20 +19,17 @@ from typing import Any
 import pytest
 
 from loadtest.probe import TargetNotReadyError, wait_for_serving
-from loadtest.server_process import SERVER_COMMAND_ENV, ManagedServer, ServerSpec
+from loadtest.server_process import (
+    DEFAULT_SERVER_COMMAND,
+    SERVER_COMMAND_ENV,
+    ManagedServer,
+    ServerSpec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_SERVER_COMMAND = f"{shlex.quote(sys.executable)} {ROOT / 'tests' / 'fakes' / 'fake_server.py'}"
-SERVER_COMMAND = os.environ.get(SERVER_COMMAND_ENV) or FAKE_SERVER_COMMAND
+SERVER_COMMAND = DEFAULT_SERVER_COMMAND
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_TIMEOUT_S = 180
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundle a started server loads (the fake ignores it; see the module docstring)."""
-    configured = os.environ.get("LOADTEST_BUNDLE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("bundle")
 
 
 @pytest.fixture(scope="module")
@@ -172,33 +166,32 @@ def test_start_server_runs_one_command_and_stops_the_server(tmp_path: Path, bund
         wait_for_serving(result["plan"]["target"], timeout_s=1.0)
 
 
-def test_concurrency_cap_drops_instead_of_delaying(tmp_path: Path, bundle: Path) -> None:
-    if SERVER_COMMAND != FAKE_SERVER_COMMAND:
-        pytest.skip("needs the fake server's --delay-ms to be slow on purpose")
-    slow = ServerSpec(bundle=bundle, command=f"{SERVER_COMMAND} --delay-ms 300")
-    with ManagedServer(slow, tmp_path / "slow.log") as running:
-        done = run_loadtest(
-            "--target",
-            running.target,
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--concurrency",
-            "2",
-            "--timeout",
-            "10",
-            "--results-dir",
-            str(tmp_path / "out"),
-        )
+def test_concurrency_cap_drops_instead_of_delaying(server: ManagedServer, tmp_path: Path) -> None:
+    # One request in flight at most, 1000 candidates each, due every 0.5 ms: a request cannot
+    # finish before the next is due, so requests must be dropped rather than sent late.
+    done = run_loadtest(
+        "--target",
+        server.target,
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "1",
+        "--candidates",
+        "1000",
+        "--timeout",
+        "10",
+        "--results-dir",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 1, done.stderr
     requests = read_json(tmp_path / "out" / "result.json")["summary"]["requests"]
-    # At most 2 in flight at 300 ms each: nearly all of the 50 requests must be dropped.
-    assert requests["scheduled"] == 50
-    assert requests["dropped"] >= 25
-    assert requests["sent"] + requests["dropped"] == 50
+    assert requests["scheduled"] == 2000
+    assert requests["dropped"] >= 500
+    assert requests["sent"] + requests["dropped"] == 2000
     assert "dropped by the concurrency cap" in done.stdout
 
 

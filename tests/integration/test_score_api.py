@@ -215,12 +215,38 @@ def test_model_info_describes_the_bundle(stub: pb_grpc.RecommenderStub, bundle: 
     assert Path(model.bundle_path) == bundle.resolve()
 
 
-def test_reflection_lists_and_describes_the_service(server: ServerProcess) -> None:
-    database = ProtoReflectionDescriptorDatabase(server.channel())
-    services = database.get_services()
-    assert "reco.v1.Recommender" in services and "grpc.health.v1.Health" in services
-    descriptor = database.FindFileContainingSymbol("reco.v1.Recommender")
-    assert "Score" in str(descriptor.service[0].method)
+def test_reflection_serves_a_json_call_without_proto_files(
+    server: ServerProcess, product_ids: list[str]
+) -> None:
+    """What `grpcurl -plaintext -d '{...}' host:port reco.v1.Recommender/Score` does: descriptors
+    from the reflection service, messages built from them, JSON in and out (no generated stubs)."""
+    from google.protobuf import descriptor_pool, json_format, message_factory
+
+    with server.channel() as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = database.get_services()
+        assert {"reco.v1.Recommender", "reco.v1.Admin", "grpc.health.v1.Health"} <= set(services)
+        pool = descriptor_pool.DescriptorPool(database)
+        service = pool.FindServiceByName("reco.v1.Recommender")
+        assert {"Score", "ScoreStream", "Recommend", "TrackEvent"} <= {
+            m.name for m in service.methods
+        }
+        method = service.methods_by_name["Score"]
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        body = {
+            "context": {"currentProductId": product_ids[0]},
+            "candidateIds": product_ids[:3],
+            "topK": 2,
+        }
+        call = channel.unary_unary(
+            "/reco.v1.Recommender/Score",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_class.FromString,
+        )
+        reply = json_format.MessageToDict(call(json_format.ParseDict(body, request_class())))
+    assert len(reply["scores"]) == 3 and reply["backend"] == "compiled"
+    assert "serverTimeUs" in reply and reply["modelVersion"]
 
 
 def test_metrics_endpoint_exposes_requests_stages_and_model(server: ServerProcess,
@@ -241,9 +267,9 @@ def test_metrics_endpoint_exposes_requests_stages_and_model(server: ServerProces
 
 def test_in_flight_limit_answers_resource_exhausted_naming_it(bundle: Path, logs: Path,
                                                                product_ids: list[str]) -> None:  # fmt: skip
-    with running(
-        bundle, "--max-in-flight", "2", "--threads", "1", "--transport", "sync", log_dir=logs
-    ) as srv:
+    # The thread-pool transport counts every call it accepted, queued or running.
+    flags = ("--max-in-flight", "2", "--threads", "1", "--transport", "sync")
+    with running(bundle, *flags, log_dir=logs) as srv:
         stub = pb_grpc.RecommenderStub(srv.channel())
         request = score_request((product_ids * 5)[:1000])
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -359,3 +385,36 @@ def test_unexpected_errors_are_internal_with_a_generic_message(
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert err.value.details() == INTERNAL_MESSAGE
     assert "disk on fire" in caplog.text  # the details went to the log
+
+
+def test_candidate_ids_scores_like_candidates(
+    stub: pb_grpc.RecommenderStub, product_ids: list[str]
+) -> None:
+    ids = product_ids[:50]
+    packed = stub.Score(pb.ScoreRequest(context=CONTEXT, candidate_ids=ids, top_k=5, min_score=0.0))
+    assert list(packed.scores) == list(
+        stub.Score(score_request(ids, top_k=5, min_score=0.0)).scores
+    )
+    assert [r.product_id for r in packed.ranked] == [ids[r.index] for r in packed.ranked]
+
+
+def test_open_streams_count_toward_the_in_flight_limit_on_grpc_aio(bundle: Path, logs: Path,
+                                                                    product_ids: list[str]) -> None:  # fmt: skip
+    import queue
+
+    with running(bundle, "--max-in-flight", "2", "--transport", "aio", log_dir=logs) as srv:
+        stub = pb_grpc.RecommenderStub(srv.channel())
+        feeds: list[queue.Queue[pb.ScoreRequest | None]] = [queue.Queue(), queue.Queue()]
+        streams = [stub.ScoreStream(iter(feed.get, None)) for feed in feeds]
+        for feed, stream in zip(feeds, streams, strict=True):
+            feed.put(score_request(product_ids[:3]))
+            next(stream)  # the stream is open and answering: two RPCs in flight
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Score(score_request(product_ids[:3]))
+        for feed, stream in zip(feeds, streams, strict=True):
+            feed.put(None)
+            list(stream)
+        after = stub.Score(score_request(product_ids[:3]))  # the streams closed: room again
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 2 requests in flight" in err.value.details()
+    assert len(after.scores) == 3

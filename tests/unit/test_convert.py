@@ -120,3 +120,20 @@ def test_score_response_lists_ranked_items_in_order_with_their_request_index() -
         ("c", 2, 2, 0.8),
     ]
     assert response.model_version == "v1" and response.backend == "compiled"
+
+
+def test_candidate_ids_is_the_packed_id_only_form() -> None:
+    request = pb.ScoreRequest(candidate_ids=["P1", "P2", "P1"])
+    assert candidates_from_proto(request) == Candidates(["P1", "P2", "P1"], field="candidate_ids")
+
+
+def test_candidate_ids_and_candidates_together_are_refused() -> None:
+    import pytest
+
+    from server.core.errors import InvalidArgument
+
+    request = pb.ScoreRequest(candidate_ids=["P1"], candidates=[pb.Candidate(product_id="P2")])
+    with pytest.raises(
+        InvalidArgument, match=r"candidate_ids must not be combined with candidates"
+    ):
+        candidates_from_proto(request)

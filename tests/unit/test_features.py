@@ -365,3 +365,19 @@ def test_catalog_indices_of_marks_unknown_ids(catalog: Catalog) -> None:
         0,
         NO_PRODUCT,
     ]
+
+
+def test_blank_categories_are_missing_in_training_and_serving_alike(
+    catalog: Catalog, tables: ProductTables
+) -> None:
+    row = impression(current_category="", device_type=None, traffic_source="")
+    trained = features_of([row], catalog, tables).iloc[0]
+    assert math.isnan(trained["category_enc"]) and math.isnan(trained["device_enc"])
+    assert math.isnan(trained["traffic_enc"])
+    context = context_of(row, catalog) | {
+        "current_category": "",
+        "device_type": None,
+        "traffic_source": "",
+    }
+    served = serve_features(context, [("PROD0002", "Sports", 250.0)], catalog, tables)
+    np.testing.assert_array_equal(served, features_of([row], catalog, tables).to_numpy(np.float32))

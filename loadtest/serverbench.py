@@ -1,0 +1,329 @@
+"""Server latency benchmark: server-side and end-to-end times per RPC, store and server layout.
+
+    python -m loadtest.serverbench [--bundle artifacts/latest] [--quick]
+
+Starts real servers (`python -m server`, gRPC only from here) and prints Markdown tables:
+1. Score with 1, 10, 100 and 1000 candidates: server_time_us and round trip, one request in
+   flight (back to back) and eight in flight.
+2. TrackEvent and Recommend with the in-process store and with Redis.
+3. Server layouts (thread pool vs grpc.aio, one process vs two): throughput of 100-candidate
+   Score calls with a fixed number in flight, and their latencies.
+Every request scores a fresh random set of candidates from the catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import psutil
+
+from loadtest.products import load_product_ids
+from loadtest.server_process import ManagedServer, ServerSpec
+from reco.v1 import recommender_pb2 as pb
+from reco.v1 import recommender_pb2_grpc as pb_grpc
+
+BATCH_SIZES = (1, 10, 100, 1000)
+CONTEXT = pb.SessionContext(
+    session_id="bench",
+    current_product_id="PROD0001",
+    previous_product_ids=["PROD0002"],
+    device_type="Desktop",
+    traffic_source="Direct",
+    time_on_page_sec=80,
+    scroll_depth=0.7,
+    products_in_cart=1,
+    session_length_mins=12,
+    products_viewed_count=4,
+)
+
+
+@dataclass
+class Timings:
+    """Round-trip and server-side times (microseconds) of one measured series."""
+
+    round_trip_us: list[float] = field(default_factory=list)
+    server_us: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    client_cpu: float = 0.0
+
+    def add(self, round_trip_s: float, server_us: int) -> None:
+        self.round_trip_us.append(round_trip_s * 1e6)
+        self.server_us.append(float(server_us))
+
+    def row(self, label: str) -> str:
+        """A Markdown row: label, server p50/p99, round trip p50/p99, count."""
+        s, r = np.asarray(self.server_us), np.asarray(self.round_trip_us)
+        return (
+            f"| {label} | {np.median(s):.0f} | {np.percentile(s, 99):.0f} | "
+            f"{np.median(r):.0f} | {np.percentile(r, 99):.0f} | {len(r)} |"
+        )
+
+
+class Requests:
+    """Fresh requests: random candidates from the catalog, unique event ids."""
+
+    def __init__(self, product_ids: tuple[str, ...], seed: int = 7) -> None:
+        self.ids = product_ids
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, size: int, packed: bool = False) -> pb.ScoreRequest:
+        """A Score request for `size` random products, as Candidate messages or, with
+        packed, as the candidate_ids list."""
+        picked = self.rng.choice(len(self.ids), size=size, replace=size > len(self.ids))
+        ids = [self.ids[i] for i in picked.tolist()]
+        if packed:
+            return pb.ScoreRequest(context=CONTEXT, candidate_ids=ids, top_k=10)
+        candidates = [pb.Candidate(product_id=p) for p in ids]
+        return pb.ScoreRequest(context=CONTEXT, candidates=candidates, top_k=10)
+
+    def event(self, session: str, n: int, kind: pb.EventType) -> pb.TrackEventRequest:
+        product = self.ids[int(self.rng.integers(len(self.ids)))]
+        event = pb.Event(
+            event_id=f"{session}-{n}",
+            session_id=session,
+            type=kind,
+            product_id=product,
+            device_type="Desktop",
+            traffic_source="Direct",
+            time_on_page_sec=float(self.rng.integers(5, 200)),
+            scroll_depth=float(self.rng.random()),
+        )
+        return pb.TrackEventRequest(event=event)
+
+
+def sequential_score(
+    stub: pb_grpc.RecommenderStub, requests: Requests, size: int, count: int, packed: bool = False
+) -> Timings:
+    """One request in flight, back to back."""
+    prepared = [requests.score(size, packed) for _ in range(count)]
+    for request in prepared[: max(20, count // 10)]:  # warm the channel and the server
+        stub.Score(request)
+    timings = Timings()
+    started = time.perf_counter()
+    for request in prepared:
+        t0 = time.perf_counter()
+        response = stub.Score(request)
+        timings.add(time.perf_counter() - t0, response.server_time_us)
+    timings.seconds = time.perf_counter() - started
+    return timings
+
+
+def concurrent_score(
+    target: str, requests: Requests, size: int, in_flight: int, seconds: float
+) -> Timings:
+    """`in_flight` requests outstanding at all times for `seconds` (grpc.aio client)."""
+    prepared = [requests.score(size) for _ in range(500)]
+    timings = Timings()
+    process = psutil.Process()
+
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            for request in prepared[:50]:
+                await stub.Score(request)
+            end = time.perf_counter() + seconds
+
+            async def worker(offset: int) -> None:
+                n = offset
+                while time.perf_counter() < end:
+                    t0 = time.perf_counter()
+                    response = await stub.Score(prepared[n % len(prepared)])
+                    timings.add(time.perf_counter() - t0, response.server_time_us)
+                    n += in_flight
+
+            cpu0, t0 = process.cpu_times(), time.perf_counter()
+            await asyncio.gather(*(worker(i) for i in range(in_flight)))
+            cpu1 = process.cpu_times()
+            timings.seconds = time.perf_counter() - t0
+            timings.client_cpu = (
+                cpu1.user + cpu1.system - cpu0.user - cpu0.system
+            ) / timings.seconds
+
+    asyncio.run(run())
+    return timings
+
+
+def session_rpcs(
+    stub: pb_grpc.RecommenderStub, requests: Requests, sessions: int
+) -> tuple[Timings, Timings]:
+    """Shoppers: three views (and a cart add) each followed by a Recommend; returns
+    (TrackEvent, Recommend) timings."""
+    track, recommend = Timings(), Timings()
+    kinds = (pb.EVENT_TYPE_VIEW, pb.EVENT_TYPE_VIEW, pb.EVENT_TYPE_ADD_TO_CART, pb.EVENT_TYPE_VIEW)
+    for s in range(sessions):
+        session = f"bench-{uuid.uuid4().hex[:10]}"
+        for n, kind in enumerate(kinds):
+            request = requests.event(session, n, kind)
+            t0 = time.perf_counter()
+            tracked = stub.TrackEvent(request)
+            if s >= sessions // 10:  # the first tenth warms up
+                track.add(time.perf_counter() - t0, tracked.server_time_us)
+            t0 = time.perf_counter()
+            response = stub.Recommend(pb.RecommendRequest(session_id=session, k=3))
+            if s >= sessions // 10:
+                recommend.add(time.perf_counter() - t0, response.server_time_us)
+    return track, recommend
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free port (no persistence)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis  # noqa: PLC0415 - only this benchmark part needs it
+
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)  # redis-server has no readiness signal to wait on
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def server(bundle: Path, logs: Path, *flags: str) -> Iterator[ManagedServer]:
+    spec = ServerSpec(bundle=bundle, extra_args=("--watch-seconds", "0", *flags))
+    with ManagedServer(spec, logs / f"server-{'-'.join(flags) or 'default'}.log") as running:
+        yield running
+
+
+COLUMNS = ("server p50 (us)", "server p99 (us)", "round trip p50 (us)", "round trip p99 (us)")
+
+
+def table_header(first: str, *extra: str) -> str:
+    """A Markdown table header with the latency columns."""
+    names = (first, *extra, *COLUMNS, "requests")
+    return "| " + " | ".join(names) + " |\n|---|" + "---:|" * (len(names) - 1)
+
+
+def layout_row(label: str, t: Timings) -> str:
+    """A row of the layouts table: throughput, latencies, client CPU."""
+    s, r = np.asarray(t.server_us), np.asarray(t.round_trip_us)
+    cells = [
+        f"{len(r) / t.seconds:.0f}",
+        f"{np.median(s):.0f}",
+        f"{np.percentile(s, 99):.0f}",
+        f"{np.median(r):.0f}",
+        f"{np.percentile(r, 99):.0f}",
+        f"{len(r)}",
+        f"{t.client_cpu:.0%}",
+    ]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+LAYOUTS = (
+    ("thread pool, 1 process", ("--transport", "sync")),
+    ("grpc.aio, 1 process", ("--transport", "aio")),
+    ("thread pool, 2 processes", ("--transport", "sync", "--workers", "2")),
+    ("grpc.aio, 2 processes", ("--transport", "aio", "--workers", "2")),
+)
+
+
+def score_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+    print("Score on the default server: back to back (1 in flight), and 8 in flight\n")
+    print(table_header("candidates"))
+    with server(args.bundle, logs) as running, grpc.insecure_channel(running.target) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        for size in BATCH_SIZES:
+            print(sequential_score(stub, requests, size, args.requests).row(f"{size}, 1 in flight"))
+        for size in (100, 1000):
+            timings = sequential_score(stub, requests, size, args.requests, packed=True)
+            print(timings.row(f"{size} as candidate_ids, 1 in flight"))
+        for size in BATCH_SIZES:
+            timings = concurrent_score(running.target, requests, size, 8, args.seconds)
+            rate = len(timings.server_us) / timings.seconds
+            print(timings.row(f"{size}, 8 in flight ({rate:.0f}/s)"), flush=True)
+    print()
+
+
+def session_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+    print("TrackEvent and Recommend (k=3, whole 200-product catalog), back to back\n")
+    print(table_header("RPC, store"))
+    with server(args.bundle, logs) as running, grpc.insecure_channel(running.target) as channel:
+        track, recommend = session_rpcs(pb_grpc.RecommenderStub(channel), requests, args.sessions)
+    print(track.row("TrackEvent, in-process"))
+    print(recommend.row("Recommend, in-process"), flush=True)
+    with (
+        redis_server() as url,
+        server(args.bundle, logs, "--session-store", url) as running,
+        grpc.insecure_channel(running.target) as channel,
+    ):
+        track, recommend = session_rpcs(pb_grpc.RecommenderStub(channel), requests, args.sessions)
+    print(track.row("TrackEvent, Redis"))
+    print(recommend.row("Recommend, Redis"), flush=True)
+    print()
+
+
+def layout_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+    print("Server layouts: 100-candidate Score, 16 in flight (the client shares the 2 cores)\n")
+    header = table_header("layout", "requests/s").split("\n")
+    print(header[0][:-1] + "| client CPU |\n" + header[1] + "---:|")
+    with redis_server() as url:
+        for label, flags in LAYOUTS:
+            # Several processes need a shared session store (the server refuses otherwise).
+            store = ("--session-store", url) if "--workers" in flags else ()
+            with server(args.bundle, logs, *flags, *store) as running:
+                timings = concurrent_score(running.target, requests, 100, 16, args.seconds)
+            print(layout_row(label, timings), flush=True)
+    print()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.serverbench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
+    parser.add_argument("--requests", type=int, default=2000, help="per sequential series")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per concurrent series")
+    parser.add_argument("--sessions", type=int, default=300, help="shoppers per store")
+    parser.add_argument("--quick", action="store_true", help="a fifth of the work (smoke run)")
+    parser.add_argument("--parts", default="score,sessions,layouts", help="tables to print")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.seconds, args.sessions = args.requests // 5, args.seconds / 4, 60
+    requests = Requests(load_product_ids(args.bundle / "catalog.csv"))
+    logs = Path(tempfile.mkdtemp(prefix="reco-serverbench-"))
+    print(
+        f"`python -m loadtest.serverbench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
+        f"load average before {os.getloadavg()[0]:.2f}; server logs in {logs}\n"
+    )
+    tables = {"score": score_tables, "sessions": session_tables, "layouts": layout_tables}
+    for part in args.parts.split(","):
+        tables[part](args, requests, logs)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
