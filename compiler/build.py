@@ -23,7 +23,12 @@ from compiler.check_rows import parity_check_rows
 from compiler.codegen import generate_sources
 from compiler.codegen_choice import CODEGENS, FLAT, CodegenChoice, choose_codegen
 from compiler.cpu import cpu_model
-from compiler.flatgen import DEFAULT_BLOCK_ROWS, NotEligibleError, generate_flat_source
+from compiler.flatgen import (
+    BLOCK_ROWS,
+    DEFAULT_BLOCK_ROWS,
+    NotEligibleError,
+    generate_flat_source,
+)
 from compiler.native import ENTRY_SOURCE, NativeLibrary
 from compiler.onnx_model import OnnxModel, export_onnx
 from compiler.parity import GroupedCheck, ParityError
@@ -82,6 +87,8 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.codegen not in CODEGENS:
             raise ValueError(f"codegen must be one of {list(CODEGENS)}, got {self.codegen!r}")
+        if self.block_rows not in BLOCK_ROWS:
+            raise ValueError(f"block_rows must be one of {BLOCK_ROWS}, got {self.block_rows}")
 
     def flags(self) -> dict[str, Any]:
         """The options that shape the library (recorded in the manifest and the cache key)."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import treelite
 
+from compiler.build import BuildOptions
 from compiler.codegen_choice import choose_codegen
 from compiler.flatgen import (
     MAX_FEATURES,
@@ -197,3 +198,11 @@ def test_rendered_c_pads_the_tree_count_for_single_row_steps() -> None:
     assert "int32_t reco_predict_dense(const float* X, int64_t n_rows, int32_t n_cols" in source
     with pytest.raises(ValueError, match="block_rows must be one of"):
         render_c(forest, block_rows=5)
+
+
+def test_build_options_refuse_an_unknown_generator_or_block_width() -> None:
+    with pytest.raises(ValueError, match="codegen must be one of"):
+        BuildOptions(codegen="gpu")
+    with pytest.raises(ValueError, match=r"block_rows must be one of \(4, 8, 16\), got 5"):
+        BuildOptions(block_rows=5)
+    assert BuildOptions().flags()["codegen"] == "auto"  # recorded, and part of the cache key
