@@ -12,6 +12,8 @@ from compiler.backends import BackendError
 from compiler.bench import BenchError, BenchOptions, run_bench
 from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
+from compiler.codegen_choice import CODEGENS
+from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
 from training.bundle import BundleError
@@ -50,6 +52,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("bundle", type=Path, help="bundle directory written by training")
     build.add_argument(
+        "--codegen",
+        choices=CODEGENS,
+        default=_env("RECO_COMPILER_CODEGEN", defaults.codegen),
+        help="C generator: flat (branch-free, padded trees), tl2cgen, or auto = flat when the "
+        f"model is eligible (numerical splits, depth <= {MAX_DEPTH}), else tl2cgen "
+        "(env RECO_COMPILER_CODEGEN)",
+    )
+    build.add_argument(
+        "--block-rows",
+        type=int,
+        choices=BLOCK_ROWS,
+        default=defaults.block_rows,
+        help="flat: rows walked through each tree together",
+    )
+    build.add_argument(
         "--target",
         choices=TARGETS,
         default=_env("RECO_COMPILER_TARGET", defaults.target),
@@ -59,20 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         "--quantize",
         action=argparse.BooleanOptionalAction,
         default=defaults.quantize,
-        help="TL2cgen quantize: compare integer bin indices instead of doubles",
+        help="tl2cgen: quantize, compare integer bin indices instead of doubles",
     )
     build.add_argument(
         "--annotate",
         action=argparse.BooleanOptionalAction,
         default=defaults.annotate,
-        help="mark branches LIKELY/UNLIKELY from train_sample.npy (TL2cgen annotate_branch)",
+        help="tl2cgen: mark branches LIKELY/UNLIKELY from train_sample.npy (annotate_branch)",
     )
     build.add_argument(
         "--parallel-comp",
         type=int,
         default=defaults.parallel_comp,
         metavar="N",
-        help="split the trees over N C files compiled in parallel (0: one file)",
+        help="tl2cgen: split the trees over N C files compiled in parallel (0: one file)",
     )
     build.add_argument(
         "--opt-level", choices=OPT_LEVELS, default=defaults.opt_level, help="gcc -O level"
@@ -110,7 +127,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--variants",
         action="store_true",
-        help="also build and time compile variants (annotation, quantize, -O2, native)",
+        help="also build and time compile variants (flat: rows per block, -O2, native; "
+        "tl2cgen: quantize, annotation, -O2, native)",
+    )
+    bench.add_argument(
+        "--other-codegens",
+        action=argparse.BooleanOptionalAction,
+        default=bench_defaults.other_codegens,
+        help="also build and time the library of each code generator the bundle's is not from",
     )
 
     bench.add_argument(
@@ -136,13 +160,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "build" and args.codegen not in CODEGENS:  # a bad environment default
+        parser.error(f"--codegen must be one of {', '.join(CODEGENS)}, got {args.codegen!r}")
+    if args.command == "build" and args.target not in TARGETS:
+        parser.error(f"--target must be one of {', '.join(TARGETS)}, got {args.target!r}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         if args.command == "build":
             options = BuildOptions(
+                codegen=args.codegen,
+                block_rows=args.block_rows,
                 target=args.target,
                 quantize=args.quantize,
                 annotate=args.annotate,
@@ -161,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 variants=args.variants,
                 serving_shape=args.serving_shape,
+                other_codegens=args.other_codegens,
             )
             print(run_bench(args.bundle, options_bench))
         else:

@@ -25,7 +25,9 @@ from compiler.build import (
     compile_library,
 )
 from compiler.check_rows import parity_check_rows
+from compiler.codegen_choice import FLAT, TL2CGEN, choose_codegen
 from compiler.cpu import cpu_model
+from compiler.flatgen import NotEligibleError
 from compiler.native import NativeLibrary
 from compiler.parity import GroupedCheck
 from compiler.toolchain import find_cc
@@ -55,6 +57,7 @@ class BenchOptions:
     seed: int = 0
     variants: bool = False
     serving_shape: bool = False
+    other_codegens: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,67 +167,111 @@ def _tl2cgen_predictor(library: Path) -> Predict:
     return predict
 
 
+def compiled_label(codegen: str) -> str:
+    """The table's name for a model library made by one code generator."""
+    return f"compiled ({codegen})"
+
+
+# Compile variants for --variants: BuildOptions changes from the defaults, per label.
 _VARIANTS: dict[str, dict[str, Any]] = {
-    "default (portable -O3, annotated, quantized)": {},
-    "no quantize": {"quantize": False},
-    "no annotation": {"annotate": False},
-    "-O2": {"opt_level": "O2"},
-    "native": {"target": "native"},
+    "flat, 4 rows per block": {"codegen": FLAT, "block_rows": 4},
+    "flat, 16 rows per block": {"codegen": FLAT, "block_rows": 16},
+    "flat, -O2": {"codegen": FLAT, "opt_level": "O2"},
+    "flat, native": {"codegen": FLAT, "target": "native"},
+    "tl2cgen, no quantize": {"codegen": TL2CGEN, "quantize": False},
+    "tl2cgen, no annotation": {"codegen": TL2CGEN, "annotate": False},
+    "tl2cgen, -O2": {"codegen": TL2CGEN, "opt_level": "O2"},
+    "tl2cgen, native": {"codegen": TL2CGEN, "target": "native"},
 }
 
 
-def _variant_predictors(
-    bundle_dir: Path, work: Path, base: BuildOptions, sample: F32 | None, probe_rows: F32
-) -> dict[str, Predict]:
-    """Builds each compile variant into work, checks its parity, returns their predictors."""
+@dataclass
+class _Built:
+    """Libraries built for the benchmark: predictors and paths by label, why any was left out,
+    and one line per build."""
+
+    predictors: dict[str, Predict] = dataclasses.field(default_factory=dict)
+    paths: dict[str, Path] = dataclasses.field(default_factory=dict)
+    unavailable: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _build_libraries(
+    bundle_dir: Path,
+    work: Path,
+    base: BuildOptions,
+    builds: dict[str, dict[str, Any]],
+    sample: F32 | None,
+    probe_rows: F32,
+) -> _Built:
+    """Builds each library into work and checks its parity like `compiler build` does. A model
+    the flat generator cannot take, or a missing compiler, leaves a build out with the reason;
+    a library that fails parity raises BenchError."""
+    built = _Built()
+    model_file = bundle_dir / MODEL_FILE
     cc_path = find_cc(base.cc)
     if cc_path is None:
-        raise BenchError(f"C compiler {base.cc!r} not found: cannot build variants")
-    booster = lgb.Booster(model_file=str(bundle_dir / MODEL_FILE))
+        built.unavailable += [f"{label}: C compiler {base.cc!r} not found" for label in builds]
+        return built
+    flat_refusal = ""
+    try:
+        choose_codegen(model_file, FLAT)
+    except NotEligibleError as exc:
+        flat_refusal = str(exc)
+    booster = lgb.Booster(model_file=str(model_file))
     names = read_manifest(bundle_dir)["feature_names"]
     check = GroupedCheck(
         parity_check_rows(probe_rows, sample, booster.dump_model()), booster.predict, names
     )
-    annotation_rows = probe_rows if sample is None else sample
-    predictors: dict[str, Predict] = {}
-    for label, changes in _VARIANTS.items():
+    for label, changes in builds.items():
         options = dataclasses.replace(base, **changes)
+        if options.codegen == FLAT and flat_refusal:
+            built.unavailable.append(f"{label}: {flat_refusal}")
+            continue
         started = time.perf_counter()
         path = compile_library(
-            bundle_dir / MODEL_FILE,
-            work / f"variant{len(predictors)}",
+            model_file,
+            work / f"build{len(built.paths)}",
             options,
-            annotation_rows,
+            probe_rows if sample is None else sample,
             cc_path,
+            options.codegen,
         )
         library = NativeLibrary(path)
         record, message = check.run("compiled", library.predict_unchecked)
         if message:
-            raise BenchError(f"variant {label!r}: {message}")
-        print(
-            f"- {label}: built in {time.perf_counter() - started:.1f}s, max abs diff "
+            raise BenchError(f"{label}: {message}")
+        built.notes.append(
+            f"{label}: built in {time.perf_counter() - started:.1f}s, max abs diff "
             f"{record['max_abs_diff']:.1e} over {record['rows_checked']} rows"
         )
         # Through Backend.predict, like the bundle's backend, so the rows compare like for like.
-        variant = Backend("compiled", library.n_features, library.predict_unchecked)
-        predictors[f"compiled [{label}]"] = variant.predict
-    return predictors
+        built.predictors[label] = Backend(
+            "compiled", library.n_features, library.predict_unchecked
+        ).predict
+        built.paths[label] = path
+    return built
 
 
-def _bundle_predictors(bundle_dir: Path) -> tuple[dict[str, Predict], list[str]]:
-    """Every backend the bundle can load, TL2cgen's Predictor on its library, and the reasons
-    for any left out. LightGBM, the reference, must load."""
+def bundle_codegen(manifest: dict[str, Any]) -> str:
+    """The generator that made the bundle's model.so (bundles from before the flat generator
+    record none: theirs is TL2cgen's)."""
+    return str(manifest.get("compiler", {}).get("codegen", {}).get("used", TL2CGEN))
+
+
+def _bundle_predictors(bundle_dir: Path, codegen: str) -> tuple[dict[str, Predict], list[str]]:
+    """Every backend the bundle can load, and the reasons for any left out. LightGBM, the
+    reference, must load."""
     predictors: dict[str, Predict] = {}
     unavailable = []
     for kind in BACKEND_KINDS:
+        label = compiled_label(codegen) if kind == "compiled" else kind
         try:
-            predictors[kind] = load_backend(bundle_dir, kind).predict
+            predictors[label] = load_backend(bundle_dir, kind).predict
         except BackendError as exc:
             if kind == REFERENCE:
                 raise
             unavailable.append(str(exc))
-    if "compiled" in predictors:
-        predictors["tl2cgen Predictor"] = _tl2cgen_predictor(bundle_dir / LIBRARY_FILE)
     return predictors, unavailable
 
 
@@ -243,8 +290,26 @@ def _machine_state() -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load}"
 
 
+def _table_position(name: str) -> int:
+    return 0 if name.startswith("compiled (") else 2 if name.startswith("compiled [") else 1
+
+
+def _builds_wanted(options: BenchOptions, bundle_has: str | None) -> dict[str, dict[str, Any]]:
+    """The libraries to build for this run, by label: each generator's default library not in
+    the bundle (with other_codegens), then the compile variants (with variants)."""
+    builds = {
+        compiled_label(codegen): {"codegen": codegen}
+        for codegen in (FLAT, TL2CGEN)
+        if options.other_codegens and codegen != bundle_has
+    }
+    if options.variants:
+        builds.update({f"compiled [{label}]": changes for label, changes in _VARIANTS.items()})
+    return builds
+
+
 def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
-    """Benchmarks the bundle's backends (and, with variants, compile variants); returns Markdown."""
+    """Benchmarks the bundle's backends, the other generator's library and (with variants)
+    compile variants, built here and parity-checked first; returns Markdown."""
     manifest = read_manifest(bundle_dir)
     probe_rows, _ = probe_from_manifest(manifest)
     sample_path = bundle_dir / TRAIN_SAMPLE_FILE
@@ -252,26 +317,50 @@ def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
     source = probe_rows if sample is None else sample
     rng = np.random.default_rng(options.seed)
     pool = fresh_row_pool(source, options.pool_rows, rng)
-    predictors, unavailable = _bundle_predictors(bundle_dir)
+    codegen = bundle_codegen(manifest)
+    predictors, unavailable = _bundle_predictors(bundle_dir, codegen)
+    bundle_has = codegen if compiled_label(codegen) in predictors else None
     section = manifest.get("compiler", {})
     flags = section.get("flags", {})
+    library = (
+        f"`model.so` made by the {codegen} generator, built with "
+        f"`{' '.join(flags.get('cflags', []))}`"
+        + (
+            f", quantize {flags.get('quantize')}, annotated "
+            f"{section.get('annotation', {}).get('enabled')}"
+            if codegen == TL2CGEN
+            else f", {flags.get('block_rows', '?')} rows per block"
+        )
+        if bundle_has
+        else "no usable `model.so`"
+    )
     header = [
         f"`python -m compiler bench {bundle_dir}`: bundle {manifest['version']} "
-        f"({len(manifest['feature_names'])} features), library built with "
-        f"`{' '.join(flags.get('cflags', []))}`, quantize {flags.get('quantize')}, "
-        f"annotated {section.get('annotation', {}).get('enabled')}.",
+        f"({len(manifest['feature_names'])} features), {library}.",
         f"Machine before: {_machine_state()}.",
-        *[f"Not measured: {reason}." for reason in unavailable],
     ]
     with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp:
-        if options.variants:
-            base = BuildOptions(
-                cc=flags.get("cc", "gcc"), parallel_comp=int(flags.get("parallel_comp", 0))
-            )
-            print("Compile variants (each checked against LightGBM before timing):")
-            predictors.update(_variant_predictors(bundle_dir, Path(tmp), base, sample, probe_rows))
+        base = BuildOptions(
+            cc=flags.get("cc", "gcc"), parallel_comp=int(flags.get("parallel_comp", 0))
+        )
+        built = _build_libraries(
+            bundle_dir, Path(tmp), base, _builds_wanted(options, bundle_has), sample, probe_rows
+        )
+        unavailable += built.unavailable
+        tl2cgen_library = (
+            bundle_dir / LIBRARY_FILE
+            if bundle_has == TL2CGEN
+            else built.paths.get(compiled_label(TL2CGEN))
+        )
+        predictors.update(built.predictors)
+        if tl2cgen_library is not None:
+            predictors["tl2cgen Predictor"] = _tl2cgen_predictor(tl2cgen_library)
         session_columns = _session_columns(manifest) if options.serving_shape else None
         measurements = measure(predictors, pool, options, rng, session_columns)
+    # The libraries (the bundle's, then the other generator's), the other backends, variants.
+    order = sorted(predictors, key=_table_position)
+    header += [f"Built here from model.txt and checked against LightGBM: {n}." for n in built.notes]
+    header += [f"Not measured: {reason}." for reason in unavailable]
     header.append(
         f"Machine after: {_machine_state()}. Medians of {options.repeats} runs per cell, runs "
         f"interleaved across backends; every call scores fresh rows (columns resampled "
@@ -282,4 +371,4 @@ def run_bench(bundle_dir: Path, options: BenchOptions) -> str:
             else "."
         )
     )
-    return "\n".join(header) + "\n\n" + markdown_table(measurements, list(predictors))
+    return "\n".join(header) + "\n\n" + markdown_table(measurements, order)

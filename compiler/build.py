@@ -1,4 +1,4 @@
-"""`compiler build`: model.txt to model.so (TL2cgen + gcc) and model.onnx, each proven by parity."""
+"""`compiler build`: model.txt to model.so (flat or TL2cgen C) and model.onnx, proven by parity."""
 
 from __future__ import annotations
 
@@ -21,7 +21,14 @@ import treelite
 from compiler.cache import BuildCache, cache_key, compiler_source_sha256
 from compiler.check_rows import parity_check_rows
 from compiler.codegen import generate_sources
+from compiler.codegen_choice import CODEGENS, FLAT, CodegenChoice, choose_codegen
 from compiler.cpu import cpu_model
+from compiler.flatgen import (
+    BLOCK_ROWS,
+    DEFAULT_BLOCK_ROWS,
+    NotEligibleError,
+    generate_flat_source,
+)
 from compiler.native import ENTRY_SOURCE, NativeLibrary
 from compiler.onnx_model import OnnxModel, export_onnx
 from compiler.parity import GroupedCheck, ParityError
@@ -59,8 +66,11 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How to compile. entry_source exists so tests can build a deliberately broken library."""
+    """How to compile. entry_source (TL2cgen's entry point) exists so tests can build a
+    deliberately broken library. quantize, annotate and parallel_comp apply to TL2cgen only,
+    block_rows to the flat generator only."""
 
+    codegen: str = "auto"
     target: str = "portable"
     # Quantized (integer bin) comparisons measured 17-25% faster per row on the
     # production-shaped model; see docs/benchmarks.md before changing this default.
@@ -72,10 +82,19 @@ class BuildOptions:
     jobs: int = 2
     cache_dir: Path | None = None
     entry_source: Path = field(default=ENTRY_SOURCE)
+    block_rows: int = DEFAULT_BLOCK_ROWS
+
+    def __post_init__(self) -> None:
+        if self.codegen not in CODEGENS:
+            raise ValueError(f"codegen must be one of {list(CODEGENS)}, got {self.codegen!r}")
+        if self.block_rows not in BLOCK_ROWS:
+            raise ValueError(f"block_rows must be one of {BLOCK_ROWS}, got {self.block_rows}")
 
     def flags(self) -> dict[str, Any]:
         """The options that shape the library (recorded in the manifest and the cache key)."""
         return {
+            "codegen": self.codegen,
+            "block_rows": self.block_rows,
             "target": self.target,
             "quantize": self.quantize,
             "annotate": self.annotate,
@@ -128,21 +147,27 @@ def compile_library(
     options: BuildOptions,
     annotation_rows: F32 | None,
     cc_path: str,
+    codegen: str,
 ) -> Path:
-    """Generates C for model_file with TL2cgen, adds the entry point and compiles model.so in
-    work_dir. Raises ToolchainError if gcc fails."""
+    """Generates C for model_file with the given generator ("flat", or "tl2cgen" plus the dense
+    entry point) and compiles model.so in work_dir. Raises ToolchainError if gcc fails, and
+    NotEligibleError if the model cannot be generated flat."""
     source_dir = work_dir / "src"
-    sources = generate_sources(
-        model_file,
-        source_dir,
-        quantize=options.quantize,
-        parallel_comp=options.parallel_comp,
-        annotation_rows=annotation_rows if options.annotate else None,
-    )
+    if codegen == FLAT:
+        sources = [generate_flat_source(model_file, source_dir, options.block_rows)]
+    else:
+        sources = generate_sources(
+            model_file,
+            source_dir,
+            quantize=options.quantize,
+            parallel_comp=options.parallel_comp,
+            annotation_rows=annotation_rows if options.annotate else None,
+        )
+        sources.append(options.entry_source)
     library = work_dir / LIBRARY_FILE
     compile_shared(
         cc_path,
-        [*sources, options.entry_source],
+        sources,
         [source_dir],
         cflags(options.target, options.opt_level),
         library,
@@ -180,6 +205,15 @@ def _check_model(booster: lgb.Booster, feature_names: list[str], model_file: Pat
         )
 
 
+def _choose_codegen(model_file: Path, requested: str) -> CodegenChoice:
+    try:
+        choice = choose_codegen(model_file, requested)
+    except (NotEligibleError, treelite.TreeliteError) as exc:
+        raise BuildError(f"cannot generate C for {model_file}: {exc}") from exc
+    logger.info("codegen %s (--codegen %s): %s", choice.used, requested, choice.reason)
+    return choice
+
+
 def _outputs_intact(bundle_dir: Path, manifest: dict[str, Any], section: dict[str, Any]) -> bool:
     try:
         verify_files(bundle_dir, manifest, list(section.get("outputs", {})))
@@ -204,6 +238,7 @@ def _fresh_artifacts(
     cc_path: str | None,
     annotation_rows: F32,
     check: GroupedCheck,
+    codegen: str,
 ) -> dict[str, dict[str, Any]]:
     """Builds model.so and model.onnx into out; returns each backend's record.
 
@@ -216,8 +251,13 @@ def _fresh_artifacts(
         records["compiled"] = {"status": "skipped", "reason": reason}
     else:
         try:
-            library = compile_library(model_file, out, options, annotation_rows, cc_path)
-        except (ToolchainError, treelite.TreeliteError, tl2cgen.TL2cgenError) as exc:
+            library = compile_library(model_file, out, options, annotation_rows, cc_path, codegen)
+        except (
+            ToolchainError,
+            treelite.TreeliteError,
+            tl2cgen.TL2cgenError,
+            NotEligibleError,
+        ) as exc:
             raise BuildError(f"compiling {model_file} failed: {exc}") from exc
         try:
             records["compiled"], message = _check_library(check, library)
@@ -305,6 +345,7 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
     except lgb.basic.LightGBMError as exc:
         raise BuildError(f"LightGBM cannot load {model_file}: {exc}") from exc
     _check_model(booster, names, model_file)
+    codegen = _choose_codegen(model_file, options.codegen)
 
     cc_path = find_cc(options.cc)
     target_cpu = _target_cpu(cc_path, options.target)
@@ -314,6 +355,7 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         "entry_point_sha256": sha256_file(options.entry_source),
         "compiler_sha256": compiler_source_sha256(),
         "flags": options.flags(),
+        "codegen": codegen.used,
         "tools": tool_versions(cc_path),
         "target_cpu": target_cpu,
     }
@@ -336,7 +378,7 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
     sample = _load_train_sample(bundle_dir, manifest, len(names))
     annotation_rows = probe_rows if sample is None else sample
     annotation = {
-        "enabled": options.annotate,
+        "enabled": options.annotate and codegen.used != FLAT,
         "rows": len(annotation_rows),
         "source": f"{bundle_dir.name}/{'parity_probe' if sample is None else TRAIN_SAMPLE_FILE}",
     }
@@ -357,7 +399,9 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
             annotation = hit[1].get("annotation", annotation)
         else:
             state = "miss"
-            records = _fresh_artifacts(model_file, out, options, cc_path, annotation_rows, check)
+            records = _fresh_artifacts(
+                model_file, out, options, cc_path, annotation_rows, check, codegen.used
+            )
         produced = {
             name: out / name
             for backend, name in (("compiled", LIBRARY_FILE), ("onnx", ONNX_FILE))
@@ -377,6 +421,7 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         "build_seconds": round(time.perf_counter() - started, 3),
         "tools": key_inputs["tools"],
         "flags": options.flags(),
+        "codegen": codegen.to_manifest(),
         "target_cpu": {**target_cpu, "build_host_cpu": cpu_model()},
         "inputs": {
             MODEL_FILE: model_sha,
@@ -393,10 +438,11 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
     }
     write_manifest(bundle_dir, {**manifest, "files": {**files, **hashes}, "compiler": section})
     logger.info(
-        "compiled %s in %.1fs (cache %s): %s",
+        "compiled %s in %.1fs (cache %s, codegen %s): %s",
         bundle_dir,
         section["build_seconds"],
         state,
+        codegen.used,
         ", ".join(f"{b} {r['status']}" for b, r in records.items()),
     )
     return BuildResult(state, section["build_seconds"], section)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import compiler.build
+import compiler.flatgen
 from compiler import load_backend
 from compiler.bench import BenchOptions, run_bench
 from compiler.build import BuildError
@@ -62,7 +63,13 @@ def test_build_writes_library_onnx_and_manifest(built: Path) -> None:
     assert set(section["target_cpu"]["required_cpu_flags"]) <= {"mmx", "sse", "sse2"}
     assert section["inputs"][MODEL_FILE] == manifest["files"][MODEL_FILE]
     assert section["outputs"] == {n: manifest["files"][n] for n in (LIBRARY_FILE, ONNX_FILE)}
-    assert section["annotation"]["enabled"] and section["annotation"]["rows"] == 1000
+    assert section["codegen"] == {
+        "used": "flat",
+        "requested": "auto",
+        "reason": "eligible: 25 trees of depth <= 4, numerical splits only",
+    }
+    # Branch annotation is TL2cgen's: the flat library has no branches to annotate.
+    assert not section["annotation"]["enabled"] and section["annotation"]["rows"] == 1000
     assert section["build_seconds"] > 0 and len(section["cache_key"]) == 64
     assert not [p for p in built.iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -94,6 +101,34 @@ def test_new_bundle_with_the_same_model_reuses_the_cached_library(
     assert load_backend(other).name == "compiled"
 
 
+def test_the_cache_key_covers_the_generator(
+    built: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    bundle = copy_bundle(built, tmp_path / "bundle")
+    flat_section = read_manifest(bundle)["compiler"]
+    result = build(bundle, shared_cache(tmp_path_factory), codegen="tl2cgen")
+    assert result.cache == "miss" and result.section["cache_key"] != flat_section["cache_key"]
+    assert result.section["codegen"] == {
+        "used": "tl2cgen",
+        "requested": "tl2cgen",
+        "reason": "requested",
+    }
+    assert result.section["annotation"]["enabled"]
+    assert (bundle / LIBRARY_FILE).read_bytes() != (built / LIBRARY_FILE).read_bytes()
+    assert load_backend(bundle).name == "compiled"
+    # Back to auto: the flat library comes from the cache, parity re-checked.
+    assert build(bundle, shared_cache(tmp_path_factory)).cache == "store"
+    assert (bundle / LIBRARY_FILE).read_bytes() == (built / LIBRARY_FILE).read_bytes()
+
+
+def test_flat_requested_for_a_model_it_cannot_take_is_refused_by_reason(tmp_path: Path) -> None:
+    bundle, _ = make_bundle(tmp_path, replace(SMALL, seed=31, categorical=(1,)))
+    before = _snapshot(bundle)
+    with pytest.raises(BuildError, match="--codegen flat: tree 0 has categorical splits"):
+        build(bundle, None, codegen="flat")
+    assert _snapshot(bundle) == before
+
+
 def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first, _ = make_bundle(tmp_path / "a", replace(SMALL, seed=21))
@@ -109,16 +144,23 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     assert load_backend(second).name == "compiled"
 
 
-def test_build_refuses_a_library_that_fails_parity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codegen", ["flat", "tl2cgen"])
+def test_build_refuses_a_library_that_fails_parity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codegen: str
+) -> None:
     # A plausible bug: the entry point reads NaN as 0.0 instead of "missing".
     broken = tmp_path / "broken_entry.c"
     broken.write_text(
         ENTRY_SOURCE.read_text().replace("row[j].missing = -1;", "row[j].fvalue = 0.0;")
     )
+    kernel = compiler.flatgen._KERNEL
+    nan_as_zero = kernel.replace("isnan(v) ? -INFINITY : kept", "isnan(v) ? 0.0f : kept")
+    assert nan_as_zero != kernel
+    monkeypatch.setattr(compiler.flatgen, "_KERNEL", nan_as_zero)
     bundle, _ = make_bundle(tmp_path, replace(SMALL, seed=22))
     before = _snapshot(bundle)
     with pytest.raises(BuildError) as caught:
-        build(bundle, tmp_path / "cache", entry_source=broken)
+        build(bundle, tmp_path / "cache", entry_source=broken, codegen=codegen)
     message = str(caught.value)
     assert "compiled parity failed" in message and "worst row" in message
     assert "lightgbm 0." in message and "vs compiled 0." in message and "=NaN" in message
@@ -126,14 +168,17 @@ def test_build_refuses_a_library_that_fails_parity(tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
-def test_build_refuses_a_model_treelite_translates_differently(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codegen", ["flat", "tl2cgen"])
+def test_build_refuses_a_model_treelite_translates_differently(
+    tmp_path: Path, codegen: str
+) -> None:
     # LightGBM's zero_as_missing reads 0 and NaN alike; the generated code does not.
     bundle, _ = make_bundle(
         tmp_path, replace(SMALL, seed=23, extra_params={"zero_as_missing": True})
     )
     before = _snapshot(bundle)
     with pytest.raises(BuildError, match="compiled parity failed"):
-        build(bundle, None)
+        build(bundle, None, codegen=codegen)
     assert _snapshot(bundle) == before
 
 
@@ -150,7 +195,9 @@ def test_without_a_c_compiler_onnx_still_serves(tmp_path: Path) -> None:
     assert "not found on PATH" in backend.rejected[0]
     table = run_bench(bundle, BenchOptions(batch_sizes=(1,), repeats=1, pool_rows=1000))
     assert "Not measured: " in table and "model.so is missing" in table
-    assert "| onnx | 1 |" in table and "| compiled |" not in table
+    for codegen in ("flat", "tl2cgen"):
+        assert f"Not measured: compiled ({codegen}): C compiler 'no-such-cc' not found" in table
+    assert "| onnx | 1 |" in table and "| compiled" not in table
 
 
 def test_onnx_failing_parity_is_left_out_and_recorded(
@@ -237,7 +284,12 @@ def test_command_line_build_and_bench(built: Path, tmp_path: Path) -> None:
         cache=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    for name in ("compiled", "onnx", "lightgbm", "tl2cgen Predictor"):
+    assert "`model.so` made by the flat generator" in done.stdout
+    assert "Built here from model.txt and checked against LightGBM: compiled (tl2cgen)" in (
+        done.stdout
+    )
+    names = ("compiled (flat)", "compiled (tl2cgen)", "onnx", "lightgbm", "tl2cgen Predictor")
+    for name in names:
         assert f"| {name} | 1 |" in done.stdout and f"| {name} | 10 |" in done.stdout
 
 
@@ -253,7 +305,7 @@ def test_command_line_refusal_exits_non_zero(tmp_path: Path) -> None:
 
 def test_parallel_compilation_and_o2_build_pass_parity(tmp_path: Path) -> None:
     bundle, _ = make_bundle(tmp_path, replace(SMALL, seed=30))
-    section = build(bundle, None, parallel_comp=3, opt_level="O2").section
+    section = build(bundle, None, codegen="tl2cgen", parallel_comp=3, opt_level="O2").section
     assert section["flags"]["parallel_comp"] == 3 and section["flags"]["cflags"][0] == "-O2"
     assert section["backends"]["compiled"]["status"] == "ok"
     assert load_backend(bundle).name == "compiled"

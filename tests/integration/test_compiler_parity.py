@@ -1,4 +1,5 @@
-"""Compiled and ONNX predictions match LightGBM's on many random models and awkward rows."""
+"""Compiled (both generators) and ONNX predictions match LightGBM's on many random models and
+awkward rows."""
 
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ CASES: dict[str, SyntheticSpec] = {
     "heavy nan and constant columns": replace(SMALL, nan_fraction=0.3, constant=(2, 5), seed=4),
     "nan read as zero": replace(SMALL, extra_params={"use_missing": False}, seed=5),
     "sigmoid alpha 0.4": replace(SMALL, extra_params={"sigmoid": 0.4}, seed=6),
+    # 24 leaves in trees up to 9 deep: the flat tables pad each to 511 tests.
+    "unbalanced": replace(SMALL, max_depth=9, num_leaves=24, seed=8),
+    "too deep for flat": replace(
+        SMALL, max_depth=-1, num_leaves=63, n_trees=10, seed=9, extra_params={"min_data_in_leaf": 3}
+    ),
     **{f"random {seed}": _random_spec(seed) for seed in range(4)},
 }
 # onnxmltools (1.16) converts a model trained with sigmoid=0.4 as if sigmoid were 1: the
@@ -60,16 +66,38 @@ BUILD_CHANGES: dict[str, dict[str, object]] = {
     "production shape, not quantized": {"quantize": False},
     "deep": {"annotate": False},
 }
+# Every case is built by each generator: "auto" (flat when eligible) and "tl2cgen". The TL2cgen
+# option cases need no flat twin.
+TL2CGEN_ONLY = {"production shape, not quantized"}
+BUILDS = [
+    (name, codegen)
+    for name in CASES
+    for codegen in ("auto", "tl2cgen")
+    if not (codegen == "auto" and name in TL2CGEN_ONLY)
+]
+# Why auto must fall back to TL2cgen, for the cases it must.
+NOT_FLAT = {"categorical": "categorical splits", "too deep for flat": "over the limit of 10"}
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+def _expected_codegen(name: str, spec: SyntheticSpec, codegen: str) -> tuple[str, str]:
+    if codegen == "tl2cgen":
+        return "tl2cgen", "requested"
+    if name in NOT_FLAT:
+        return "tl2cgen", NOT_FLAT[name]
+    if spec.categorical:
+        return "tl2cgen", "categorical splits"
+    return "flat", "eligible: "
+
+
+@pytest.fixture(scope="module", params=BUILDS, ids=[f"{n} [{c}]" for n, c in BUILDS])
 def case(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, SyntheticSpec, Path, lgb.Booster]:
-    name = request.param
+    name, codegen = request.param
     spec = CASES[name]
     bundle, booster = make_bundle(tmp_path_factory.mktemp("parity"), spec)
-    build(bundle, shared_cache(tmp_path_factory), **BUILD_CHANGES.get(name, {}))
+    changes = {"codegen": codegen, **BUILD_CHANGES.get(name, {})}
+    build(bundle, shared_cache(tmp_path_factory), **changes)
     return name, spec, bundle, booster
 
 
@@ -90,8 +118,11 @@ def _max_diff(expected: np.ndarray, actual: np.ndarray) -> float:
 def test_build_records_parity_per_backend(
     case: tuple[str, SyntheticSpec, Path, lgb.Booster],
 ) -> None:
-    name, _, bundle, _ = case
-    backends = read_manifest(bundle)["compiler"]["backends"]
+    name, spec, bundle, _ = case
+    section = read_manifest(bundle)["compiler"]
+    used, reason = _expected_codegen(name, spec, section["codegen"]["requested"])
+    assert section["codegen"]["used"] == used and reason in section["codegen"]["reason"]
+    backends = section["backends"]
     assert backends["compiled"]["status"] == "ok"
     assert backends["compiled"]["max_abs_diff"] <= 1e-6
     assert backends["compiled"]["rows_checked"] > 1000
@@ -162,7 +193,8 @@ def _nodes(node: dict) -> list[dict]:
 def test_categorical_splits_in_every_backend(tmp_path_factory: pytest.TempPathFactory) -> None:
     spec = CASES["categorical"]
     bundle, booster = make_bundle(tmp_path_factory.mktemp("categories"), spec)
-    build(bundle, shared_cache(tmp_path_factory))
+    codegen = build(bundle, shared_cache(tmp_path_factory)).section["codegen"]
+    assert codegen["used"] == "tl2cgen" and "categorical splits" in codegen["reason"]
     assert any(
         node["decision_type"] == "=="
         for tree in booster.dump_model()["tree_info"]

@@ -10,6 +10,7 @@ import numpy as np
 from compiler.bench import (
     BenchOptions,
     Measurement,
+    bundle_codegen,
     fresh_row_pool,
     markdown_table,
     measure,
@@ -72,3 +73,10 @@ def test_markdown_table_divides_by_lightgbm_per_row_time() -> None:
     lines = table.splitlines()
     assert lines[2] == "| compiled | 100 | 100.0 | 1.00 | 4.0x |"
     assert lines[3] == "| lightgbm | 100 | 400.0 | 4.00 | 1.0x |"
+
+
+def test_bundle_codegen_reads_the_manifest_and_defaults_to_tl2cgen() -> None:
+    assert bundle_codegen({"compiler": {"codegen": {"used": "flat"}}}) == "flat"
+    # Bundles compiled before the flat generator existed record no codegen: theirs is TL2cgen's.
+    assert bundle_codegen({"compiler": {"flags": {}}}) == "tl2cgen"
+    assert bundle_codegen({}) == "tl2cgen"
