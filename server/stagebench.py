@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def timed(
     """Median microseconds per stage (and in total) over `requests`."""
     stages: dict[str, list[float]] = {}
 
-    def record(_rpc: str, seconds: dict[str, float]) -> None:
+    def record(_rpc: str, seconds: Mapping[str, float]) -> None:
         for stage, value in seconds.items():
             stages.setdefault(stage, []).append(value)
 
@@ -88,7 +88,7 @@ def main() -> int:
                               device_type="Desktop", traffic_source="Direct",
                               time_on_page_sec=60.0, scroll_depth=0.7))  # fmt: skip
     handlers = app.handlers
-    series = {
+    series: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
         "Score, 100 Candidate messages": (
             lambda raw: handlers.score(pb.ScoreRequest.FromString(raw), None),
             [score_request(False) for _ in range(args.requests)],
