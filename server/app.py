@@ -65,9 +65,9 @@ def make_store(settings: Settings) -> SessionStore:
 class App:
     """The process-wide objects: models, session store, core services, handlers and metrics."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.registry = ModelRegistry()
         self.store = make_store(settings)
         self.bundles = {PRIMARY: settings.bundle}

@@ -57,11 +57,18 @@ def supervise(settings: Settings) -> int:
         process.start()
         return process
 
-    def forward(signum: int, _frame: object) -> None:
+    received: list[int] = []
+
+    def record(signum: int, _frame: object) -> None:
+        # Only note it: the loop below forwards it. A handler that signals or reaps processes
+        # itself can interrupt that same work in the main thread.
+        received.append(signum)
+
+    def forward(signum: int) -> None:
         if signum != signal.SIGHUP:
             stopping.set()
         for process in workers.values():
-            if process.pid is not None and process.is_alive():
+            if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, signum)
 
     if settings.metrics_port >= 0:
@@ -74,11 +81,13 @@ def supervise(settings: Settings) -> int:
         workers[index] = start(index)
         started[index] = time.monotonic()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+        signal.signal(sig, record)
     log.info("started %d workers on %s", settings.workers, settings.address)
     exit_code = 0
     try:
         while workers:
+            while received:
+                forward(received.pop(0))
             for index, process in list(workers.items()):
                 process.join(timeout=0.2)
                 if process.exitcode is None:
@@ -91,7 +100,7 @@ def supervise(settings: Settings) -> int:
                     log.error("worker-%d exited with %s after %.1fs; stopping the server",
                               index, process.exitcode, lived)  # fmt: skip
                     exit_code = 2
-                    forward(signal.SIGTERM, None)
+                    forward(signal.SIGTERM)
                     continue
                 log.warning("worker-%d died (exit %s); restarting it", index, process.exitcode)
                 workers[index] = start(index)

@@ -1,0 +1,140 @@
+"""In-process stage costs of Score and Recommend: the server's own code, without gRPC or network.
+
+    python -m server.stagebench [--bundle artifacts/latest] [--requests 3000]
+
+Runs the real handlers (decode, features, predict, rank, encode) on fresh protobuf requests in
+this process and prints the median per stage, back to back and with an idle gap before each
+request. The gap shows what this machine charges for waking up to a request: the live server
+is idle between requests unless it is saturated, so its server_time_us sits between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from reco.v1 import recommender_pb2 as pb
+from server.app import App
+from server.core.sessions import Event, EventType
+from server.metrics import Metrics
+from server.settings import parse_settings
+
+GAPS_MS = (0.0, 0.8)
+ROUNDS = 5  # every (call, gap) cell runs once per round, cells interleaved; medians over rounds
+
+
+class StageRecorder(Metrics):
+    """Metrics that keep every stage time (in a private registry, beside nothing else)."""
+
+    def __init__(self) -> None:
+        super().__init__(CollectorRegistry())
+        self.stages: dict[str, list[float]] = {}
+
+    def observe_stages(self, rpc: str, seconds: Mapping[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.stages.setdefault(stage, []).append(value)
+
+
+def timed(
+    recorder: StageRecorder, run: Callable[[Any], Any], requests: list[Any], gap_ms: float
+) -> dict[str, float]:
+    """Median microseconds per stage (and in total) over `requests`."""
+    recorder.stages = {}
+    totals = []
+    for request in requests:
+        if gap_ms:
+            time.sleep(gap_ms / 1000)
+        start = time.perf_counter()
+        run(request)
+        totals.append(time.perf_counter() - start)
+    medians = {stage: float(np.median(v)) * 1e6 for stage, v in recorder.stages.items()}
+    medians["total"] = float(np.median(totals)) * 1e6
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m server.stagebench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    recorder = StageRecorder()
+    app = App(parse_settings(["--bundle", str(args.bundle), "--watch-seconds", "0"]), recorder)
+    app.load_all()
+    model = app.registry.variants()[0].model
+    ids = model.catalog.product_ids.tolist()
+    rng = np.random.default_rng(7)
+    context = pb.SessionContext(
+        current_product_id=ids[0], previous_product_ids=ids[1:3], device_type="Desktop",
+        traffic_source="Direct", time_on_page_sec=80, scroll_depth=0.7, products_in_cart=1,
+        session_length_mins=12, products_viewed_count=4,
+    )  # fmt: skip
+
+    def score_request(packed: bool) -> bytes:
+        picked = [ids[i] for i in rng.choice(len(ids), size=100, replace=False)]
+        if packed:
+            return pb.ScoreRequest(
+                context=context, candidate_ids=picked, top_k=10
+            ).SerializeToString()
+        candidates = [pb.Candidate(product_id=p) for p in picked]
+        return pb.ScoreRequest(context=context, candidates=candidates, top_k=10).SerializeToString()
+
+    for n, (kind, product) in enumerate(
+        [(EventType.VIEW, ids[0]), (EventType.ADD_TO_CART, ids[1]), (EventType.VIEW, ids[2])]
+    ):
+        app.store.track(Event(f"e{n}", "bench", kind, 1_767_225_600_000 + n * 30_000, product,
+                              device_type="Desktop", traffic_source="Direct",
+                              time_on_page_sec=60.0, scroll_depth=0.7))  # fmt: skip
+    handlers = app.handlers
+    series: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
+        "Score, 100 Candidate messages": (
+            lambda raw: handlers.score(pb.ScoreRequest.FromString(raw), None),
+            [score_request(False) for _ in range(args.requests)],
+        ),
+        "Score, 100 candidate_ids": (
+            lambda raw: handlers.score(pb.ScoreRequest.FromString(raw), None),
+            [score_request(True) for _ in range(args.requests)],
+        ),
+        f"Recommend, whole catalog ({len(ids)} products)": (
+            lambda request: handlers.recommend(request, None),
+            [pb.RecommendRequest(session_id="bench", k=3)] * args.requests,
+        ),
+    }
+    command = " ".join(["python -m server.stagebench", *sys.argv[1:]])
+    print(
+        f"`{command}`: model {model.version} ({model.backend.name}), "
+        f"load average {os.getloadavg()[0]:.2f}; medians in us\n"
+    )
+    cells = [(label, gap) for label in series for gap in GAPS_MS]
+    rounds: dict[tuple[str, float], list[dict[str, float]]] = {cell: [] for cell in cells}
+    for _ in range(ROUNDS):
+        for label, gap in cells:
+            run, requests = series[label]
+            rounds[(label, gap)].append(
+                timed(recorder, run, requests[: args.requests // ROUNDS], gap)
+            )
+    print("| call | idle gap | first stage | features | predict | rank | encode | total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, gap in cells:
+        runs = rounds[(label, gap)]
+        m = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+        first = m.get("decode", m.get("retrieval", 0.0))
+        values = [first, m["features"], m["predict"], m["rank"], m["encode"], m["total"]]
+        print(f"| {label} | {gap:g} ms | " + " | ".join(f"{v:.0f}" for v in values) + " |")
+    print("\nfirst stage: decode for Score, retrieval (session read, candidates) for Recommend")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
