@@ -76,7 +76,9 @@ class App:
         self.reloader = Reloader(self.registry, self.load, self._on_reload)
         self.handlers = Handlers(
             registry=self.registry,
-            scorer=Scorer(self.registry, Limits(max_candidates=settings.max_candidates)),
+            scorer=Scorer(
+                self.registry, Limits(max_candidates=settings.max_candidates), self.store
+            ),
             recommender=Recommender(
                 self.registry,
                 self.store,

@@ -13,6 +13,7 @@ from server.core.model import LoadedModel
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery, ScoreResult
+from server.core.sessions import SessionStore
 from server.core.validation import (
     unit_interval,
     validate_candidates,
@@ -117,18 +118,22 @@ def decode_feature_rows(rows: FeatureRows) -> F32:
 class Scorer:
     """Scores ScoreQuery objects against the registry's current model."""
 
-    def __init__(self, registry: ModelRegistry, limits: Limits) -> None:
+    def __init__(self, registry: ModelRegistry, limits: Limits, sessions: SessionStore) -> None:
         self.registry = registry
         self.limits = limits
+        self.sessions = sessions
 
-    def score(
-        self, query: ScoreQuery, deadline: float | None = None, context: Context | None = None
-    ) -> ScoreResult:
+    def score(self, query: ScoreQuery, deadline: float | None = None) -> ScoreResult:
         """Scores every candidate in one backend call and ranks them.
 
-        `context` overrides query.context (the session-completed context, when there is one).
+        A context holding only a session id is completed from the tracked session (an unknown
+        session scores with everything missing).
         """
-        context = context or query.context
+        context = query.context
+        if context.only_session_id():
+            state = self.sessions.get(context.session_id)
+            if state is not None:
+                context = state.to_context()
         model, variant = self.registry.select(context.session_id)
         unit_interval("min_score", query.min_score)
         if query.top_k < 0:

@@ -103,13 +103,8 @@ class Handlers:
         """Score and ScoreStream: decode, score in one backend call, encode."""
         t0 = time.perf_counter()
         query = score_query_from_proto(request)
-        context = None
-        if query.context.only_session_id():
-            # "Score for this session": the tracked session supplies the context.
-            state = self.store.get(query.context.session_id)
-            context = state.to_context() if state is not None else None
         t1 = time.perf_counter()
-        result = self.scorer.score(query, deadline, context)
+        result = self.scorer.score(query, deadline)
         t2 = time.perf_counter()
         response = score_response(result, query.candidates.product_ids)
         t3 = time.perf_counter()

@@ -12,6 +12,7 @@ import pytest
 
 from compiler import Backend
 from server.core.errors import DeadlineExceeded, InvalidArgument, LimitExceeded, NotFound
+from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery
@@ -28,9 +29,11 @@ class PriceBackend(Backend):
     def __init__(self) -> None:
         super().__init__("fake", len(FEATURE_NAMES), self._by_price)
         self.calls: list[int] = []
+        self.last_rows: npt.NDArray[np.float32] | None = None
 
     def _by_price(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         self.calls.append(len(rows))
+        self.last_rows = rows.copy()
         return np.asarray(rows[:, PRICE], dtype=np.float64) / 100.0
 
 
@@ -72,7 +75,7 @@ def model() -> LoadedModel:
 def scorer(model: LoadedModel) -> Scorer:
     registry = ModelRegistry()
     registry.install("A", model)
-    return Scorer(registry, Limits(max_candidates=5))
+    return Scorer(registry, Limits(max_candidates=5), MemoryStore())
 
 
 def query(*ids: str, **kw: object) -> ScoreQuery:
@@ -172,3 +175,20 @@ def test_context_features_use_the_shared_builder(model: LoadedModel) -> None:
     assert rows.shape == (2, len(FEATURE_NAMES))
     assert rows[:, FEATURE_NAMES.index("current_price")].tolist() == [50.0, 50.0]  # from catalog
     assert rows[:, FEATURE_NAMES.index("same_category")].tolist() == [0.0, 0.0]
+
+
+def test_a_session_only_context_is_completed_from_the_tracked_session(model: LoadedModel) -> None:
+    from server.core.sessions import Event, EventType
+
+    registry = ModelRegistry()
+    registry.install("A", model)
+    store = MemoryStore()
+    scorer = Scorer(registry, Limits(), store)
+    backend: PriceBackend = model.backend  # type: ignore[assignment]
+    session_only = query("P2", context=Context(session_id="s1"), min_score=0.0)
+    current_price = FEATURE_NAMES.index("current_price")
+    scorer.score(session_only)
+    assert backend.last_rows is not None and np.isnan(backend.last_rows[0, current_price])
+    store.track(Event("e1", "s1", EventType.VIEW, 1_000, "P3"))
+    scorer.score(session_only)
+    assert backend.last_rows[0, current_price] == 50.0  # P3's catalog price, from the session
