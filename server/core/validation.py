@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 from server.core.errors import InvalidArgument, LimitExceeded
 from server.core.requests import Candidates, Context, FeatureRows
@@ -85,8 +84,3 @@ def validate_feature_rows(rows: FeatureRows, n_features: int, max_rows: int) -> 
             f"{len(rows.data)} bytes",
             f"must hold rows x cols float32 = {expected} bytes",
         )
-
-
-def first_index(values: Iterable[bool]) -> int:
-    """Position of the first True (callers know there is one)."""
-    return next(i for i, flag in enumerate(values) if flag)
