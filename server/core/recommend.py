@@ -159,7 +159,7 @@ class Recommender:
         rows = context_features(model, state.to_context(), self._inputs(model, candidates))
         t2 = time.perf_counter()
         check_deadline(deadline)
-        scores = model.backend.predict(rows) if len(rows) else np.empty(0)
+        scores = model.backend.predict(rows)
         t3 = time.perf_counter()
         min_score = model.threshold if query.min_score is None else query.min_score
         order = _cap_per_category(
@@ -250,7 +250,7 @@ class Recommender:
         pool = np.flatnonzero(allowed)
         pool = pool[np.argsort(-model.catalog.popularity[pool], kind="stable")][:COLD_START_POOL]
         rows = context_features(model, Context(), self._inputs(model, pool))
-        scores = model.backend.predict(rows) if len(rows) else np.empty(0)
+        scores = model.backend.predict(rows)
         order = np.argsort(-scores, kind="stable")[:k]
         return Recommendation(
             items=self._items(model, None, pool[order], scores[order], rows[order], explain=False),

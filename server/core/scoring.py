@@ -165,7 +165,7 @@ class Scorer:
             X = context_features(model, context, resolved.inputs)
         t1 = time.perf_counter()
         check_deadline(deadline)
-        predicted = model.backend.predict(X) if len(X) else np.empty(0, dtype=np.float64)
+        predicted = model.backend.predict(X)
         t2 = time.perf_counter()
         if resolved is not None and resolved.scored_rows is not None:
             scores = np.full(n, np.nan)
