@@ -140,11 +140,14 @@ class Supervisor:
         for slot in self.slots:
             self.start(slot)
         exit_code = 0
-        while any(slot.process is not None for slot in self.slots):
+        while any(s.process is not None or s.restart_at is not None for s in self.slots):
             while self.received:
                 self.forward(self.received.pop(0))
             sentinels = [s.process.sentinel for s in self.slots if s.process is not None]
-            wait(sentinels, timeout=POLL_SECONDS)
+            if sentinels:
+                wait(sentinels, timeout=POLL_SECONDS)
+            else:  # every worker is waiting for its restart
+                time.sleep(POLL_SECONDS)
             now = time.monotonic()
             for slot in self.slots:
                 self._check(slot, now)
