@@ -92,7 +92,9 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
         "bearer token" if settings.admin_token_file else "",
     ]
     where = endpoint.address if endpoint.unix_path else f"{endpoint.host}:{port}"
-    log.info("admin listening on %s (%s)", where, ", ".join(a for a in auth if a) or "no auth")
+    if endpoint.unix_path is not None:
+        auth.append("socket mode 0600")
+    log.info("admin listening on %s (%s)", where, ", ".join(a for a in auth if a))
 
 
 async def start_admin_aio(settings: Settings, handlers: Handlers) -> grpc.aio.Server | None:
