@@ -94,7 +94,8 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
     where = endpoint.address if endpoint.unix_path else f"{endpoint.host}:{port}"
     if endpoint.unix_path is not None:
         auth.append("socket mode 0600")
-    log.info("admin listening on %s (%s)", where, ", ".join(a for a in auth if a))
+    described = ", ".join(a for a in auth if a) or "loopback only, no credentials"
+    log.info("admin listening on %s (%s)", where, described)
 
 
 async def start_admin_aio(settings: Settings, handlers: Handlers) -> grpc.aio.Server | None:
