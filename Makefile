@@ -14,12 +14,16 @@ DATA_DIR ?= data/default
 VERSION ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 BUNDLE ?= artifacts/latest
 HOST ?= 127.0.0.1
+# The key training and the compiler sign bundles with, and the server checks them against:
+# generated once per checkout (owner-only, never committed: artifacts/ is ignored).
+BUNDLE_KEY ?= artifacts/.bundle-key
+SIGNED := RECO_BUNDLE_KEY_FILE=$(BUNDLE_KEY)
 # Extra flags for `make model`, e.g. COMPILE_ARGS="--target native" (see --help of each).
 TRAIN_ARGS ?=
 COMPILE_ARGS ?=
 PORT ?= 50051
 
-.PHONY: help setup protos data model serve loadtest test unit lint format clean
+.PHONY: help setup protos data key model serve loadtest test unit lint format clean
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,33 +44,38 @@ $(DATA_DIR)/impressions.csv: | $(STAMP)
 
 data: $(DATA_DIR)/impressions.csv  ## Generate the default data set (if missing)
 
-model: $(STAMP) $(DATA_DIR)/impressions.csv  ## Train and compile a new bundle; point artifacts/latest at it
-	$(PY) -m training train --data $(DATA_DIR) --out artifacts/$(VERSION) $(TRAIN_ARGS)
-	$(PY) -m compiler build artifacts/$(VERSION) $(COMPILE_ARGS)
+$(BUNDLE_KEY): | $(STAMP)
+	$(PY) -m training keygen --out $(BUNDLE_KEY)
+
+key: $(BUNDLE_KEY)  ## Create the bundle signing key (artifacts/.bundle-key) if missing
+
+model: $(STAMP) $(DATA_DIR)/impressions.csv $(BUNDLE_KEY)  ## Train, compile and sign a new bundle; point artifacts/latest at it
+	$(SIGNED) $(PY) -m training train --data $(DATA_DIR) --out artifacts/$(VERSION) $(TRAIN_ARGS)
+	$(SIGNED) $(PY) -m compiler build artifacts/$(VERSION) $(COMPILE_ARGS)
 	@# rename(2) is atomic: a server watching artifacts/latest never sees a half-made link
 	ln -sfn $(VERSION) artifacts/.latest.tmp && mv -T artifacts/.latest.tmp artifacts/latest
 	@echo "bundle ready: artifacts/$(VERSION) (artifacts/latest)"
 
-serve: $(STAMP)  ## Build the default bundle if missing, then serve it on $(HOST):$(PORT)
+serve: $(STAMP) $(BUNDLE_KEY)  ## Build the default bundle if missing, then serve it on $(HOST):$(PORT)
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
-	$(PY) -m server --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
+	$(SIGNED) $(PY) -m server --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
 
 # Extra flags for `make loadtest`, e.g. LOADTEST_ARGS="--rate 500 --scenario score=8,track=1".
 LOADTEST_ARGS ?=
 
-loadtest: $(STAMP)  ## Start the default server, send a 20 s open-loop load, print the SLO verdict
+loadtest: $(STAMP) $(BUNDLE_KEY)  ## Start the default server, send a 20 s open-loop load, print the SLO verdict
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
-	$(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
+	$(SIGNED) $(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
 
 .PHONY: bench demo
-bench: $(STAMP)  ## Model backends on fresh rows, then server latencies (builds the bundle if missing)
+bench: $(STAMP) $(BUNDLE_KEY)  ## Model backends on fresh rows, then server latencies (builds the bundle if missing)
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)
-	$(PY) -m loadtest.serverbench --bundle $(BUNDLE) $(SERVERBENCH_ARGS)
+	$(SIGNED) $(PY) -m loadtest.serverbench --bundle $(BUNDLE) $(SERVERBENCH_ARGS)
 
-demo: $(STAMP)  ## Start a server, score a camping session, then play a shopper's story event by event
+demo: $(STAMP) $(BUNDLE_KEY)  ## Start a server, score a camping session, then play a shopper's story event by event
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
-	$(PY) scripts/demo.py --start-server --bundle $(BUNDLE)
+	$(SIGNED) $(PY) scripts/demo.py --start-server --bundle $(BUNDLE)
 
 lint: $(STAMP)  ## ruff (format + check) and mypy
 	$(VENV)/bin/ruff format --check .

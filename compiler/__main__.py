@@ -17,6 +17,7 @@ from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
 from training.bundle import BundleError
+from training.signing import SigningKeyError, signing_key_for
 
 logger = logging.getLogger("compiler")
 
@@ -105,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"content-addressed build cache (env {CACHE_ENV})",
     )
     build.add_argument("--no-cache", action="store_true", help="neither use nor fill the cache")
+    build.add_argument(
+        "--bundle-key-file",
+        type=Path,
+        default=_env("RECO_BUNDLE_KEY_FILE", "") or None,
+        help="HMAC key: the manifest's signature is checked before building and the updated "
+        "manifest signed (the key may also come from RECO_BUNDLE_KEY) (env RECO_BUNDLE_KEY_FILE)",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -183,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=args.jobs,
                 cache_dir=None if args.no_cache else args.cache_dir,
             )
-            build_bundle(args.bundle, options)
+            key = signing_key_for(args.bundle_key_file, f"bundle {args.bundle}")
+            build_bundle(args.bundle, options, key)
         elif args.command == "bench":
             options_bench = BenchOptions(
                 batch_sizes=args.batch_sizes,
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             write_synthetic_bundle(args.out, spec)
             logger.info("wrote synthetic bundle %s", args.out)
-    except (BuildError, BackendError, BundleError, BenchError) as exc:
+    except (BuildError, BackendError, BundleError, BenchError, SigningKeyError) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:  # e.g. a read-only bundle directory or a full disk

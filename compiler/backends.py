@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.cpu import missing_cpu_flags
-from compiler.native import NativeLibrary
+from compiler.native import LibraryCheckError, NativeLibrary
 from compiler.onnx_model import OnnxModel
 from compiler.parity import ParityResult, compare, failure_message
 from training.bundle import (
@@ -79,14 +79,20 @@ class Backend:
         return f"rows must be {expected}, got {layout} {rows.dtype} array of shape {rows.shape}"
 
 
-def _verified(bundle_dir: Path, manifest: dict[str, Any], name: str, why_absent: str) -> Path:
+def _verified(
+    bundle_dir: Path, manifest: dict[str, Any], name: str, why_absent: str, hashed: bool = True
+) -> Path:
+    """The path of a listed bundle file that exists; with `hashed`, its sha256 checked too."""
     path = bundle_dir / name
     if not path.is_file():
-        raise BackendUnavailableError(f"{path} is missing{why_absent}")
-    try:
-        verify_files(bundle_dir, manifest, [name])
-    except BundleError as exc:
-        raise BackendUnavailableError(f"corrupt file: {exc}") from exc
+        raise BackendUnavailableError(f"{name} is missing{why_absent}")
+    if name not in manifest["files"]:
+        raise BackendUnavailableError(f"{name} is not recorded in the manifest")
+    if hashed:
+        try:
+            verify_files(bundle_dir, manifest, [name])
+        except BundleError as exc:
+            raise BackendUnavailableError(f"corrupt file: {exc}") from exc
     return path
 
 
@@ -102,18 +108,23 @@ def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
         raise BackendUnavailableError(
             "no library: the bundle was never compiled (run: python -m compiler build)"
         )
-    path = _verified(bundle_dir, manifest, LIBRARY_FILE, _build_reason(manifest, "compiled"))
+    # The library's hash is checked by NativeLibrary on the very bytes it checks as ELF.
+    path = _verified(
+        bundle_dir, manifest, LIBRARY_FILE, _build_reason(manifest, "compiled"), hashed=False
+    )
     target = section.get("target_cpu", {})
     missing = missing_cpu_flags(target.get("required_cpu_flags", []))
     if missing is None:
         logger.warning("cannot read /proc/cpuinfo; not checking %s's CPU requirements", path)
     elif missing:
         raise BackendUnavailableError(
-            f"CPU mismatch: this CPU lacks {', '.join(missing)}, which {path} "
+            f"CPU mismatch: this CPU lacks {', '.join(missing)}, which {LIBRARY_FILE} "
             f"(built with -march={target.get('march')}) may use"
         )
     try:
-        library = NativeLibrary(path)
+        library = NativeLibrary(path, expected_sha256=manifest["files"][LIBRARY_FILE])
+    except LibraryCheckError as exc:
+        raise BackendUnavailableError(f"corrupt file, refused before dlopen: {exc}") from exc
     except OSError as exc:
         raise BackendUnavailableError(f"dlopen failed: {exc}") from exc
     return Backend("compiled", library.n_features, library.predict_unchecked)
@@ -124,7 +135,7 @@ def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     try:
         model = OnnxModel(path)
     except Exception as exc:  # onnxruntime raises its own exception types for bad models
-        raise BackendUnavailableError(f"onnxruntime cannot load {path}: {exc}") from exc
+        raise BackendUnavailableError(f"onnxruntime cannot load {ONNX_FILE}: {exc}") from exc
     return Backend("onnx", model.n_features, model.predict)
 
 
@@ -133,7 +144,7 @@ def _open_lightgbm(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     try:
         booster = lgb.Booster(model_file=str(path))
     except lgb.basic.LightGBMError as exc:
-        raise BackendUnavailableError(f"LightGBM cannot load {path}: {exc}") from exc
+        raise BackendUnavailableError(f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
 
     def score(rows: F32) -> F64:
         return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
@@ -171,23 +182,31 @@ def _check_probe(
     return result
 
 
-def load_backend(bundle_dir: Path | str, kind: str = "auto") -> Backend:
+def load_backend(
+    bundle_dir: Path | str,
+    kind: str = "auto",
+    manifest: dict[str, Any] | None = None,
+    label: str | None = None,
+) -> Backend:
     """Loads a bundle's model: the named backend, or with "auto" the first of compiled, onnx,
     lightgbm that loads and reproduces the manifest's parity probe.
 
-    Each backend skipped is logged with its reason and listed in .rejected; raises BackendError
-    (every reason in the message) when none can serve.
+    `manifest` is the bundle's manifest when the caller has already read (and verified) it;
+    `label` names the bundle in messages (default: bundle_dir). Each backend skipped is logged
+    with its reason and listed in .rejected; raises BackendError (every reason in the message)
+    when none can serve.
     """
     if kind != "auto" and kind not in BACKEND_KINDS:
         raise ValueError(f"kind must be 'auto' or one of {list(BACKEND_KINDS)}, got {kind!r}")
     bundle_dir = Path(bundle_dir)
+    label = str(bundle_dir) if label is None else label
     try:
-        manifest = read_manifest(bundle_dir)
+        manifest = read_manifest(bundle_dir) if manifest is None else manifest
         probe_rows, probe_expected = probe_from_manifest(manifest)
     except (BundleError, KeyError, TypeError, ValueError) as exc:
-        raise BackendError(f"cannot load a backend from {bundle_dir}: {exc}") from exc
+        raise BackendError(f"cannot load a backend from {label}: {exc}") from exc
     if probe_rows.ndim != 2 or len(probe_rows) == 0:
-        raise BackendError(f"{bundle_dir}: the manifest's parity probe has no rows")
+        raise BackendError(f"{label}: the manifest's parity probe has no rows")
     rejected: list[str] = []
     for name in BACKEND_KINDS if kind == "auto" else (kind,):
         try:
@@ -195,16 +214,16 @@ def load_backend(bundle_dir: Path | str, kind: str = "auto") -> Backend:
             backend.parity = _check_probe(backend, manifest, probe_rows, probe_expected)
         except BackendUnavailableError as exc:
             reason = f"{name}: {exc}"
-            logger.warning("backend rejected for %s: %s", bundle_dir, reason)
+            logger.warning("backend rejected for %s: %s", label, reason)
             rejected.append(reason)
             continue
         backend.rejected = rejected
         logger.info(
             "loaded %s backend for %s (probe max abs diff %.3g over %d rows)",
             name,
-            bundle_dir,
+            label,
             backend.parity.max_abs_diff,
             backend.parity.rows_checked,
         )
         return backend
-    raise BackendError(f"no backend can serve {bundle_dir}: " + "; ".join(rejected))
+    raise BackendError(f"no backend can serve {label}: " + "; ".join(rejected))

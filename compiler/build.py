@@ -54,6 +54,7 @@ from training.bundle import (
     verify_files,
     write_manifest,
 )
+from training.signing import SigningKey
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +326,14 @@ def _install(bundle_dir: Path, files: dict[str, Path], remove: list[str]) -> dic
     return hashes
 
 
-def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
+def build_bundle(
+    bundle_dir: Path, options: BuildOptions, signing_key: SigningKey | None = None
+) -> BuildResult:
     """Compiles a bundle in place: model.so and model.onnx beside model.txt, manifest updated.
+
+    With a signing key, the manifest's signature is checked first (the compiler never signs what
+    training did not) and the updated manifest is signed; without one, a signature left from
+    before is removed, since it no longer matches.
 
     Raises BuildError, leaving the bundle untouched, if the inputs are unusable or the library
     differs from LightGBM by more than 1e-6 on any checked row. A failing ONNX export is recorded
@@ -334,7 +341,7 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
     """
     started = time.perf_counter()
     try:
-        manifest = read_manifest(bundle_dir)
+        manifest = read_manifest(bundle_dir, signing_key)
         verify_files(bundle_dir, manifest, [MODEL_FILE])
     except BundleError as exc:
         raise BuildError(str(exc)) from exc
@@ -436,7 +443,9 @@ def build_bundle(bundle_dir: Path, options: BuildOptions) -> BuildResult:
         "backends": records,
         "parity_rows": {name: len(rows) for name, rows in groups.items()},
     }
-    write_manifest(bundle_dir, {**manifest, "files": {**files, **hashes}, "compiler": section})
+    write_manifest(
+        bundle_dir, {**manifest, "files": {**files, **hashes}, "compiler": section}, signing_key
+    )
     logger.info(
         "compiled %s in %.1fs (cache %s, codegen %s): %s",
         bundle_dir,

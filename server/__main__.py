@@ -6,17 +6,25 @@ import logging
 import sys
 
 from server.core.errors import Unavailable
+from server.flags import SettingError
+from server.preflight import prepare
 from server.settings import parse_settings
+
+PROG = "python -m server"
+# A bad setting, an unusable file or port, a bundle that cannot serve: the operator's to fix.
+EXIT_BAD_SETTING = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses settings, configures logging and runs the server (or its worker processes)."""
-    settings = parse_settings(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
+    """Parses and checks the settings, configures logging and runs the server (or its worker
+    processes). Every start-up failure is one line on stderr and exit status 2."""
     try:
+        settings = parse_settings(argv)
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        )
+        settings = prepare(settings)
         if settings.workers > 1:
             from server.workers import supervise  # noqa: PLC0415 - only the parent needs it
 
@@ -24,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         from server.app import run_aio, run_sync  # noqa: PLC0415 - after logging is configured
 
         (run_aio if settings.transport == "aio" else run_sync)(settings)
+    except SettingError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
     except Unavailable as exc:
         logging.getLogger("server").error("%s", exc)
-        return 2
+        return EXIT_BAD_SETTING
     return 0
 
 

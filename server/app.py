@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
@@ -27,25 +28,22 @@ from server.core.registry import PRIMARY, ModelRegistry
 from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionStore
+from server.flags import SettingError
+from server.listeners import bind_public, describe_public, start_admin_aio, start_admin_sync
 from server.metrics import Metrics, serve_metrics
 from server.settings import Settings
 from server.transport.handlers import Handlers
-from server.transport.servicers import (
-    AioAdmin,
-    AioRecommender,
-    CountingExecutor,
-    SyncAdmin,
-    SyncRecommender,
-)
+from server.transport.servicers import AioRecommender, CountingExecutor, SyncRecommender
 from server.warmup import warm_up
+from training.signing import SigningKeyError, load_key
 
 log = logging.getLogger(__name__)
 
 VARIANT_B = "B"
 RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+# The public port's services: Admin is never among them (server.listeners serves it apart).
 SERVICE_NAMES = (
     RECOMMENDER,
-    pb.DESCRIPTOR.services_by_name["Admin"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -73,7 +71,18 @@ class App:
         self.bundles = {PRIMARY: settings.bundle}
         if settings.ab_bundle is not None:
             self.bundles[VARIANT_B] = settings.ab_bundle
-        self.reloader = Reloader(self.registry, self.load, self._on_reload)
+        # Bundles load only from under the root (preflight resolved it; embedding callers such
+        # as tests may leave it to default to the directory holding --bundle).
+        self.bundle_root = Path(
+            os.path.realpath(settings.bundle_root or Path(os.path.realpath(settings.bundle)).parent)
+        )
+        try:
+            self.key = load_key(settings.bundle_key_file)
+        except SigningKeyError as exc:
+            raise SettingError(f"--bundle-key-file: {exc}") from None
+        self.reloader = Reloader(
+            self.registry, self.load, self._on_reload, self.bundles, self.bundle_root
+        )
         self.handlers = Handlers(
             registry=self.registry,
             scorer=Scorer(
@@ -86,14 +95,20 @@ class App:
             ),
             store=self.store,
             reloader=self.reloader,
-            bundles=self.bundles,
             metrics=self.metrics,
         )
         self.watchers: list[BundleWatcher] = []
 
     def load(self, bundle: Path) -> LoadedModel:
-        """Loads a bundle (files, parity probe) and warms it up; raises Unavailable if unfit."""
-        model = load_model(bundle, self.settings.backend)
+        """Loads a bundle from under the bundle root (signature, files, parity probe) and warms
+        it up; raises Unavailable if unfit."""
+        model = load_model(
+            bundle,
+            self.settings.backend,
+            root=self.bundle_root,
+            key=self.key,
+            scratch_dir=self.settings.runtime_dir,
+        )
         warm_up(model, self.settings.warmup_requests)
         return model
 
@@ -141,12 +156,16 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 def run_sync(
-    settings: Settings, stop: threading.Event | None = None, app: App | None = None
+    settings: Settings,
+    stop: threading.Event | None = None,
+    app: App | None = None,
+    on_serving: Callable[[], None] = lambda: None,
 ) -> None:
     """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set).
 
     Signal handlers are installed only on the main thread; an embedding caller (a test running
-    a real server in-process) stops it with `stop` and may pass a prepared `app`.
+    a real server in-process) stops it with `stop` and may pass a prepared `app`. `on_serving`
+    runs once health says SERVING (the worker supervisor counts it).
     """
     app = app or App(settings)
     executor = CountingExecutor(settings.threads)
@@ -154,23 +173,27 @@ def run_sync(
     pb_grpc.add_RecommenderServicer_to_server(
         SyncRecommender(app.handlers, executor, settings.max_in_flight), server
     )
-    pb_grpc.add_AdminServicer_to_server(SyncAdmin(app.handlers), server)
     health_servicer = health.HealthServicer()
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
-    port = server.add_insecure_port(settings.address)
+    if _shares_port(settings):
+        app.load_all()
+    port = bind_public(server, settings)
     server.start()
-    log.info("listening on %s:%d (sync, %d threads)", settings.host, port, settings.threads)
+    log.info("listening on %s:%d (sync, %s, %d threads)",
+             settings.host, port, describe_public(settings), settings.threads)  # fmt: skip
+    admin = start_admin_sync(settings, app.handlers)
     stop = stop or threading.Event()
     _on_signals(stop.set, lambda: threading.Thread(target=app.reload_all, daemon=True).start())
-    if settings.metrics_port >= 0:
-        serve_metrics(settings.metrics_port, settings.host)
-    app.load_all()
+    _serve_metrics(settings)
+    if not _shares_port(settings):
+        app.load_all()
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING %s", _describe(app))
+    on_serving()
     # A timed wait: a signal delivered to one of grpc's threads only runs its Python handler
     # when the main thread next wakes, and an untimed wait may never wake.
     while not stop.wait(0.5):
@@ -181,17 +204,19 @@ def run_sync(
     # Keep serving while load balancers notice NOT_SERVING and the backlog drains: stopping
     # the grpc server at once would cancel calls it has accepted but not yet dispatched.
     remaining = _drain(lambda: executor.pending > 0, app.handlers, settings)
+    if admin is not None:
+        admin.stop(0)
     server.stop(remaining).wait()
     executor.shutdown(wait=True)
     log.info("stopped")
 
 
-def run_aio(settings: Settings) -> None:
-    """Runs the grpc.aio server until SIGTERM/SIGINT."""
-    asyncio.run(_serve_aio(settings))
+def run_aio(settings: Settings, on_serving: Callable[[], None] = lambda: None) -> None:
+    """Runs the grpc.aio server until SIGTERM/SIGINT; `on_serving` runs once it is SERVING."""
+    asyncio.run(_serve_aio(settings, on_serving))
 
 
-async def _serve_aio(settings: Settings) -> None:
+async def _serve_aio(settings: Settings, on_serving: Callable[[], None]) -> None:
     app = App(settings)
     server = grpc.aio.server(options=grpc_options(settings))
     remote_store = not isinstance(app.store, MemoryStore)
@@ -199,27 +224,30 @@ async def _serve_aio(settings: Settings) -> None:
     pb_grpc.add_RecommenderServicer_to_server(
         AioRecommender(app.handlers, blocking, settings.max_in_flight), server
     )
-    pb_grpc.add_AdminServicer_to_server(AioAdmin(app.handlers), server)
     health_servicer = health_aio.HealthServicer()
     for name in HEALTH_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
-    port = server.add_insecure_port(settings.address)
-    await server.start()
-    log.info("listening on %s:%d (aio)", settings.host, port)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if _shares_port(settings):
+        await loop.run_in_executor(None, app.load_all)
+    port = bind_public(server, settings)
+    await server.start()
+    log.info("listening on %s:%d (aio, %s)", settings.host, port, describe_public(settings))
+    admin = await start_admin_aio(settings, app.handlers)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
-    if settings.metrics_port >= 0:
-        serve_metrics(settings.metrics_port, settings.host)
-    # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
-    await loop.run_in_executor(None, app.load_all)
+    _serve_metrics(settings)
+    if not _shares_port(settings):
+        # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
+        await loop.run_in_executor(None, app.load_all)
     for name in HEALTH_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("SERVING %s", _describe(app))
+    on_serving()
     await stop.wait()
     _log_shutdown(settings)
     app.stop_watching()
@@ -227,10 +255,25 @@ async def _serve_aio(settings: Settings) -> None:
     # As in run_sync: drain the accepted backlog before grpc cancels what it has not dispatched.
     # The handlers run on this loop, so the drain waits in a thread.
     remaining = await loop.run_in_executor(None, _drain, lambda: False, app.handlers, settings)
+    if admin is not None:
+        await admin.stop(0)
     await server.stop(remaining)
     if blocking is not None:
         blocking.shutdown(wait=True)
     log.info("stopped")
+
+
+def _shares_port(settings: Settings) -> bool:
+    """Workers share the port (SO_REUSEPORT), and the kernel hands connections to every
+    listener: a worker binds only once its model is loaded, so a replacement for a crashed
+    worker never answers UNAVAILABLE meanwhile. A single process binds first and reports
+    NOT_SERVING while it loads."""
+    return settings.workers > 1
+
+
+def _serve_metrics(settings: Settings) -> None:
+    if settings.metrics_port >= 0:
+        serve_metrics(settings.metrics_port, settings.host)
 
 
 def _drain(

@@ -16,6 +16,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from server.flags import SettingError
+
 # Stages timed inside the server, per scoring RPC.
 STAGES = {
     "Score": ("decode", "features", "predict", "rank", "encode"),
@@ -115,14 +117,22 @@ class Metrics:
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Starts the /metrics HTTP endpoint in a daemon thread.
+    """Starts the /metrics HTTP endpoint in a daemon thread; raises SettingError (naming
+    --metrics-port) when it cannot listen.
 
     With PROMETHEUS_MULTIPROC_DIR set (several worker processes), it aggregates every worker's
     metric files, so one scrape sees the whole server.
     """
+    registry = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr=host, registry=registry)
-    else:
-        start_http_server(port, addr=host)
+    try:
+        if registry is None:
+            start_http_server(port, addr=host)
+        else:
+            start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise SettingError(
+            f"--metrics-port {port}: cannot listen on {host} ({exc.strerror})"
+        ) from None

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.flags import (
+    SettingError,
+    SettingsParser,
+    choice,
+    integer,
+    number,
+    optional_path,
+    port,
+    required_path,
+)
+
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
 TRANSPORTS = ("sync", "aio")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Below this, ordinary requests (a few hundred candidate ids, a Recommend answer with reasons
+# and explanations) no longer fit; gRPC itself cannot go beyond 2 GiB - 1.
+MIN_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 2**31 - 1
+# A bundle watcher polling faster than this only burns CPU on stat calls.
+MIN_WATCH_SECONDS = 0.1
+ADMIN_OFF = "none"
 
 
 @dataclass(frozen=True)
@@ -16,9 +34,18 @@ class Settings:
     """Everything the server reads at start-up; see `python -m server --help` for each one."""
 
     bundle: Path
+    bundle_root: Path | None
+    bundle_key_file: Path | None
     host: str
     port: int
     metrics_port: int
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
+    admin_address: str
+    admin_token_file: Path | None
+    admin_tls_client_ca: Path | None
+    runtime_dir: Path | None
     backend: str
     workers: int
     transport: str
@@ -41,184 +68,252 @@ class Settings:
 
     @property
     def address(self) -> str:
-        """host:port for the gRPC listener."""
-        return f"{self.host}:{self.port}"
+        """host:port for the public gRPC listener (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """The public port serves TLS."""
+        return self.tls_cert is not None
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"RECO_{name}", default)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> SettingsParser:
     """The CLI; every flag falls back to the RECO_<FLAG> environment variable, then the default."""
-    p = argparse.ArgumentParser(
+    p = SettingsParser(
         prog="python -m server",
         description="Serve a model bundle over gRPC (reco.v1.Recommender, health, reflection) "
-        "with Prometheus metrics on a separate HTTP port. Every flag can also be set with the "
-        "environment variable shown in brackets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "with Prometheus metrics on a separate HTTP port and reco.v1.Admin on a private "
+        "listener. Every flag can also be set with the environment variable shown in brackets.",
     )
-    p.add_argument(
+    p.add(
         "--bundle",
-        type=Path,
-        default=Path(_env("BUNDLE", "artifacts/latest")),
-        help="model bundle directory (a symlink is resolved at load) [RECO_BUNDLE]",
+        required_path,
+        "artifacts/latest",
+        "model bundle directory (a symlink is resolved at load, and watched)",
     )
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address [RECO_HOST]")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("PORT", "50051")),
-        help="gRPC port; 0 picks a free one [RECO_PORT]",
+    p.add(
+        "--bundle-root",
+        optional_path,
+        "",
+        "bundles are loaded only from under this directory (symlinks resolved; unset = the "
+        "directory holding what --bundle resolves to)",
     )
-    p.add_argument(
+    p.add(
+        "--bundle-key-file",
+        optional_path,
+        "",
+        "HMAC-SHA256 key that training and the compiler signed manifests with; set, every "
+        "bundle must carry a valid manifest.json.sig (the key itself may come from "
+        "RECO_BUNDLE_KEY instead)",
+    )
+    p.add("--host", str, "127.0.0.1", "public listen address")
+    p.add("--port", port(zero="picks a free one; one worker only"), "50051", "public gRPC port")
+    p.add(
         "--metrics-port",
-        type=int,
-        default=int(_env("METRICS_PORT", "9464")),
-        help="Prometheus /metrics HTTP port; -1 disables it [RECO_METRICS_PORT]",
+        port(disabled="disables it"),
+        "9464",
+        "Prometheus /metrics HTTP port, on --host",
     )
-    p.add_argument(
+    p.add(
+        "--tls-cert",
+        optional_path,
+        "",
+        "PEM certificate chain: the public port (and the admin listener) serve TLS",
+    )
+    p.add("--tls-key", optional_path, "", "PEM private key of --tls-cert")
+    p.add(
+        "--tls-client-ca",
+        optional_path,
+        "",
+        "PEM CA bundle: the public port requires client certificates it signed (mTLS)",
+    )
+    p.add(
+        "--admin-address",
+        str,
+        "",
+        "reco.v1.Admin listener: unix:/path, 127.0.0.1:PORT, [::1]:PORT, host:PORT (needs "
+        f"TLS and a credential), or '{ADMIN_OFF}' (unset = unix:<runtime dir>/admin-<port>.sock)",
+    )
+    p.add(
+        "--admin-token-file",
+        optional_path,
+        "",
+        "file holding the bearer token Admin calls must send (authorization: Bearer ...)",
+    )
+    p.add(
+        "--admin-tls-client-ca",
+        optional_path,
+        "",
+        "PEM CA bundle: Admin calls need a client certificate it signed (needs --tls-cert)",
+    )
+    p.add(
+        "--runtime-dir",
+        optional_path,
+        "",
+        "private (0700) directory for the admin socket and verified bundle copies (unset = "
+        "$XDG_RUNTIME_DIR/reco-server, else <tmp>/reco-server-<uid>)",
+    )
+    p.add(
         "--backend",
-        choices=BACKENDS,
-        default=_env("BACKEND", "auto"),
-        help="model backend; auto = the first of compiled, onnx, lightgbm that loads "
-        "and passes the bundle's parity probe [RECO_BACKEND]",
+        choice(*BACKENDS),
+        "auto",
+        "model backend; auto = the first of compiled, onnx, lightgbm that loads and passes "
+        "the bundle's parity probe",
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", "1")),
-        help="server processes sharing the port with SO_REUSEPORT [RECO_WORKERS]",
-    )
-    p.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default=_env("TRANSPORT", "aio"),
-        help="grpc's thread-pool server (sync) or grpc.aio [RECO_TRANSPORT]",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=int(_env("THREADS", "4")),
-        help="handler threads per process (sync transport) [RECO_THREADS]",
-    )
-    p.add_argument(
+    p.add("--workers", integer(1, 256), "1", "server processes sharing the port with SO_REUSEPORT")
+    p.add("--transport", choice(*TRANSPORTS), "aio", "grpc's thread-pool server (sync) or grpc.aio")
+    p.add("--threads", integer(1, 1024), "4", "handler threads per process (sync transport)")
+    p.add(
         "--max-candidates",
-        type=int,
-        default=int(_env("MAX_CANDIDATES", "1000")),
-        help="most candidates (or feature rows) per Score request [RECO_MAX_CANDIDATES]",
+        integer(1),
+        "1000",
+        "most candidates (or feature rows) per Score request",
     )
-    p.add_argument(
+    p.add(
         "--max-message-bytes",
-        type=int,
-        default=int(_env("MAX_MESSAGE_BYTES", str(4 * 1024 * 1024))),
-        help="largest request/response message [RECO_MAX_MESSAGE_BYTES]",
+        integer(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+        str(4 * 1024**2),
+        "largest request/response message",
     )
-    p.add_argument(
+    p.add(
         "--max-in-flight",
-        type=int,
-        default=int(_env("MAX_IN_FLIGHT", "64")),
-        help="RPCs in flight per process before RESOURCE_EXHAUSTED: with sync, every accepted "
-        "call queued or running; with aio, calls dispatched to Python, open streams included "
-        "(calls still queued in gRPC's core wait within their deadlines) [RECO_MAX_IN_FLIGHT]",
+        integer(1),
+        "64",
+        "RPCs in flight per process before RESOURCE_EXHAUSTED: with sync, every accepted call "
+        "queued or running; with aio, calls dispatched to Python, open streams included",
     )
-    p.add_argument(
+    p.add(
         "--grace-seconds",
-        type=float,
-        default=float(_env("GRACE_SECONDS", "5")),
-        help="on SIGTERM, how long in-flight RPCs may take to finish [RECO_GRACE_SECONDS]",
+        number(0, 3600),
+        "5",
+        "on SIGTERM, how long in-flight RPCs may take to finish",
     )
-    p.add_argument(
+    p.add(
         "--drain-seconds",
-        type=float,
-        default=float(_env("DRAIN_SECONDS", "1")),
-        help="on SIGTERM, keep serving at least this long after health says NOT_SERVING, so "
-        "calls already sent still arrive and load balancers notice (within --grace-seconds) "
-        "[RECO_DRAIN_SECONDS]",
+        number(0, 3600),
+        "1",
+        "on SIGTERM, keep serving at least this long after health says NOT_SERVING, so calls "
+        "already sent still arrive and load balancers notice (at most --grace-seconds)",
     )
-    p.add_argument(
+    p.add(
         "--warmup-requests",
-        type=int,
-        default=int(_env("WARMUP_REQUESTS", "200")),
-        help="synthetic requests scored before reporting SERVING [RECO_WARMUP_REQUESTS]",
+        integer(0, 1_000_000),
+        "200",
+        "synthetic requests scored before reporting SERVING",
     )
-    p.add_argument(
+    p.add(
         "--session-store",
-        default=_env("SESSION_STORE", "memory"),
-        help="'memory' (this process only) or redis://host:port/db (shared by workers "
-        "and replicas) [RECO_SESSION_STORE]",
+        str,
+        "memory",
+        "'memory' (this process only) or redis://host:port/db (shared by workers and replicas)",
     )
-    p.add_argument(
+    p.add(
         "--session-ttl-seconds",
-        type=float,
-        default=float(_env("SESSION_TTL_SECONDS", "1800")),
-        help="a session idle this long is forgotten [RECO_SESSION_TTL_SECONDS]",
+        number(positive=True),
+        "1800",
+        "a session idle this long is forgotten",
     )
-    p.add_argument(
+    p.add(
         "--max-sessions",
-        type=int,
-        default=int(_env("MAX_SESSIONS", "100000")),
-        help="in-process store: least recently used sessions beyond this are evicted "
-        "[RECO_MAX_SESSIONS]",
+        integer(1),
+        "100000",
+        "in-process store: least recently used sessions beyond this are evicted",
     )
-    p.add_argument(
+    p.add(
         "--catalog-limit",
-        type=int,
-        default=int(_env("CATALOG_LIMIT", "1000")),
-        help="Recommend scores the whole catalog up to this many products, else a "
-        "retrieval stage picks --retrieval-size of them [RECO_CATALOG_LIMIT]",
+        integer(1),
+        "1000",
+        "Recommend scores the whole catalog up to this many products, else a retrieval stage "
+        "picks --retrieval-size of them",
     )
-    p.add_argument(
+    p.add(
         "--retrieval-size",
-        type=int,
-        default=int(_env("RETRIEVAL_SIZE", "300")),
-        help="candidates the retrieval stage keeps [RECO_RETRIEVAL_SIZE]",
+        integer(1),
+        "300",
+        "candidates the retrieval stage keeps (at most --catalog-limit)",
     )
-    p.add_argument(
+    p.add(
         "--watch-seconds",
-        type=float,
-        default=float(_env("WATCH_SECONDS", "2")),
-        help="poll --bundle (e.g. the artifacts/latest symlink) this often and reload "
-        "when it points elsewhere; 0 disables watching (SIGHUP and the Admin "
-        "ReloadModel RPC still reload) [RECO_WATCH_SECONDS]",
+        number(0, 86400),
+        "2",
+        f"poll --bundle (e.g. the artifacts/latest symlink) this often (>= {MIN_WATCH_SECONDS}) "
+        "and reload when it points elsewhere; 0 disables watching (SIGHUP and Admin "
+        "ReloadModel still reload)",
     )
-    p.add_argument(
-        "--ab-bundle",
-        type=Path,
-        default=_optional_path(_env("AB_BUNDLE", "")),
-        help="a second bundle served as variant B [RECO_AB_BUNDLE]",
-    )
-    p.add_argument(
+    p.add("--ab-bundle", optional_path, "", "a second bundle served as variant B")
+    p.add(
         "--ab-share",
-        type=float,
-        default=float(_env("AB_SHARE", "0.5")),
-        help="share of sessions routed to variant B, by a stable hash of the session "
-        "id [RECO_AB_SHARE]",
+        number(),
+        "0.5",
+        "share of sessions routed to variant B (between 0 and 1), by a stable hash of the "
+        "session id",
     )
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[RECO_LOG_LEVEL]")
+    p.add("--log-level", choice(*LOG_LEVELS, case_insensitive=True), "INFO", "logging level")
     return p
 
 
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from argv (default sys.argv) and the environment, every value and every rule
+    between values checked; raises SettingError (one line naming the setting) otherwise.
 
-
-def parse_settings(argv: list[str] | None = None) -> Settings:
-    """Settings from argv (default sys.argv), validated."""
+    Nothing here touches the file system or the network: server.preflight checks files and
+    listeners before anything is loaded."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("workers", "threads", "max_candidates", "max_message_bytes", "max_in_flight",
-                 "max_sessions", "catalog_limit", "retrieval_size"):  # fmt: skip
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0.0 < args.ab_share < 1.0:
-        parser.error(f"--ab-share must be between 0 and 1 (exclusive), got {args.ab_share}")
-    store = args.session_store
+    values = parser.parse(argv, environ)
+    settings = Settings(**values)
+    _check_rules(settings, parser)
+    return settings
+
+
+def _check_rules(s: Settings, parser: SettingsParser) -> None:
+    """The rules between settings, each failure naming every setting involved."""
+    name = parser.source
+    if not 0.0 < s.ab_share < 1.0:
+        raise SettingError(f"{name('ab_share')} must be between 0 and 1 (exclusive), "
+                           f"got {s.ab_share:g}")  # fmt: skip
+    if 0 < s.watch_seconds < MIN_WATCH_SECONDS:
+        raise SettingError(f"{name('watch_seconds')} must be 0 (off) or >= {MIN_WATCH_SECONDS}, "
+                           f"got {s.watch_seconds:g}")  # fmt: skip
+    if s.drain_seconds > s.grace_seconds:
+        raise SettingError(f"{name('drain_seconds')} ({s.drain_seconds:g}) must be <= "
+                           f"{name('grace_seconds')} ({s.grace_seconds:g})")  # fmt: skip
+    # Retrieval keeps retrieval_size products out of a pool larger than catalog_limit: with
+    # retrieval_size <= catalog_limit the pool always holds enough, whatever the catalog.
+    if s.retrieval_size > s.catalog_limit:
+        raise SettingError(f"{name('retrieval_size')} ({s.retrieval_size}) must be <= "
+                           f"{name('catalog_limit')} ({s.catalog_limit})")  # fmt: skip
+    if s.metrics_port > 0 and s.metrics_port == s.port:
+        raise SettingError(f"{name('metrics_port')} and {name('port')} are both {s.port}")
+    if s.workers > 1 and s.port == 0:
+        raise SettingError(f"{name('port')} 0 cannot be shared by {s.workers} workers; "
+                           "give a port")  # fmt: skip
+    if not s.host:
+        raise SettingError(f"{name('host')} must not be empty")
+    _check_store(s, name)
+    _check_tls(s, name)
+
+
+def _check_store(s: Settings, name: Callable[[str], str]) -> None:
+    store = s.session_store
     if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
-        parser.error(f"--session-store must be 'memory' or a redis:// URL, got {store!r}")
-    if store == "memory" and args.workers > 1:
-        parser.error(
-            f"--workers {args.workers} with the in-process session store would split each "
+        raise SettingError(f"{name('session_store')} must be 'memory' or a redis:// URL, "
+                           f"got {store.split('://')[0]!r}...")  # fmt: skip
+    if store == "memory" and s.workers > 1:
+        raise SettingError(
+            f"{name('workers')} {s.workers} with the in-process session store would split each "
             "session across processes; use --session-store redis://host:port/db (or --workers 1)"
         )
-    return Settings(**vars(args))
+
+
+def _check_tls(s: Settings, name: Callable[[str], str]) -> None:
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise SettingError(f"{name('tls_cert')} and {name('tls_key')} must be given together")
+    if s.tls_client_ca is not None and s.tls_cert is None:
+        raise SettingError(f"{name('tls_client_ca')} needs --tls-cert and --tls-key "
+                           "(the server's own certificate)")  # fmt: skip
+    if s.admin_tls_client_ca is not None and s.tls_cert is None:
+        raise SettingError(f"{name('admin_tls_client_ca')} needs --tls-cert and --tls-key "
+                           "(the server's own certificate)")  # fmt: skip

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.signing import SIGNATURE_FILE, SignatureError, SigningKey
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.txt"
 LIBRARY_FILE = "model.so"
@@ -54,54 +56,87 @@ def hash_files(bundle_dir: Path, names: Iterable[str]) -> dict[str, str]:
     return {name: sha256_file(bundle_dir / name) for name in sorted(names)}
 
 
-def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Reads and minimally validates a bundle's manifest.json."""
+def read_manifest(bundle_dir: Path, key: SigningKey | None = None) -> dict[str, Any]:
+    """Reads and minimally validates a bundle's manifest.json; with a key, its signature first."""
     path = bundle_dir / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{bundle_dir} has no {MANIFEST_FILE}")
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from exc
+    if key is not None:
+        signature = bundle_dir / SIGNATURE_FILE
+        try:
+            key.verify(data, signature.read_bytes() if signature.is_file() else None)
+        except SignatureError as exc:
+            raise BundleError(f"{bundle_dir}: {exc}") from exc
+    return parse_manifest(data, str(path))
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest from its bytes, with every required key and a known format; `where` names it
+    in messages."""
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{where} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{where} is not a JSON object")
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
-        raise BundleError(f"{path} lacks {', '.join(missing)}")
+        raise BundleError(f"{where} lacks {', '.join(missing)}")
     if manifest["format_version"] != FORMAT_VERSION:
         raise BundleError(
-            f"{path} has format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
+            f"{where} has format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
         )
+    if not isinstance(manifest["files"], dict):
+        raise BundleError(f"{where}: files must map file names to sha256")
     return manifest
 
 
-def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Writes manifest.json atomically (temp file + rename), so readers never see half of it."""
+def write_manifest(
+    bundle_dir: Path, manifest: dict[str, Any], key: SigningKey | None = None
+) -> None:
+    """Writes manifest.json atomically (temp file + rename), so readers never see half of it,
+    then its signature with `key`. Without a key, a signature left from before is removed: it
+    no longer matches, and an unsigned bundle says plainly that it is unsigned."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".manifest.", suffix=".tmp")
+    _write_atomically(bundle_dir, MANIFEST_FILE, text.encode())
+    if key is None:
+        (bundle_dir / SIGNATURE_FILE).unlink(missing_ok=True)
+    else:
+        _write_atomically(bundle_dir, SIGNATURE_FILE, key.sign(text.encode()))
+
+
+def _write_atomically(bundle_dir: Path, name: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=f".{name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         # mkstemp creates the file owner-only; a bundle is read by other users (the server).
         Path(tmp).chmod(0o644)
-        Path(tmp).replace(bundle_dir / MANIFEST_FILE)
+        Path(tmp).replace(bundle_dir / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def verify_files(bundle_dir: Path, manifest: dict[str, Any], names: Iterable[str]) -> None:
-    """Raises BundleError naming the first listed file that is missing or whose hash differs."""
+    """Raises BundleError naming the first listed file that is missing or whose hash differs
+    (by file name: messages may reach clients, which must not learn server paths)."""
     recorded: dict[str, str] = manifest["files"]
     for name in names:
         path = bundle_dir / name
         if name not in recorded:
-            raise BundleError(f"{name} is not recorded in {bundle_dir / MANIFEST_FILE}")
+            raise BundleError(f"{name} is not recorded in {MANIFEST_FILE}")
         if not path.is_file():
-            raise BundleError(f"{path} is missing")
+            raise BundleError(f"{name} is missing")
         actual = sha256_file(path)
         if actual != recorded[name]:
             raise BundleError(
-                f"{path} sha256 {actual[:12]}... != manifest {recorded[name][:12]}..."
+                f"{name} sha256 {actual[:12]}... != manifest {recorded[name][:12]}..."
             )
 
 

@@ -22,6 +22,7 @@ from training.settings import (
     GenerationSettings,
     TrainSettings,
 )
+from training.signing import SigningKeyError, generate_key_file, signing_key_for
 
 log = logging.getLogger("training")
 
@@ -151,6 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="business projection: dollars per click",
     )
 
+    fit.add_argument(
+        "--bundle-key-file",
+        type=Path,
+        default=_env("RECO_BUNDLE_KEY_FILE", None, Path),
+        help="sign manifest.json with this HMAC key (python -m training keygen makes one; the "
+        "key may also come from RECO_BUNDLE_KEY) (env RECO_BUNDLE_KEY_FILE)",
+    )
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="write a new random bundle signing key, readable by its owner only",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    keygen.add_argument(
+        "--out", type=Path, required=True, help="key file to create (never replaced)"
+    )
+
     bench = commands.add_parser(
         "bench",
         help="time generate + train per size and print a markdown table (wall time, peak RSS)",
@@ -210,9 +228,13 @@ def _run(args: argparse.Namespace) -> None:
         from training.benchmark import benchmark  # noqa: PLC0415
 
         print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+    elif args.command == "keygen":
+        new_key = generate_key_file(args.out)
+        log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
     else:
         from training.pipeline import train  # noqa: PLC0415
 
+        key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
         train(
             TrainSettings(
                 data=args.data,
@@ -223,7 +245,8 @@ def _run(args: argparse.Namespace) -> None:
                 business=BusinessAssumptions(
                     args.sessions_per_day, args.recs_per_session, args.value_per_click
                 ),
-            )
+            ),
+            key,
         )
 
 
@@ -236,7 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_DATA
-    except FileExistsError as exc:  # training.pipeline.BundleExistsError: bundles are immutable
+    except SigningKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except FileExistsError as exc:  # BundleExistsError (bundles are immutable), keygen's file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUNDLE_EXISTS
     except ValueError as exc:  # bad flag values (rows <= 0, catalog too small, ...)

@@ -44,6 +44,7 @@ from training.probe import build_probe
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, TIMESTAMP
 from training.settings import TrainSettings
+from training.signing import SigningKey
 from training.split import SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 
@@ -230,8 +231,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def train(settings: TrainSettings) -> dict[str, Any]:
-    """Runs the whole training and writes the bundle at settings.out; returns the manifest."""
+def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, Any]:
+    """Runs the whole training and writes the bundle at settings.out, its manifest signed with
+    `key` when one is given; returns the manifest."""
     out = settings.out
     if out.exists():
         raise BundleExistsError(f"{out} already exists; bundles are immutable, choose a new --out")
@@ -276,6 +278,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
             metrics,
             scores,
             settings,
+            key,
         )
         log.info(
             "load + check + fit %.1f s, total %.1f s",
@@ -302,8 +305,10 @@ def _write_bundle(
     metrics: dict[str, Any],
     scores: dict[str, npt.NDArray[np.float64]],
     settings: TrainSettings,
+    key: SigningKey | None,
 ) -> dict[str, Any]:
-    """Writes every bundle file into `staging`, the manifest last; returns the manifest."""
+    """Writes every bundle file into `staging`, the manifest (and its signature) last; returns
+    the manifest."""
     fitted.booster.save_model(str(staging / MODEL_FILE))
     files = [MODEL_FILE]
     if fitted.catalog is not None and fitted.affinity is not None:
@@ -371,5 +376,5 @@ def _write_bundle(
         "files": hash_files(staging, files),
     }
     assert MANIFEST_FILE not in manifest["files"]
-    write_manifest(staging, manifest)
+    write_manifest(staging, manifest, key)
     return manifest

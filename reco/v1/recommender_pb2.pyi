@@ -329,12 +329,14 @@ class ForgetSessionResponse(_message.Message):
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
 class ReloadModelRequest(_message.Message):
-    __slots__ = ("bundle_path", "variant")
+    __slots__ = ("bundle_path", "variant", "reload_configured")
     BUNDLE_PATH_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     bundle_path: str
     variant: str
-    def __init__(self, bundle_path: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+    reload_configured: bool
+    def __init__(self, bundle_path: _Optional[str] = ..., variant: _Optional[str] = ..., reload_configured: _Optional[bool] = ...) -> None: ...
 
 class ReloadModelResponse(_message.Message):
     __slots__ = ("swapped", "model_version", "error")

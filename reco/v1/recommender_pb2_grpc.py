@@ -366,7 +366,8 @@ class Recommender:
 
 
 class AdminStub:
-    """Operator-only actions, kept out of the public service so they can be firewalled apart.
+    """Operator-only actions. Never served on the public port: only on the admin listener (a Unix
+    socket or loopback by default, optionally with a bearer token or mTLS).
     """
 
     def __init__(self, channel):
@@ -383,11 +384,13 @@ class AdminStub:
 
 
 class AdminServicer:
-    """Operator-only actions, kept out of the public service so they can be firewalled apart.
+    """Operator-only actions. Never served on the public port: only on the admin listener (a Unix
+    socket or loopback by default, optionally with a bearer token or mTLS).
     """
 
     def ReloadModel(self, request, context):
-        """Loads a bundle, checks parity, warms it and swaps it in atomically; a failure keeps the old one.
+        """Loads a bundle from under the bundle root, checks its signature, files and parity, warms it
+        and swaps it in atomically; a failure keeps the old one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -410,7 +413,8 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Operator-only actions, kept out of the public service so they can be firewalled apart.
+    """Operator-only actions. Never served on the public port: only on the admin listener (a Unix
+    socket or loopback by default, optionally with a bearer token or mTLS).
     """
 
     @staticmethod

@@ -103,13 +103,16 @@ class Explainer:
         self, model: LoadedModel, rows: npt.NDArray[np.float32]
     ) -> list[list[Contribution]]:
         """The EXPLAIN_TOP largest contributions of each row, largest magnitude first."""
+        # Keyed by the model text's hash: two bundles may share a version name.
+        identity = str(model.manifest.get("files", {}).get(MODEL_FILE, model.version))
         with self._lock:
-            booster = self._boosters.get(model.version)
+            booster = self._boosters.get(identity)
             if booster is None:
-                booster = lgb.Booster(model_file=str(model.bundle_dir / MODEL_FILE))
+                # The text verified at load: the bundle's model.txt may have changed since.
+                booster = lgb.Booster(model_str=model.model_text)
                 if len(self._boosters) >= MAX_EXPLAINED_MODELS:  # old versions after reloads
                     self._boosters.pop(next(iter(self._boosters)))
-                self._boosters[model.version] = booster
+                self._boosters[identity] = booster
         contrib = np.asarray(booster.predict(rows, pred_contrib=True, num_threads=1))[:, :-1]
         out = []
         for row, values in zip(rows, contrib, strict=True):

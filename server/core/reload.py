@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.core.errors import RecoError
+from server.core.errors import InvalidArgument, RecoError
 from server.core.model import LoadedModel
-from server.core.registry import ModelRegistry
+from server.core.registry import PRIMARY, ModelRegistry
+from training.verified_copy import OutsideRootError, resolve_under_root
 
 log = logging.getLogger(__name__)
+
+# Longer than any real path (PATH_MAX); refused before the file system sees it.
+MAX_BUNDLE_PATH_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,55 @@ class Reloader:
         registry: ModelRegistry,
         load: Callable[[Path], LoadedModel],
         on_result: Callable[[ReloadResult], None] = lambda _: None,
+        bundles: Mapping[str, Path] | None = None,
+        root: Path | None = None,
     ) -> None:
         self.registry = registry
         self.load = load
         self.on_result = on_result
+        self.bundles = dict(bundles or {})  # variant -> configured bundle path
+        self.root = root  # a real path; requested bundles must resolve inside it
         self.last_error = ""
         self.last_time: float | None = None
         self._lock = threading.Lock()
+
+    def reload_request(
+        self, variant: str, bundle_path: str, reload_configured: bool
+    ) -> ReloadResult:
+        """The Admin ReloadModel operation: loads `bundle_path` (relative to the bundle root, or
+        absolute inside it) for `variant` ("" = the primary), or with `reload_configured` the
+        variant's configured path again. An empty request reloads nothing: asking for the
+        configured path must be explicit. Raises InvalidArgument for a bad request."""
+        variant = variant or PRIMARY
+        if variant not in self.bundles:
+            raise InvalidArgument("variant", variant[:64], f"must be one of {sorted(self.bundles)}")
+        if reload_configured:
+            if bundle_path:
+                raise InvalidArgument("bundle_path", bundle_path[:64],
+                                      "must be empty when reload_configured is set")  # fmt: skip
+            return self.reload(variant, self.bundles[variant])
+        if not bundle_path:
+            raise InvalidArgument(
+                "bundle_path", "", "must name a bundle under the bundle root (or set "
+                "reload_configured to re-read the configured path)",
+            )  # fmt: skip
+        return self.reload(variant, self._under_root(bundle_path))
+
+    def _under_root(self, bundle_path: str) -> Path:
+        if len(bundle_path) > MAX_BUNDLE_PATH_CHARS or "\0" in bundle_path:
+            raise InvalidArgument(
+                "bundle_path", bundle_path[:64],
+                f"must be a path of at most {MAX_BUNDLE_PATH_CHARS} characters without NUL",
+            )  # fmt: skip
+        if self.root is None:
+            raise InvalidArgument(
+                "bundle_path", bundle_path[:64], "cannot be loaded: no bundle root"
+            )
+        try:
+            return resolve_under_root(self.root, Path(bundle_path))
+        except OutsideRootError as exc:
+            log.warning("ReloadModel refused %r: %s", bundle_path[:256], exc)
+            raise InvalidArgument("bundle_path", bundle_path[:64], f"{exc}") from None
 
     def reload(self, variant: str, bundle: Path) -> ReloadResult:
         """Loads `bundle` for `variant` and swaps it in, or keeps the current model."""

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,7 +13,7 @@ import grpc
 from reco.v1 import recommender_pb2 as pb
 from server.core.errors import InvalidArgument, Unavailable
 from server.core.recommend import Recommender
-from server.core.registry import PRIMARY, ModelRegistry
+from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
 from server.core.scoring import Scorer
 from server.core.sessions import SessionStore, validate_event
@@ -57,7 +56,6 @@ class Handlers:
         recommender: Recommender,
         store: SessionStore,
         reloader: Reloader,
-        bundles: dict[str, Path],
         metrics: Metrics,
     ) -> None:
         self.registry = registry
@@ -65,7 +63,6 @@ class Handlers:
         self.recommender = recommender
         self.store = store
         self.reloader = reloader
-        self.bundles = bundles  # variant -> configured bundle path
         self.metrics = metrics
         # When a handler last started or finished (time.monotonic()); the shutdown drain waits
         # for this to go quiet. A float assignment is atomic, so threads need no lock here.
@@ -140,7 +137,7 @@ class Handlers:
                 feature_names=list(model.manifest["feature_names"]),
                 default_threshold=model.threshold,
                 file_sha256=model.manifest["files"],
-                bundle_path=str(model.bundle_dir),
+                bundle_path=model.bundle_name,
                 created_at=str(model.manifest["created_at"]),
                 variant=variant.name if len(variants) > 1 else "",
                 traffic_share=variant.share / total,
@@ -221,11 +218,9 @@ class Handlers:
     ) -> pb.ReloadModelResponse:
         """Loads, checks, warms and swaps in a bundle for a variant (blocking until done)."""
         del deadline
-        variant = request.variant or PRIMARY
-        if variant not in self.bundles:
-            raise InvalidArgument("variant", variant, f"must be one of {sorted(self.bundles)}")
-        bundle = Path(request.bundle_path) if request.bundle_path else self.bundles[variant]
-        result = self.reloader.reload(variant, bundle)
+        result = self.reloader.reload_request(
+            request.variant, request.bundle_path, request.reload_configured
+        )
         return pb.ReloadModelResponse(
             swapped=result.swapped, model_version=result.version, error=result.error
         )

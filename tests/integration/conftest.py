@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +84,14 @@ def server(bundle: Path, logs: Path) -> Iterator[ServerProcess]:
     """One default server (aio or sync per the server's default) shared by a test module."""
     with running(bundle, log_dir=logs) as process:
         yield process
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A private directory with a short path, for Unix sockets (at most 107 bytes) and keys."""
+    directory = Path(tempfile.mkdtemp(prefix="reco-t-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -27,11 +27,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_health(target: str, want: int = SERVING, timeout: float = 120.0) -> None:
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A plaintext channel, or a TLS one with `credentials`."""
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)
+
+
+def wait_for_health(
+    target: str,
+    want: int = SERVING,
+    timeout: float = 120.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
     """Blocks on the health service's Watch stream until the server reports `want`."""
     deadline = time.monotonic() + timeout
     while True:
-        with grpc.insecure_channel(target) as channel:
+        with open_channel(target, credentials) as channel:
             try:
                 grpc.channel_ready_future(channel).result(
                     timeout=max(0.1, deadline - time.monotonic())
@@ -56,8 +68,14 @@ class ServerProcess:
     """`python -m server` in a subprocess; logs go to a file shown when a test fails."""
 
     def __init__(
-        self, bundle: Path, *extra: str, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        bundle: Path,
+        *extra: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        self.credentials = credentials  # for a server with TLS on its public port
         self.port = free_port()
         self.metrics_port = free_port()
         self.target = f"127.0.0.1:{self.port}"
@@ -79,7 +97,7 @@ class ServerProcess:
     def wait_serving(self, timeout: float = 120.0) -> ServerProcess:
         """Returns once the health service says SERVING (fails fast if the process died)."""
         try:
-            wait_for_health(self.target, timeout=timeout)
+            wait_for_health(self.target, timeout=timeout, credentials=self.credentials)
         except Exception:
             raise AssertionError(f"server did not become healthy; log:\n{self.log()}") from None
         return self
@@ -92,7 +110,7 @@ class ServerProcess:
 
     def channel(self) -> grpc.Channel:
         """A new channel to the server."""
-        return grpc.insecure_channel(self.target)
+        return open_channel(self.target, self.credentials)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, then wait for a clean exit; returns the exit code."""
@@ -156,8 +174,12 @@ class RedisServer:
 
 @contextlib.contextmanager
 def running(
-    bundle: Path, *extra: str, log_dir: Path, env: dict[str, str] | None = None
+    bundle: Path,
+    *extra: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> Iterator[ServerProcess]:
     """A healthy server for the duration of a with-block."""
-    with ServerProcess(bundle, *extra, log_dir=log_dir, env=env) as server:
+    with ServerProcess(bundle, *extra, log_dir=log_dir, env=env, credentials=credentials) as server:
         yield server.wait_serving()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,12 +86,26 @@ def test_cpu_without_a_required_instruction_set_rejects_the_library(bundle_copy:
     assert "CPU mismatch" in backend.rejected[0] and "avx9000" in backend.rejected[0]
 
 
-def test_unloadable_library_reports_the_dlopen_error(bundle_copy: Path) -> None:
+def test_a_library_that_is_not_elf_is_refused_before_dlopen(bundle_copy: Path) -> None:
     (bundle_copy / LIBRARY_FILE).write_bytes(b"not an ELF file")
-    _rehash(bundle_copy, LIBRARY_FILE)  # hash matches, so the failure is dlopen's own
+    _rehash(bundle_copy, LIBRARY_FILE)  # hash matches, so the check refuses it, not the hash
     backend = load_backend(bundle_copy)
     assert backend.name == "onnx"
-    assert "dlopen failed" in backend.rejected[0]
+    assert "refused before dlopen" in backend.rejected[0]
+    assert "not an ELF file" in backend.rejected[0]
+
+
+def test_a_library_without_the_entry_point_is_rejected_after_dlopen(
+    bundle_copy: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "empty.c"
+    source.write_text("int unrelated(void) { return 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(bundle_copy / LIBRARY_FILE), str(source)],
+                   check=True)  # fmt: skip
+    _rehash(bundle_copy, LIBRARY_FILE)
+    backend = load_backend(bundle_copy)
+    assert backend.name == "onnx"
+    assert "dlopen failed" in backend.rejected[0] and "entry point" in backend.rejected[0]
 
 
 def test_probe_mismatch_rejects_every_backend_and_names_each_reason(bundle_copy: Path) -> None:

@@ -234,13 +234,15 @@ def test_redis_sessions_are_shared_and_outages_degrade(
 
 
 def test_hot_reload_under_load_never_fails_a_request_and_refuses_a_broken_bundle(
-    bundle: Path, bundle_b: Path, broken_bundle: Path, logs: Path, workdir: Path
+    bundle: Path, bundle_b: Path, broken_bundle: Path, logs: Path, workdir: Path, short_tmp: Path
 ) -> None:
     link = workdir / "artifacts" / "current"
     link.unlink(missing_ok=True)
     link.symlink_to(bundle)
     ids = Catalog.load(bundle / "catalog.csv").product_ids.tolist()
-    with running(link, "--watch-seconds", "0.2", log_dir=logs) as srv:
+    admin_address = f"unix:{short_tmp / 'admin.sock'}"
+    with running(link, "--watch-seconds", "0.2", "--admin-address", admin_address,
+                 log_dir=logs) as srv:  # fmt: skip
         stub = pb_grpc.RecommenderStub(srv.channel())
         request = pb.ScoreRequest(context=pb.SessionContext(current_product_id=ids[0]),
                                   candidates=[pb.Candidate(product_id=p) for p in ids[:100]])  # fmt: skip
@@ -251,7 +253,7 @@ def test_hot_reload_under_load_never_fails_a_request_and_refuses_a_broken_bundle
         def load() -> None:
             while not done.is_set():
                 try:
-                    versions[stub.Score(request).model_version] += 1
+                    versions[stub.Score(request, timeout=30).model_version] += 1
                 except grpc.RpcError as exc:
                     failures.append(exc)
 
@@ -265,17 +267,21 @@ def test_hot_reload_under_load_never_fails_a_request_and_refuses_a_broken_bundle
                 assert time.monotonic() < deadline, f"{version} never served:\n{srv.log()}"
                 time.sleep(0.05)  # polling GetModelInfo, the documented way to see a swap
 
-        old_version = stub.GetModelInfo(pb.GetModelInfoRequest()).models[0].version
-        link.unlink()
-        link.symlink_to(bundle_b)
-        wait_for_version("variant-b")
-        link.unlink()
-        link.symlink_to(broken_bundle)
-        admin = pb_grpc.AdminStub(srv.channel())
-        refused = admin.ReloadModel(pb.ReloadModelRequest())  # also test the admin RPC path
-        done.set()
-        for worker in workers:
-            worker.join()
+        try:
+            old_version = stub.GetModelInfo(pb.GetModelInfoRequest()).models[0].version
+            link.unlink()
+            link.symlink_to(bundle_b)
+            wait_for_version("variant-b")
+            link.unlink()
+            link.symlink_to(broken_bundle)
+            with grpc.insecure_channel(admin_address) as admin_channel:  # the admin RPC path
+                refused = pb_grpc.AdminStub(admin_channel).ReloadModel(
+                    pb.ReloadModelRequest(reload_configured=True)
+                )
+        finally:
+            done.set()
+            for worker in workers:
+                worker.join()
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
     assert not failures, failures[:3]
     assert versions[old_version] > 0 and versions["variant-b"] > 0

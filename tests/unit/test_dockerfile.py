@@ -56,9 +56,11 @@ def invocations() -> list[tuple[list[str], list[str]]]:
             continue
         for part in re.split(r"&&|;", args):
             words = shlex.split(part)
-            if "-m" not in words:
+            starts = [i for i in range(1, len(words)) if words[i] == "-m" and
+                      words[i - 1].endswith("python")]  # fmt: skip
+            if not starts:
                 continue
-            rest = words[words.index("-m") + 1 :]
+            rest = words[starts[0] + 1 :]
             # `-m training generate ...`: a second word that is a name is a subcommand.
             command = rest[:2] if len(rest) > 1 and rest[1].isidentifier() else rest[:1]
             flags = [w for w in rest if w.startswith("--")]
@@ -82,23 +84,70 @@ def test_the_commands_it_runs_accept_its_flags() -> None:
             assert flag in help_text, f"{' '.join(command)} does not accept {flag}"
 
 
-def test_environment_and_ports_match_the_server_settings() -> None:
-    help_text = subprocess.run(
-        [sys.executable, "-m", "server", "--help"],
+def environment() -> dict[str, str]:
+    """The ENV instruction's variables (KEY=value pairs)."""
+    pairs: dict[str, str] = {}
+    for keyword, args in instructions():
+        if keyword == "ENV":
+            for word in shlex.split(args):
+                key, _, value = word.partition("=")
+                pairs[key] = value
+    return pairs
+
+
+def help_of(*module: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", *module, "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    variables = re.findall(r"(RECO_\w+)=", DOCKERFILE)
+
+
+def test_environment_and_ports_match_the_server_settings() -> None:
+    known = help_of("server") + help_of("server.healthcheck")
+    variables = [name for name in environment() if name.startswith("RECO_")]
     assert variables
     for variable in variables:
-        assert variable in help_text, f"{variable} is not a server setting"
-    defaults = parse_settings([])
+        assert variable in known, f"{variable} is neither a server nor a health check setting"
+    env = {k: v for k, v in environment().items() if k.startswith("RECO_")}
+    settings = parse_settings([], environ=env)  # every value passes the start-up validation
     exposed = {
         int(p) for keyword, args in instructions() if keyword == "EXPOSE" for p in args.split()
     }
-    assert exposed == {defaults.port, defaults.metrics_port}
+    assert exposed == {settings.port, settings.metrics_port}
+
+
+def test_only_the_public_listener_binds_all_interfaces_and_it_serves_tls() -> None:
+    env = environment()
+    settings = parse_settings([], environ={k: v for k, v in env.items() if k.startswith("RECO_")})
+    assert settings.host == "0.0.0.0"
+    # Admin keeps its default (a Unix socket in the runtime directory) or a loopback address.
+    assert env.get("RECO_ADMIN_ADDRESS", "").startswith(("", "unix:", "127.", "[::1]"))
+    assert "0.0.0.0" not in env.get("RECO_ADMIN_ADDRESS", "")
+    assert settings.runtime_dir is not None
+    assert f"install -d -o reco -g reco -m 0700 {settings.runtime_dir}" in DOCKERFILE
+    # TLS from files that are mounted, not built into the image.
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    copied = " ".join(args for keyword, args in instructions() if keyword == "COPY")
+    mount_dir = str(settings.tls_cert.parent)
+    assert mount_dir not in copied and str(settings.tls_key.parent) == mount_dir
+    assert f":{mount_dir}:ro" in DOCKERFILE  # the documented docker run mounts it
+
+
+def test_the_built_in_bundle_is_signed_and_its_key_is_read_only_for_the_server() -> None:
+    runs = invocations()
+    keygen = [flags for command, flags in runs if command == ["training", "keygen"]]
+    assert keygen, "no key is generated for the built-in bundle"
+    for command in (["training", "train"], ["compiler", "build"]):
+        flags = [f for c, f in runs if c == command]
+        assert flags and "--bundle-key-file" in flags[0], f"{command} does not sign"
+    key_copy = [a for k, a in instructions() if k == "COPY" and "bundle.key" in a]
+    assert key_copy and "--chown=root:reco" in key_copy[0] and "--chmod=0440" in key_copy[0]
+    assert environment()["RECO_BUNDLE_KEY_FILE"] == shlex.split(key_copy[0])[-1]
+    bundles_copy = [a for k, a in instructions() if k == "COPY" and "/bundles" in a]
+    assert bundles_copy and "--chown" not in bundles_copy[0]  # root-owned: the server cannot write
 
 
 def test_runs_as_a_non_root_user_with_a_grpc_health_check() -> None:
