@@ -32,6 +32,12 @@ class Settings:
     session_store: str
     session_ttl_seconds: float
     max_sessions: int
+    max_session_events: int
+    max_session_bytes: int
+    max_id_bytes: int
+    max_event_age_seconds: float
+    max_event_ahead_seconds: float
+    require_durable_sessions: bool
     catalog_limit: int
     retrieval_size: int
     watch_seconds: float
@@ -162,6 +168,49 @@ def build_parser() -> argparse.ArgumentParser:
         "[RECO_MAX_SESSIONS]",
     )
     p.add_argument(
+        "--max-session-events",
+        type=int,
+        default=int(_env("MAX_SESSION_EVENTS", "2000")),
+        help="events one session may hold; beyond it TrackEvent answers RESOURCE_EXHAUSTED "
+        "until the session expires or is forgotten [RECO_MAX_SESSION_EVENTS]",
+    )
+    p.add_argument(
+        "--max-session-bytes",
+        type=int,
+        default=int(_env("MAX_SESSION_BYTES", str(256 * 1024))),
+        help="bytes of event data (ids and strings) one session may hold; beyond it "
+        "TrackEvent answers RESOURCE_EXHAUSTED [RECO_MAX_SESSION_BYTES]",
+    )
+    p.add_argument(
+        "--max-id-bytes",
+        type=int,
+        default=int(_env("MAX_ID_BYTES", "128")),
+        help="longest event, session, product or customer id (and device type, traffic "
+        "source) in UTF-8 bytes; longer is INVALID_ARGUMENT [RECO_MAX_ID_BYTES]",
+    )
+    p.add_argument(
+        "--max-event-age-seconds",
+        type=float,
+        default=float(_env("MAX_EVENT_AGE_SECONDS", "86400")),
+        help="events whose client_timestamp is older than this (by the server's clock) are "
+        "INVALID_ARGUMENT [RECO_MAX_EVENT_AGE_SECONDS]",
+    )
+    p.add_argument(
+        "--max-event-ahead-seconds",
+        type=float,
+        default=float(_env("MAX_EVENT_AHEAD_SECONDS", "300")),
+        help="events whose client_timestamp is further ahead of the server's clock are "
+        "INVALID_ARGUMENT [RECO_MAX_EVENT_AHEAD_SECONDS]",
+    )
+    p.add_argument(
+        "--require-durable-sessions",
+        action="store_true",
+        default=_env("REQUIRE_DURABLE_SESSIONS", "") not in ("", "0", "false", "no"),
+        help="refuse to start (exit 2) unless the Redis session store provably fsyncs every "
+        "acknowledged event (appendonly yes, appendfsync always); the in-process store is "
+        "never durable [RECO_REQUIRE_DURABLE_SESSIONS]",
+    )
+    p.add_argument(
         "--catalog-limit",
         type=int,
         default=int(_env("CATALOG_LIMIT", "1000")),
@@ -208,14 +257,26 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("workers", "threads", "max_candidates", "max_message_bytes", "max_in_flight",
-                 "max_sessions", "catalog_limit", "retrieval_size"):  # fmt: skip
+                 "max_sessions", "catalog_limit", "retrieval_size", "max_session_events",
+                 "max_session_bytes", "max_id_bytes"):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.max_event_age_seconds > 0 or not args.max_event_ahead_seconds >= 0:
+        parser.error(
+            "--max-event-age-seconds must be > 0 and --max-event-ahead-seconds >= 0, got "
+            f"{args.max_event_age_seconds} and {args.max_event_ahead_seconds}"
+        )
     if not 0.0 < args.ab_share < 1.0:
         parser.error(f"--ab-share must be between 0 and 1 (exclusive), got {args.ab_share}")
     store = args.session_store
     if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
         parser.error(f"--session-store must be 'memory' or a redis:// URL, got {store!r}")
+    if store == "memory" and args.require_durable_sessions:
+        parser.error(
+            "--require-durable-sessions: the in-process session store loses every session when "
+            "the process stops; use --session-store redis://host:port/db with appendonly yes "
+            "and appendfsync always"
+        )
     if store == "memory" and args.workers > 1:
         parser.error(
             f"--workers {args.workers} with the in-process session store would split each "

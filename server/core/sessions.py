@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
-import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.core.errors import InvalidArgument
+from server.core.errors import InvalidArgument, RecoError
 from server.core.requests import Context
 from server.core.validation import non_negative, unit_interval
 from training.features import N_PREVIOUS
@@ -50,28 +52,80 @@ class Event:
         """Events apply in client-time order; the id breaks ties the same way everywhere."""
         return (self.timestamp_ms, self.event_id)
 
-    def to_json(self) -> str:
-        """Compact JSON for stores that keep events outside this process."""
-        payload = {
-            "i": self.event_id, "s": self.session_id, "t": self.type.value, "ts": self.timestamp_ms,
-            "p": self.product_id, "c": self.customer_id, "top": self.time_on_page_sec,
-            "sd": self.scroll_depth, "d": self.device_type, "tr": self.traffic_source,
-        }  # fmt: skip
-        return json.dumps(payload, separators=(",", ":"))
+    def to_row(self) -> EventRow:
+        """The event as a tuple of plain values (its session is known from where it is kept)."""
+        return (
+            self.timestamp_ms, self.event_id, self.type.value, self.product_id, self.customer_id,
+            self.time_on_page_sec, self.scroll_depth, self.device_type, self.traffic_source,
+        )  # fmt: skip
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Event:
-        """The inverse of to_json."""
-        d: dict[str, Any] = json.loads(text)
-        return cls(
-            event_id=d["i"], session_id=d["s"], type=EventType(d["t"]), timestamp_ms=d["ts"],
-            product_id=d["p"], customer_id=d["c"], time_on_page_sec=d["top"],
-            scroll_depth=d["sd"], device_type=d["d"], traffic_source=d["tr"],
+    def from_row(cls, row: Sequence[Any], session_id: str) -> Event:
+        """The inverse of to_row (a JSON list is accepted as well as a tuple)."""
+        ts, event_id, kind, product, customer, top, depth, device, traffic = row
+        return cls(event_id, session_id, EventType(kind), ts, product, customer, top, depth,
+                   device, traffic)  # fmt: skip
+
+    def data_bytes(self) -> int:
+        """UTF-8 bytes of the strings this event adds to its session (the byte cap counts them)."""
+        return sum(
+            len(text.encode())
+            for text in (self.event_id, self.product_id, self.customer_id, self.device_type,
+                         self.traffic_source)
         )  # fmt: skip
 
 
-def validate_event(event: Event, prefix: str = "event") -> None:
-    """Raises InvalidArgument naming the first malformed field of an event."""
+# A stored event: (timestamp_ms, event_id, type, product_id, customer_id, time_on_page_sec,
+# scroll_depth, device_type, traffic_source); plain values only, so stores can encode it as is.
+EventRow = tuple[int, str, str, str, str, float | None, float | None, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one session may hold, and which event times are plausible (DESIGN.md "Errors").
+
+    max_events and max_bytes are caps: at either one the session refuses further events with
+    SessionFull (RESOURCE_EXHAUSTED) until it expires or is forgotten. Ids longer than
+    max_id_bytes and timestamps outside [now - max_age, now + max_ahead] are refused as
+    InvalidArgument. tail_events is how many recent events are kept to re-fold late arrivals.
+    """
+
+    max_events: int = 2000
+    max_bytes: int = 256 * 1024
+    max_id_bytes: int = 128
+    max_age_seconds: float = 86_400.0
+    max_ahead_seconds: float = 300.0
+    tail_events: int = 32
+
+
+DEFAULT_LIMITS = SessionLimits()
+
+# Fields that identify things; the dedup index of the in-process store separates event ids with
+# a control character, so ids may not contain any.
+_ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SessionFull(RecoError):
+    """A session reached its event or byte cap; its further events are refused."""
+
+    def __init__(self, session_id: str, held: int, limit: int, unit: str, setting: str) -> None:
+        self.limit = limit
+        shown = session_id if len(session_id) <= 40 else session_id[:40] + "..."
+        super().__init__(
+            f"session {shown!r} holds {held} {unit}, the limit of {limit} ({setting}); it "
+            "accepts no more events until it expires or is forgotten"
+        )
+
+
+def validate_event(
+    event: Event,
+    prefix: str = "event",
+    limits: SessionLimits = DEFAULT_LIMITS,
+    now_ms: int | None = None,
+) -> None:
+    """Raises InvalidArgument naming the first malformed field of an event; with now_ms (the
+    server's clock), a client timestamp outside the accepted window is refused too."""
     if not event.event_id:
         raise InvalidArgument(f"{prefix}.event_id", event.event_id, "must not be empty")
     if not event.session_id:
@@ -82,12 +136,39 @@ def validate_event(event: Event, prefix: str = "event") -> None:
             event.product_id,
             f"must name a product for a {event.type.name} event",
         )
+    for name in (*_ID_FIELDS, "device_type", "traffic_source"):
+        text: str = getattr(event, name)
+        size = len(text.encode())
+        if size > limits.max_id_bytes:
+            # The length, not the value: an oversized value must not come back in the status.
+            raise InvalidArgument(
+                f"{prefix}.{name}", f"{size} bytes", f"must be at most {limits.max_id_bytes} bytes"
+            )
+        if name in _ID_FIELDS and _CONTROL.search(text):
+            raise InvalidArgument(f"{prefix}.{name}", text, "must not contain control characters")
     if event.timestamp_ms < 0:
         raise InvalidArgument(
             f"{prefix}.client_timestamp", event.timestamp_ms, "must not be before 1970"
         )
+    if now_ms is not None:
+        earliest = now_ms - int(limits.max_age_seconds * 1000)
+        latest = now_ms + int(limits.max_ahead_seconds * 1000)
+        if not earliest <= event.timestamp_ms <= latest:
+            raise InvalidArgument(
+                f"{prefix}.client_timestamp",
+                _iso(event.timestamp_ms),
+                f"must lie between {limits.max_age_seconds:g} s before and "
+                f"{limits.max_ahead_seconds:g} s after the server's clock ({_iso(now_ms)})",
+            )
     unit_interval(f"{prefix}.scroll_depth", event.scroll_depth)
     non_negative(f"{prefix}.time_on_page_sec", event.time_on_page_sec)
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since 1970"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +221,23 @@ class SessionState:
             session_length_mins=self.session_length_mins,
             products_viewed_count=self.products_viewed_count,
         )
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The state as a tuple of plain values, without the session id."""
+        return tuple(getattr(self, name) for name in _STATE_FIELDS)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], session_id: str) -> SessionState:
+        """The inverse of to_row (JSON lists are accepted for the id tuples)."""
+        state = cls(session_id, *row)
+        return replace(
+            state,
+            previous_product_ids=tuple(state.previous_product_ids),
+            cart=tuple(state.cart),
+        )
+
+
+_STATE_FIELDS = tuple(f for f in SessionState.__slots__ if f != "session_id")
 
 
 def apply(state: SessionState | None, event: Event) -> SessionState:
@@ -198,6 +296,87 @@ def fold(events: Iterable[Event], base: SessionState | None = None) -> SessionSt
 
 
 @dataclass(frozen=True, slots=True)
+class Folded:
+    """A session as stores keep it: O(1) to read and to extend, whatever its number of events.
+
+    `tail` holds the most recent events (at most SessionLimits.tail_events) in (timestamp,
+    event id) order and `base` is the fold of every older event; `state` = fold(tail, base).
+    An event that arrives late but within the tail is inserted in order and the tail re-folded,
+    so the state is exactly fold(all events in order) as long as no event arrives after more
+    than tail_events later ones; an even later one is applied onto the base as it arrives.
+    """
+
+    state: SessionState
+    tail: tuple[Event, ...]
+    base: SessionState | None
+    data_bytes: int  # event bytes accepted so far (SessionLimits.max_bytes)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """Plain values only (tuples, strings, numbers, None), for the stores' encodings."""
+        base = None if self.base is None else self.base.to_row()
+        tail = tuple(e.to_row() for e in self.tail)
+        return (self.state.to_row(), tail, base, self.data_bytes)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], session_id: str) -> Folded:
+        """The inverse of to_row."""
+        state, tail, base, data_bytes = row
+        return cls(
+            SessionState.from_row(state, session_id),
+            tuple(Event.from_row(e, session_id) for e in tail),
+            None if base is None else SessionState.from_row(base, session_id),
+            data_bytes,
+        )
+
+
+def check_room(folded: Folded | None, event: Event, limits: SessionLimits) -> None:
+    """Raises SessionFull if the session cannot take one more event."""
+    if folded is None:
+        return
+    held = folded.state.events_applied
+    if held >= limits.max_events:
+        raise SessionFull(event.session_id, held, limits.max_events, "events",
+                          "--max-session-events")  # fmt: skip
+    if folded.data_bytes + event.data_bytes() > limits.max_bytes:
+        raise SessionFull(event.session_id, folded.data_bytes, limits.max_bytes,
+                          "bytes of event data", "--max-session-bytes")  # fmt: skip
+
+
+def absorb(folded: Folded | None, event: Event, tail_events: int) -> Folded:
+    """The session after one more (new, not duplicate) event; see Folded for the order rule.
+
+    Both stores call this, so the same events in the same arrival order give the same state."""
+    size = event.data_bytes()
+    if folded is None:
+        return Folded(apply(None, event), (event,), None, size)
+    tail, base = folded.tail, folded.base
+    key = event.sort_key()
+    if not tail or key > tail[-1].sort_key():
+        state = apply(folded.state, event)  # in order: the common case, no re-fold
+        tail = (*tail, event)
+    elif base is None or key > tail[0].sort_key():
+        at = bisect.bisect([e.sort_key() for e in tail], key)
+        tail = (*tail[:at], event, *tail[at:])
+        state = _refold(tail, base)
+    else:
+        # Older than every retained event: folded into the base in arrival order.
+        base = apply(base, event)
+        state = _refold(tail, base)
+    if len(tail) > tail_events:
+        base = apply(base, tail[0])
+        tail = tail[1:]
+    return Folded(state, tail, base, folded.data_bytes + size)
+
+
+def _refold(tail: tuple[Event, ...], base: SessionState | None) -> SessionState:
+    state = base
+    for event in tail:  # already in order
+        state = apply(state, event)
+    assert state is not None  # the tail is never empty here
+    return state
+
+
+@dataclass(frozen=True, slots=True)
 class Tracked:
     """The answer to one tracked event: the session after it, and whether it was a repeat."""
 
@@ -206,17 +385,26 @@ class Tracked:
 
 
 class SessionStore(Protocol):
-    """Where session events live. Implementations: MemoryStore (one process) and RedisStore
-    (shared by processes and replicas). An acknowledged event (track returned) is stored."""
+    """Where sessions live. Implementations: MemoryStore (one process, lost when it exits) and
+    RedisStore (shared by processes and replicas; durable as far as Redis persistence is).
+    An acknowledged event (track returned) is stored. `deadline` is a time.monotonic() instant
+    that bounds retries; None = the store's own bound."""
 
-    def track(self, event: Event) -> Tracked:
-        """Stores an event once (by event_id) and returns the session state after it."""
+    limits: SessionLimits
+
+    def track(self, event: Event, deadline: float | None = None) -> Tracked:
+        """Stores an event once (by event_id) and returns the session state after it; raises
+        SessionFull at the session's caps."""
         ...
 
-    def get(self, session_id: str) -> SessionState | None:
+    def get(self, session_id: str, deadline: float | None = None) -> SessionState | None:
         """The session's state, or None for an unknown (or expired) session."""
         ...
 
-    def forget(self, session_id: str) -> bool:
+    def forget(self, session_id: str, deadline: float | None = None) -> bool:
         """Deletes the session; True if it existed."""
+        ...
+
+    def describe(self) -> str:
+        """One line for the start-up log: what the store is and how durable (no secrets)."""
         ...
