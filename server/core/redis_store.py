@@ -50,6 +50,7 @@ _STORED, _DUPLICATE, _CHANGED = 0, 1, 2
 # Concurrent trackers of one session re-read and retry; each retry means another process made
 # progress, so this bound is only reached under pathological contention.
 _MAX_CONFLICTS = 50
+_RETRY_HINT = "the call did not complete; retry it (events are deduplicated by event_id)"
 
 
 class SessionStoreUnavailable(Unavailable):
@@ -157,6 +158,8 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),  # retries are ours: bounded by the request deadline
         )
         self._store_if_unchanged = self.client.register_script(_STORE_IF_UNCHANGED)
+        self._last_warning = -1.0
+        self._failures = 0
 
     def describe(self) -> str:
         return f"Redis session store {self.name} (shared by every process using it)"
@@ -174,7 +177,7 @@ class RedisStore:
         except redis.ConnectionError as exc:
             return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
         except redis.RedisError as exc:
-            return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc, self.name)}")
+            return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
         return Persistence(
             True, config.get("appendonly", ""), config.get("appendfsync", ""),
             config.get("save", ""), version,
@@ -263,20 +266,26 @@ class RedisStore:
                     time.monotonic() + delay + self.timeout_seconds < deadline
                 )
                 if attempt >= self.attempts or not fits:
-                    log.warning("session store %s failed after %d attempt(s): %s",
-                                self.name, attempt, _scrub(exc, self.name))  # fmt: skip
+                    self._log_failure(f"failed after {attempt} attempt(s)", exc)
                     raise SessionStoreUnavailable(
-                        f"the session store is unreachable ({_reason(exc)}); nothing was "
-                        "stored, retry"
+                        f"the session store is unreachable ({_reason(exc)}); {_RETRY_HINT}"
                     ) from None
                 attempt += 1
                 time.sleep(delay)
             except redis.RedisError as exc:
-                log.warning("session store %s: %s", self.name, _scrub(exc, self.name))
+                self._log_failure("refused the operation", exc)
                 raise SessionStoreUnavailable(
-                    f"the session store refused the operation ({_reason(exc)}); nothing was "
-                    "stored, retry"
+                    f"the session store refused the operation ({_reason(exc)}); {_RETRY_HINT}"
                 ) from None
+
+    def _log_failure(self, what: str, exc: BaseException) -> None:
+        """A warning at most once a second (an outage fails every request), with a count."""
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:
+            log.warning("session store %s %s: %s (%d failed operations since the last warning)",
+                        self.name, what, _scrub(exc), self._failures)  # fmt: skip
+            self._last_warning, self._failures = now, 0
 
 
 def _dumps(value: Any) -> str:
@@ -308,7 +317,8 @@ def _reason(exc: BaseException) -> str:
     return next((text for kind, text in _REASONS if isinstance(exc, kind)), "Redis error")
 
 
-def _scrub(exc: BaseException, name: str) -> str:
-    """An exception's text for the operator's log, with the store named by its redacted URL."""
+def _scrub(exc: BaseException) -> str:
+    """An exception's first line for the operator's log (redis-py never puts the password in
+    it; the store is named by its redacted URL beside it)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{text[:200]} [{name}]"
+    return text[:200]
