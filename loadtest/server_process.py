@@ -88,6 +88,13 @@ class ManagedServer:
         """host:port of the running server."""
         return f"{self.spec.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server process id (while it runs)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
+
     def start(self) -> ManagedServer:
         """Starts the server and returns once it reports SERVING (raises TargetNotReadyError)."""
         self.port = free_port(self.spec.host)
