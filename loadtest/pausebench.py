@@ -35,7 +35,7 @@ from loadtest.latency import Percentiles
 from loadtest.plan import LoadPlan
 from loadtest.products import load_product_ids
 from loadtest.schedule import RateSchedule
-from loadtest.server_process import ManagedServer, ServerSpec
+from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.workload import Mix
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
@@ -184,27 +184,8 @@ def measure(label: str, command: str, args: argparse.Namespace, products: tuple[
     )
 
 
-def watched_command(directory: Path | None) -> str:
-    """The command that starts a server from `directory` (None = this checkout) under gcwatch."""
-    python = shlex.quote(sys.executable)
-    if directory is None:
-        return f"{python} {shlex.quote(str(GCWATCH))}"
-    return f"env -C {shlex.quote(str(directory.resolve()))} {python} {shlex.quote(str(GCWATCH))}"
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.pausebench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
-    parser.add_argument(
-        "--baseline-dir",
-        type=Path,
-        default=None,
-        help="another checkout (e.g. `git archive` of main) measured first",
-    )
+    parser = baseline_parser("python -m loadtest.pausebench", __doc__)
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=10, help="events per preloaded session")
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
@@ -226,7 +207,10 @@ def main() -> int:
     print(f"`python -m loadtest.pausebench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}; scenario {args.scenario}, "
           f"{args.candidates} candidates per Score; logs in {logs}\n", flush=True)  # fmt: skip
-    outcomes = [measure(label, watched_command(d), args, products, logs) for label, d in servers]
+    outcomes = [
+        measure(label, checkout_command(d, str(GCWATCH)), args, products, logs)
+        for label, d in servers
+    ]
     print(HEADER)
     for outcome in outcomes:
         print(outcome.row(args.sessions))

@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 from loadtest.products import load_product_ids
-from loadtest.server_process import ManagedServer, ServerSpec
+from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.serverbench import redis_server
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
@@ -154,18 +154,7 @@ def supports(command: str, flag: str) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.sessionbench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
-    parser.add_argument(
-        "--baseline-dir",
-        type=Path,
-        default=None,
-        help="another checkout (e.g. `git archive` of main), measured first",
-    )
+    parser = baseline_parser("python -m loadtest.sessionbench", __doc__)
     parser.add_argument("--sizes", default="10,1000,10000,100000")
     parser.add_argument("--requests", type=int, default=40, help="most Recommend calls per size")
     parser.add_argument("--seconds", type=float, default=20.0, help="most time per size")
@@ -174,11 +163,9 @@ def main() -> int:
     products = load_product_ids(args.bundle / "catalog.csv")
     sizes = [int(s) for s in args.sizes.split(",")]
     logs = Path(tempfile.mkdtemp(prefix="reco-sessionbench-"))
-    python = shlex.quote(sys.executable)
-    servers = [("this checkout", f"{python} -m server", False)]
+    servers = [("this checkout", checkout_command(None, "-m", "server"), False)]
     if args.baseline_dir is not None:
-        directory = shlex.quote(str(args.baseline_dir.resolve()))
-        servers.insert(0, ("baseline", f"env -C {directory} {python} -m server", True))
+        servers.insert(0, ("baseline", checkout_command(args.baseline_dir, "-m", "server"), True))
     print(f"`python -m loadtest.sessionbench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}; logs in {logs}\n")  # fmt: skip
     print(HEADER, flush=True)
