@@ -34,23 +34,25 @@ _EXPIRE_PER_TRACK = 2
 
 
 class _Shard:
-    """Sessions in tracking order (least recently tracked first): plain dicts of strings and
-    bytes, which CPython's collector never tracks, so holding a million events adds nothing to
-    a garbage-collection pause."""
+    """Sessions in tracking order (least recently tracked first): plain dicts of floats, bytes
+    and strings, which CPython's collector never tracks, so holding a million events adds
+    nothing to a garbage-collection pause."""
 
-    __slots__ = ("event_ids", "records")
+    __slots__ = ("event_ids", "folds", "states", "touched")
 
     def __init__(self) -> None:
-        # session id -> marshal.dumps((touched, state row, marshal.dumps(Folded row)))
-        self.records: dict[str, bytes] = {}
-        self.event_ids: dict[str, str] = {}  # session id -> "\x1fid1\x1fid2\x1f..."
+        self.touched: dict[str, float] = {}  # session id -> clock() of its last event
+        self.states: dict[str, bytes] = {}  # -> marshal.dumps(SessionState row)
+        self.folds: dict[str, bytes] = {}  # -> marshal.dumps((tail rows, base row, bytes))
+        self.event_ids: dict[str, str] = {}  # -> "\x1fid1\x1fid2\x1f..."
 
 
 class MemoryStore:
     """Sessions in this process, least recently tracked evicted first (per shard of about 512
-    sessions), idle ones expired after the TTL. Each session is one bytes record (its folded
-    state, see sessions.Folded) plus one string of its event ids: reads decode the state alone,
-    O(1) in the number of events; a track decodes and re-encodes the bounded tail.
+    sessions), idle ones expired after the TTL. A session is its state and its folded tail (see
+    sessions.Folded) as two marshal'd bytes, plus one string of its event ids: a read decodes
+    the state alone, O(1) in the number of events; a track decodes and re-encodes the bounded
+    tail.
     """
 
     def __init__(
@@ -83,71 +85,79 @@ class MemoryStore:
         with self._lock:
             shard = self._shard(sid)
             folded = self._folded(shard, sid, now)
-            ids = shard.event_ids.get(sid, _SEP) if folded is not None else _SEP
-            if folded is not None and (_SEP + event.event_id + _SEP) in ids:
-                self._store(shard, sid, now, folded, ids)  # a duplicate still refreshes the TTL
-                return Tracked(folded.state, duplicate=True)
+            if folded is None:
+                ids = _SEP
+            else:
+                ids = shard.event_ids[sid]
+                if (_SEP + event.event_id + _SEP) in ids:
+                    self._touch(shard, sid, now)  # a duplicate still refreshes the TTL
+                    return Tracked(folded.state, duplicate=True)
             check_room(folded, event, self.limits)
-            folded = absorb(folded, event, self.limits.tail_events)
-            self._store(shard, sid, now, folded, ids + event.event_id + _SEP)
+            folded = absorb(folded, event, self.limits.late_window)
+            self._touch(shard, sid, now)
+            state, tail, base, data_bytes = folded.to_row()
+            shard.states[sid] = marshal.dumps(state)
+            shard.folds[sid] = marshal.dumps((tail, base, data_bytes))
+            shard.event_ids[sid] = ids + event.event_id + _SEP
             self._expire_front(shard, now)
-            while len(shard.records) > self._per_shard:
-                self._drop(shard, next(iter(shard.records)))
+            while len(shard.touched) > self._per_shard:
+                self._drop(shard, next(iter(shard.touched)))
             return Tracked(folded.state, duplicate=False)
 
     def get(self, session_id: str, deadline: float | None = None) -> SessionState | None:
         del deadline
         with self._lock:
             shard = self._shard(session_id)
-            record = shard.records.get(session_id)
-            if record is None:
+            if not self._live(shard, session_id, self._clock()):
                 return None
-            touched, state, _ = marshal.loads(record)
-            if self._clock() - touched > self.ttl_seconds:
-                self._drop(shard, session_id)
-                return None
-            return SessionState.from_row(state, session_id)
+            return SessionState.from_row(marshal.loads(shard.states[session_id]), session_id)
 
     def forget(self, session_id: str, deadline: float | None = None) -> bool:
         del deadline
         with self._lock:
             shard = self._shard(session_id)
-            existed = session_id in shard.records
+            existed = session_id in shard.touched
             self._drop(shard, session_id)
             return existed
 
     def __len__(self) -> int:
-        return sum(len(shard.records) for shard in self._shards)
+        return sum(len(shard.touched) for shard in self._shards)
 
     def _shard(self, session_id: str) -> _Shard:
         return self._shards[hash(session_id) % len(self._shards)]
 
-    def _folded(self, shard: _Shard, session_id: str, now: float) -> Folded | None:
-        record = shard.records.get(session_id)
-        if record is None:
-            return None
-        touched, _, folded = marshal.loads(record)
+    def _live(self, shard: _Shard, session_id: str, now: float) -> bool:
+        touched = shard.touched.get(session_id)
+        if touched is None:
+            return False
         if now - touched > self.ttl_seconds:
             self._drop(shard, session_id)
-            return None
-        return Folded.from_row(marshal.loads(folded), session_id)
+            return False
+        return True
 
-    def _store(self, shard: _Shard, sid: str, now: float, folded: Folded, ids: str) -> None:
-        row = folded.to_row()
+    def _folded(self, shard: _Shard, session_id: str, now: float) -> Folded | None:
+        if not self._live(shard, session_id, now):
+            return None
+        state = marshal.loads(shard.states[session_id])
+        tail, base, data_bytes = marshal.loads(shard.folds[session_id])
+        return Folded.from_row((state, tail, base, data_bytes), session_id)
+
+    @staticmethod
+    def _touch(shard: _Shard, session_id: str, now: float) -> None:
         # Re-inserting moves the session to the end: dicts keep insertion order, so the front
         # of a shard is its least recently tracked session.
-        shard.records.pop(sid, None)
-        shard.records[sid] = marshal.dumps((now, row[0], marshal.dumps(row)))
-        shard.event_ids[sid] = ids
+        shard.touched.pop(session_id, None)
+        shard.touched[session_id] = now
 
     def _expire_front(self, shard: _Shard, now: float) -> None:
-        for sid in list(islice(shard.records, _EXPIRE_PER_TRACK)):
-            touched = marshal.loads(shard.records[sid])[0]
-            if now - touched <= self.ttl_seconds:
+        for sid in list(islice(shard.touched, _EXPIRE_PER_TRACK)):
+            if now - shard.touched[sid] <= self.ttl_seconds:
                 return
             self._drop(shard, sid)
 
     @staticmethod
     def _drop(shard: _Shard, session_id: str) -> None:
-        shard.records.pop(session_id, None)
+        shard.touched.pop(session_id, None)
+        shard.states.pop(session_id, None)
+        shard.folds.pop(session_id, None)
         shard.event_ids.pop(session_id, None)

@@ -217,7 +217,7 @@ class RedisStore:
             if seen and folded is not None:
                 return Tracked(folded.state, duplicate=True)
             check_room(folded, event, self.limits)
-            folded = absorb(folded, event, self.limits.tail_events)
+            folded = absorb(folded, event, self.limits.late_window)
             row = folded.to_row()
             outcome = self._store_if_unchanged(
                 keys=(key, ids),

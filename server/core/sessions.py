@@ -68,11 +68,11 @@ class Event:
 
     def data_bytes(self) -> int:
         """UTF-8 bytes of the strings this event adds to its session (the byte cap counts them)."""
-        return sum(
-            len(text.encode())
-            for text in (self.event_id, self.product_id, self.customer_id, self.device_type,
-                         self.traffic_source)
-        )  # fmt: skip
+        total = 0
+        for text in (self.event_id, self.product_id, self.customer_id, self.device_type,
+                     self.traffic_source):  # fmt: skip
+            total += len(text) if text.isascii() else len(text.encode())
+        return total
 
 
 # A stored event: (timestamp_ms, event_id, type, product_id, customer_id, time_on_page_sec,
@@ -87,7 +87,8 @@ class SessionLimits:
     max_events and max_bytes are caps: at either one the session refuses further events with
     SessionFull (RESOURCE_EXHAUSTED) until it expires or is forgotten. Ids longer than
     max_id_bytes and timestamps outside [now - max_age, now + max_ahead] are refused as
-    InvalidArgument. tail_events is how many recent events are kept to re-fold late arrivals.
+    InvalidArgument. late_window: how many later events a late one may find ahead of it and still
+    be put in its exact place (see Folded).
     """
 
     max_events: int = 2000
@@ -95,7 +96,7 @@ class SessionLimits:
     max_id_bytes: int = 128
     max_age_seconds: float = 86_400.0
     max_ahead_seconds: float = 300.0
-    tail_events: int = 32
+    late_window: int = 16
 
 
 DEFAULT_LIMITS = SessionLimits()
@@ -223,21 +224,19 @@ class SessionState:
         )
 
     def to_row(self) -> tuple[Any, ...]:
-        """The state as a tuple of plain values, without the session id."""
-        return tuple(getattr(self, name) for name in _STATE_FIELDS)
+        """The state as a tuple of plain values, without the session id (fields in order)."""
+        return (
+            self.customer_id, self.current_product_id, self.previous_product_ids, self.cart,
+            self.products_viewed_count, self.first_ms, self.last_ms, self.page_start_ms,
+            self.page_seconds, self.scroll_depth, self.clicked_image, self.device_type,
+            self.traffic_source, self.events_applied,
+        )  # fmt: skip
 
     @classmethod
     def from_row(cls, row: Sequence[Any], session_id: str) -> SessionState:
         """The inverse of to_row (JSON lists are accepted for the id tuples)."""
-        state = cls(session_id, *row)
-        return replace(
-            state,
-            previous_product_ids=tuple(state.previous_product_ids),
-            cart=tuple(state.cart),
-        )
-
-
-_STATE_FIELDS = tuple(f for f in SessionState.__slots__ if f != "session_id")
+        customer, current, previous, cart, *rest = row
+        return cls(session_id, customer, current, tuple(previous), tuple(cart), *rest)
 
 
 def apply(state: SessionState | None, event: Event) -> SessionState:
@@ -299,34 +298,32 @@ def fold(events: Iterable[Event], base: SessionState | None = None) -> SessionSt
 class Folded:
     """A session as stores keep it: O(1) to read and to extend, whatever its number of events.
 
-    `tail` holds the most recent events (at most SessionLimits.tail_events) in (timestamp,
-    event id) order and `base` is the fold of every older event; `state` = fold(tail, base).
-    An event that arrives late but within the tail is inserted in order and the tail re-folded,
-    so the state is exactly fold(all events in order) as long as no event arrives after more
-    than tail_events later ones; an even later one is applied onto the base as it arrives.
+    `tail` holds the rows (Event.to_row) of the most recent events, between `late_window` and
+    2 x late_window of them, in (timestamp, event id) order; `base` is the row of the fold of
+    every older event; `state` = fold(tail, base). An event that arrives late, but with at most
+    late_window later events ahead of it, is inserted in order and the tail re-folded, so the
+    state is exactly fold(all events in order); a later one is folded into the base as it
+    arrives (as if just before the retained events). Rows stay rows until a re-fold needs
+    them: an in-order event costs one apply(), whatever the session's length.
     """
 
     state: SessionState
-    tail: tuple[Event, ...]
-    base: SessionState | None
+    tail: tuple[EventRow, ...]
+    base: tuple[Any, ...] | None  # SessionState.to_row() of the events older than the tail
     data_bytes: int  # event bytes accepted so far (SessionLimits.max_bytes)
 
     def to_row(self) -> tuple[Any, ...]:
         """Plain values only (tuples, strings, numbers, None), for the stores' encodings."""
-        base = None if self.base is None else self.base.to_row()
-        tail = tuple(e.to_row() for e in self.tail)
-        return (self.state.to_row(), tail, base, self.data_bytes)
+        return (self.state.to_row(), self.tail, self.base, self.data_bytes)
 
     @classmethod
     def from_row(cls, row: Sequence[Any], session_id: str) -> Folded:
-        """The inverse of to_row."""
+        """The inverse of to_row (JSON lists are accepted for tuples)."""
         state, tail, base, data_bytes = row
-        return cls(
-            SessionState.from_row(state, session_id),
-            tuple(Event.from_row(e, session_id) for e in tail),
-            None if base is None else SessionState.from_row(base, session_id),
-            data_bytes,
-        )
+        if type(tail) is not tuple:  # from JSON
+            tail = tuple(tuple(r) for r in tail)
+            base = None if base is None else tuple(base)
+        return cls(SessionState.from_row(state, session_id), tail, base, data_bytes)
 
 
 def check_room(folded: Folded | None, event: Event, limits: SessionLimits) -> None:
@@ -342,36 +339,45 @@ def check_room(folded: Folded | None, event: Event, limits: SessionLimits) -> No
                           "bytes of event data", "--max-session-bytes")  # fmt: skip
 
 
-def absorb(folded: Folded | None, event: Event, tail_events: int) -> Folded:
+def absorb(folded: Folded | None, event: Event, late_window: int) -> Folded:
     """The session after one more (new, not duplicate) event; see Folded for the order rule.
 
     Both stores call this, so the same events in the same arrival order give the same state."""
     size = event.data_bytes()
+    row = event.to_row()
     if folded is None:
-        return Folded(apply(None, event), (event,), None, size)
+        return Folded(apply(None, event), (row,), None, size)
+    sid = event.session_id
     tail, base = folded.tail, folded.base
-    key = event.sort_key()
-    if not tail or key > tail[-1].sort_key():
+    key = (event.timestamp_ms, event.event_id)
+    last = tail[-1]
+    if key > (last[0], last[1]):
         state = apply(folded.state, event)  # in order: the common case, no re-fold
-        tail = (*tail, event)
-    elif base is None or key > tail[0].sort_key():
-        at = bisect.bisect([e.sort_key() for e in tail], key)
-        tail = (*tail[:at], event, *tail[at:])
-        state = _refold(tail, base)
+        tail = (*tail, row)
     else:
-        # Older than every retained event: folded into the base in arrival order.
-        base = apply(base, event)
-        state = _refold(tail, base)
-    if len(tail) > tail_events:
-        base = apply(base, tail[0])
-        tail = tail[1:]
+        first = tail[0]
+        if base is None or key > (first[0], first[1]):
+            at = bisect.bisect([(r[0], r[1]) for r in tail], key)
+            tail = (*tail[:at], row, *tail[at:])
+        else:  # older than every retained event: into the base, in arrival order
+            base = apply(_state(base, sid), event).to_row()
+        state = _refold(tail, _state(base, sid), sid)
+    if len(tail) > 2 * late_window:
+        # Half the tail into the base at once: one decode and encode of the base per
+        # late_window events, and never fewer than late_window retained.
+        older, tail = tail[:late_window], tail[late_window:]
+        base = _refold(older, _state(base, sid), sid).to_row()
     return Folded(state, tail, base, folded.data_bytes + size)
 
 
-def _refold(tail: tuple[Event, ...], base: SessionState | None) -> SessionState:
+def _state(row: Sequence[Any] | None, session_id: str) -> SessionState | None:
+    return None if row is None else SessionState.from_row(row, session_id)
+
+
+def _refold(tail: Sequence[EventRow], base: SessionState | None, sid: str) -> SessionState:
     state = base
-    for event in tail:  # already in order
-        state = apply(state, event)
+    for row in tail:  # already in order
+        state = apply(state, Event.from_row(row, sid))
     assert state is not None  # the tail is never empty here
     return state
 
