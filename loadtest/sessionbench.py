@@ -159,6 +159,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=40, help="most Recommend calls per size")
     parser.add_argument("--seconds", type=float, default=20.0, help="most time per size")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="least time per size")
+    parser.add_argument(
+        "--redis-config",
+        default="",
+        help='redis-server flags, e.g. "--appendonly yes --appendfsync always" (default: none)',
+    )
     args = parser.parse_args()
     products = load_product_ids(args.bundle / "catalog.csv")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -167,7 +172,8 @@ def main() -> int:
     if args.baseline_dir is not None:
         servers.insert(0, ("baseline", checkout_command(args.baseline_dir, "-m", "server"), True))
     print(f"`python -m loadtest.sessionbench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
-          f"load average before {os.getloadavg()[0]:.2f}; logs in {logs}\n")  # fmt: skip
+          f"load average before {os.getloadavg()[0]:.2f}; Redis flags: "
+          f"{args.redis_config or 'no persistence'}; logs in {logs}\n")  # fmt: skip
     print(HEADER, flush=True)
     for label, command, baseline in servers:
         cap = str(2 * max(sizes) + 10_000)
@@ -175,7 +181,7 @@ def main() -> int:
                                   "--max-session-bytes", str(64 * int(cap)))  # fmt: skip
         if not supports(command, "--max-session-events"):
             extra = ()
-        with redis_server() as url:
+        with redis_server(*shlex.split(args.redis_config)) as url:
             flags = ("--watch-seconds", "0", "--session-store", url, *extra)
             spec = ServerSpec(bundle=args.bundle.resolve(), command=command, extra_args=flags)
             with ManagedServer(spec, logs / f"server-{label.replace(' ', '-')}.log") as server:
