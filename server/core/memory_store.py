@@ -22,8 +22,8 @@ from server.core.sessions import (
     check_room,
 )
 
-# Event ids of a session are kept in one string, each id followed by this separator (ids with
-# control characters are refused by validate_event), so a lookup is one substring search.
+# Joins a session id and an event id into one dedup key, and a session's event ids into one
+# string (ids with control characters are refused by validate_event, so keys are unambiguous).
 _SEP = "\x1f"
 # Sessions per shard before the shard count grows; small shards keep every dict operation
 # (resize, eviction scan) in microseconds. A store for fewer sessions has one exact LRU.
@@ -38,21 +38,22 @@ class _Shard:
     and strings, which CPython's collector never tracks, so holding a million events adds
     nothing to a garbage-collection pause."""
 
-    __slots__ = ("event_ids", "folds", "states", "touched")
+    __slots__ = ("event_ids", "folds", "seen", "states", "touched")
 
     def __init__(self) -> None:
         self.touched: dict[str, float] = {}  # session id -> clock() of its last event
         self.states: dict[str, bytes] = {}  # -> marshal.dumps(SessionState row)
-        self.folds: dict[str, bytes] = {}  # -> marshal.dumps((tail rows, base row, bytes))
-        self.event_ids: dict[str, str] = {}  # -> "\x1fid1\x1fid2\x1f..."
+        self.folds: dict[str, bytes] = {}  # -> marshal.dumps(Folded row without the state)
+        self.event_ids: dict[str, str] = {}  # -> "id1\x1fid2\x1f...", to forget them
+        self.seen: dict[str, None] = {}  # "<session id>\x1f<event id>" of every stored event
 
 
 class MemoryStore:
     """Sessions in this process, least recently tracked evicted first (per shard of about 512
     sessions), idle ones expired after the TTL. A session is its state and its folded tail (see
-    sessions.Folded) as two marshal'd bytes, plus one string of its event ids: a read decodes
-    the state alone, O(1) in the number of events; a track decodes and re-encodes the bounded
-    tail.
+    sessions.Folded) as two marshal'd bytes, plus its event ids (one dedup key each, and one
+    string to forget them by): a read decodes the state alone, O(1) in the number of events; a
+    track decodes and re-encodes the bounded tail.
     """
 
     def __init__(
@@ -85,20 +86,18 @@ class MemoryStore:
         with self._lock:
             shard = self._shard(sid)
             folded = self._folded(shard, sid, now)
-            if folded is None:
-                ids = _SEP
-            else:
-                ids = shard.event_ids[sid]
-                if (_SEP + event.event_id + _SEP) in ids:
-                    self._touch(shard, sid, now)  # a duplicate still refreshes the TTL
-                    return Tracked(folded.state, duplicate=True)
+            key = sid + _SEP + event.event_id
+            if folded is not None and key in shard.seen:
+                self._touch(shard, sid, now)  # a duplicate still refreshes the TTL
+                return Tracked(folded.state, duplicate=True)
             check_room(folded, event, self.limits)
             folded = absorb(folded, event, self.limits.late_window)
             self._touch(shard, sid, now)
-            state, tail, base, data_bytes = folded.to_row()
+            state, *rest = folded.to_row()
             shard.states[sid] = marshal.dumps(state)
-            shard.folds[sid] = marshal.dumps((tail, base, data_bytes))
-            shard.event_ids[sid] = ids + event.event_id + _SEP
+            shard.folds[sid] = marshal.dumps(tuple(rest))
+            shard.event_ids[sid] = shard.event_ids.get(sid, "") + event.event_id + _SEP
+            shard.seen[key] = None
             self._expire_front(shard, now)
             while len(shard.touched) > self._per_shard:
                 self._drop(shard, next(iter(shard.touched)))
@@ -139,8 +138,7 @@ class MemoryStore:
         if not self._live(shard, session_id, now):
             return None
         state = marshal.loads(shard.states[session_id])
-        tail, base, data_bytes = marshal.loads(shard.folds[session_id])
-        return Folded.from_row((state, tail, base, data_bytes), session_id)
+        return Folded.from_row((state, *marshal.loads(shard.folds[session_id])), session_id)
 
     @staticmethod
     def _touch(shard: _Shard, session_id: str, now: float) -> None:
@@ -160,4 +158,5 @@ class MemoryStore:
         shard.touched.pop(session_id, None)
         shard.states.pop(session_id, None)
         shard.folds.pop(session_id, None)
-        shard.event_ids.pop(session_id, None)
+        for event_id in shard.event_ids.pop(session_id, "").split(_SEP)[:-1]:
+            del shard.seen[session_id + _SEP + event_id]

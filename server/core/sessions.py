@@ -6,7 +6,7 @@ import bisect
 import enum
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -240,50 +240,55 @@ class SessionState:
 
 
 def apply(state: SessionState | None, event: Event) -> SessionState:
-    """The state after one more event (events must arrive here in sort_key order)."""
-    s = state or SessionState(
-        session_id=event.session_id, first_ms=event.timestamp_ms, last_ms=event.timestamp_ms
-    )
-    changes: dict[str, Any] = {
-        "last_ms": max(s.last_ms, event.timestamp_ms),
-        "first_ms": min(s.first_ms, event.timestamp_ms),
-        "events_applied": s.events_applied + 1,
-        "customer_id": event.customer_id or s.customer_id,
-        # Device and traffic source describe how the session started: the first one sticks.
-        "device_type": s.device_type or event.device_type,
-        "traffic_source": s.traffic_source or event.traffic_source,
-    }
+    """The state after one more event (events must arrive here in sort_key order).
+
+    Builds the new state in one constructor call (every event of every session passes here)."""
+    ts = event.timestamp_ms
+    s = state or SessionState(session_id=event.session_id, first_ms=ts, last_ms=ts)
+    current, previous, cart = s.current_product_id, s.previous_product_ids, s.cart
+    viewed, page_start = s.products_viewed_count, s.page_start_ms
+    page_seconds, depth, clicked = s.page_seconds, s.scroll_depth, s.clicked_image
     kind = event.type
     if kind is EventType.VIEW:
-        previous = s.previous_product_ids
-        if s.current_product_id:
-            previous = (s.current_product_id, *previous)[:N_PREVIOUS]
-        changes |= {
-            "current_product_id": event.product_id,
-            "previous_product_ids": previous,
-            "products_viewed_count": s.products_viewed_count + 1,
-            "page_start_ms": event.timestamp_ms,
-            "page_seconds": event.time_on_page_sec,
-            "scroll_depth": event.scroll_depth,
-            "clicked_image": False,
-        }
-    elif kind is EventType.ADD_TO_CART:
-        if event.product_id not in s.cart:
-            changes["cart"] = (*s.cart, event.product_id)
-    elif kind is EventType.REMOVE_FROM_CART:
-        changes["cart"] = tuple(p for p in s.cart if p != event.product_id)
-    elif kind is EventType.PURCHASE:
-        # A purchase naming a product buys that product; one naming none checks out the cart.
-        changes["cart"] = tuple(p for p in s.cart if event.product_id and p != event.product_id)
-    if kind is not EventType.VIEW and event.timestamp_ms >= s.page_start_ms:
-        # Engagement on the current page: latest time reported, deepest scroll, any image click.
-        if event.time_on_page_sec is not None:
-            changes["page_seconds"] = event.time_on_page_sec
-        if event.scroll_depth is not None:
-            changes["scroll_depth"] = max(s.scroll_depth or 0.0, event.scroll_depth)
-        if kind is EventType.IMAGE_CLICK:
-            changes["clicked_image"] = True
-    return replace(s, **changes)
+        if current:
+            previous = (current, *previous)[:N_PREVIOUS]
+        current, viewed, page_start = event.product_id, viewed + 1, ts
+        page_seconds, depth, clicked = event.time_on_page_sec, event.scroll_depth, False
+    else:
+        if kind is EventType.ADD_TO_CART:
+            if event.product_id not in cart:
+                cart = (*cart, event.product_id)
+        elif kind is EventType.REMOVE_FROM_CART:
+            cart = tuple(p for p in cart if p != event.product_id)
+        elif kind is EventType.PURCHASE:
+            # A purchase naming a product buys that product; one naming none checks out the cart.
+            cart = tuple(p for p in cart if event.product_id and p != event.product_id)
+        if ts >= page_start:
+            # Engagement on the current page: latest time reported, deepest scroll, image click.
+            if event.time_on_page_sec is not None:
+                page_seconds = event.time_on_page_sec
+            if event.scroll_depth is not None:
+                depth = max(depth or 0.0, event.scroll_depth)
+            if kind is EventType.IMAGE_CLICK:
+                clicked = True
+    return SessionState(
+        s.session_id,
+        event.customer_id or s.customer_id,
+        current,
+        previous,
+        cart,
+        viewed,
+        min(s.first_ms, ts),
+        max(s.last_ms, ts),
+        page_start,
+        page_seconds,
+        depth,
+        clicked,
+        # Device and traffic source describe how the session started: the first one sticks.
+        s.device_type or event.device_type,
+        s.traffic_source or event.traffic_source,
+        s.events_applied + 1,
+    )
 
 
 def fold(events: Iterable[Event], base: SessionState | None = None) -> SessionState | None:
@@ -299,31 +304,35 @@ class Folded:
     """A session as stores keep it: O(1) to read and to extend, whatever its number of events.
 
     `tail` holds the rows (Event.to_row) of the most recent events, between `late_window` and
-    2 x late_window of them, in (timestamp, event id) order; `base` is the row of the fold of
-    every older event; `state` = fold(tail, base). An event that arrives late, but with at most
-    late_window later events ahead of it, is inserted in order and the tail re-folded, so the
-    state is exactly fold(all events in order); a later one is folded into the base as it
-    arrives (as if just before the retained events). Rows stay rows until a re-fold needs
-    them: an in-order event costs one apply(), whatever the session's length.
+    2 x late_window - 1 of them, in (timestamp, event id) order; `base` is the row of the fold
+    of every older event; `state` = fold(tail, base). An event that arrives late, but with at
+    most late_window later events ahead of it, is inserted in order and the tail re-folded, so
+    the state is exactly fold(all events in order); a later one is folded into the base as it
+    arrives (as if just before the retained events). `mark` is the state after the first
+    late_window rows of the tail (None when a late event invalidated it): when the tail is
+    full, those rows move into the base by taking the mark, so an in-order event costs one
+    apply(), whatever the session's length.
     """
 
     state: SessionState
     tail: tuple[EventRow, ...]
     base: tuple[Any, ...] | None  # SessionState.to_row() of the events older than the tail
+    mark: tuple[Any, ...] | None  # SessionState.to_row() after tail[:late_window]
     data_bytes: int  # event bytes accepted so far (SessionLimits.max_bytes)
 
     def to_row(self) -> tuple[Any, ...]:
         """Plain values only (tuples, strings, numbers, None), for the stores' encodings."""
-        return (self.state.to_row(), self.tail, self.base, self.data_bytes)
+        return (self.state.to_row(), self.tail, self.base, self.mark, self.data_bytes)
 
     @classmethod
     def from_row(cls, row: Sequence[Any], session_id: str) -> Folded:
         """The inverse of to_row (JSON lists are accepted for tuples)."""
-        state, tail, base, data_bytes = row
+        state, tail, base, mark, data_bytes = row
         if type(tail) is not tuple:  # from JSON
             tail = tuple(tuple(r) for r in tail)
             base = None if base is None else tuple(base)
-        return cls(SessionState.from_row(state, session_id), tail, base, data_bytes)
+            mark = None if mark is None else tuple(mark)
+        return cls(SessionState.from_row(state, session_id), tail, base, mark, data_bytes)
 
 
 def check_room(folded: Folded | None, event: Event, limits: SessionLimits) -> None:
@@ -343,31 +352,38 @@ def absorb(folded: Folded | None, event: Event, late_window: int) -> Folded:
     """The session after one more (new, not duplicate) event; see Folded for the order rule.
 
     Both stores call this, so the same events in the same arrival order give the same state."""
-    size = event.data_bytes()
-    row = event.to_row()
-    if folded is None:
-        return Folded(apply(None, event), (row,), None, size)
     sid = event.session_id
-    tail, base = folded.tail, folded.base
-    key = (event.timestamp_ms, event.event_id)
-    last = tail[-1]
-    if key > (last[0], last[1]):
-        state = apply(folded.state, event)  # in order: the common case, no re-fold
-        tail = (*tail, row)
+    row = event.to_row()
+    tail: tuple[EventRow, ...]
+    base: tuple[Any, ...] | None
+    mark: tuple[Any, ...] | None
+    if folded is None:
+        state, tail, base, mark, held = apply(None, event), (row,), None, None, 0
     else:
-        first = tail[0]
-        if base is None or key > (first[0], first[1]):
-            at = bisect.bisect([(r[0], r[1]) for r in tail], key)
-            tail = (*tail[:at], row, *tail[at:])
-        else:  # older than every retained event: into the base, in arrival order
-            base = apply(_state(base, sid), event).to_row()
-        state = _refold(tail, _state(base, sid), sid)
-    if len(tail) > 2 * late_window:
-        # Half the tail into the base at once: one decode and encode of the base per
-        # late_window events, and never fewer than late_window retained.
+        tail, base, mark, held = folded.tail, folded.base, folded.mark, folded.data_bytes
+        key = (event.timestamp_ms, event.event_id)
+        last = tail[-1]
+        if key > (last[0], last[1]):
+            state = apply(folded.state, event)  # in order: the common case, no re-fold
+            tail = (*tail, row)
+        else:
+            first = tail[0]
+            if base is None or key > (first[0], first[1]):
+                at = bisect.bisect([(r[0], r[1]) for r in tail], key)
+                tail = (*tail[:at], row, *tail[at:])
+                if at < late_window:
+                    mark = None
+            else:  # older than every retained event: into the base, in arrival order
+                base = apply(_state(base, sid), event).to_row()
+                mark = None
+            state = _refold(tail, _state(base, sid), sid)
+    if len(tail) == late_window:
+        mark = state.to_row()
+    elif len(tail) >= 2 * late_window:
         older, tail = tail[:late_window], tail[late_window:]
-        base = _refold(older, _state(base, sid), sid).to_row()
-    return Folded(state, tail, base, folded.data_bytes + size)
+        base = mark if mark is not None else _refold(older, _state(base, sid), sid).to_row()
+        mark = state.to_row()  # the tail now holds exactly late_window rows
+    return Folded(state, tail, base, mark, held + event.data_bytes())
 
 
 def _state(row: Sequence[Any] | None, session_id: str) -> SessionState | None:

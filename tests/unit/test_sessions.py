@@ -19,6 +19,7 @@ from server.core.sessions import (
     SessionLimits,
     SessionState,
     absorb,
+    apply,
     fold,
     validate_event,
 )
@@ -203,7 +204,38 @@ def test_late_events_within_the_tail_give_exactly_the_ordered_fold(
         store.track(event)
         folded = absorb(folded, event, LIMITS.late_window)
     assert store.get("s1") == fold(events) == (folded.state if folded else None)
-    assert folded is not None and len(folded.tail) <= 2 * LIMITS.late_window
+    assert folded is not None and len(folded.tail) < 2 * LIMITS.late_window
+
+
+def reference_absorb(
+    tail: list[Event], base: SessionState | None, event: Event, window: int
+) -> tuple[list[Event], SessionState | None, SessionState]:
+    """The order rule written plainly: no rows, no mark, a re-fold whenever anything moves."""
+    if tail and event.sort_key() < tail[0].sort_key() and base is not None:
+        base = apply(base, event)
+    else:
+        tail = sorted([*tail, event], key=Event.sort_key)
+    if len(tail) >= 2 * window:
+        base, tail = fold(tail[:window], base), tail[window:]
+    state = fold(tail, base)
+    assert state is not None
+    return tail, base, state
+
+
+@settings(max_examples=300, deadline=None)
+@given(story_events, st.permutations(range(60)), st.integers(1, 6))
+def test_absorb_follows_the_plain_order_rule_for_any_arrival_order(
+    events: list[Event], permutation: list[int], window: int
+) -> None:
+    tail: list[Event] = []
+    base = None
+    folded = None
+    for i in permutation:
+        if i < len(events):
+            tail, base, expected = reference_absorb(tail, base, events[i], window)
+            folded = absorb(folded, events[i], window)
+            assert folded.state == expected
+            assert [r[1] for r in folded.tail] == [e.event_id for e in tail]
 
 
 @settings(max_examples=100, deadline=None)
@@ -227,7 +259,7 @@ def test_an_event_older_than_the_tail_is_folded_into_the_base_in_arrival_order()
     for event in events:
         folded = absorb(folded, event, 4)
     assert folded is not None and [row[1] for row in folded.tail] == [
-        f"e{i}" for i in range(12, 20)
+        f"e{i}" for i in range(16, 20)
     ]
     late = absorb(folded, ev(99, EventType.ADD_TO_CART, "OLD", 0), 4)
     assert late.state.cart == ("OLD",) and late.state.current_product_id == "P19"
