@@ -159,7 +159,9 @@ def measure(label: str, command: str, args: argparse.Namespace, products: tuple[
         probe = run_load(plan_for(server.target, products, args, args.probe_rate, 8.0, 8),
                          progress=None)  # fmt: skip
         capacity = probe.summary.ok_rps
-        rate, fill_rate = capacity * args.load, capacity * args.fill_load
+        # The same offered load for every server with --rate, else a share of its capacity.
+        rate = args.rate if args.rate else capacity * args.load
+        fill_rate = rate * args.fill_load / args.load
         fill_seconds = args.sessions * args.events / args.fill_rate
         print(f"  {label}: capacity {capacity:.0f}/s; filling the store in about "
               f"{fill_seconds:.0f} s under {fill_rate:.0f}/s",
@@ -208,6 +210,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--load", type=float, default=0.7, help="share of capacity, held")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="requests/s while held, the same for every server (instead of --load x its "
+        "capacity); filling runs at rate x fill-load / load",
+    )
     parser.add_argument(
         "--fill-load",
         type=float,
