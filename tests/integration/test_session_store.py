@@ -62,6 +62,8 @@ def test_1000_acknowledged_events_survive_kill_9_of_redis_configured_as_document
         assert stored_event_ids(redis_server) == 1000
         again = track(stub, event("dur-7", 7))  # the server reconnects by itself
         assert again.duplicate and again.session.events_applied == 10
+        more = track(stub, event("dur-7", 1000))  # the restarted Redis lost the cached script
+        assert not more.duplicate and more.session.events_applied == 11
         assert "every acknowledged event is on disk" in server.log()
 
 
