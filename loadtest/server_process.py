@@ -7,6 +7,7 @@ the tool appends --bundle, --host, --port, --metrics-port and --backend.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shlex
@@ -31,6 +32,31 @@ _LOG_TAIL_CHARS = 3000
 def default_server_command() -> str:
     """The server command: $LOADTEST_SERVER_CMD, else `<this python> -m server`."""
     return os.environ.get(SERVER_COMMAND_ENV) or DEFAULT_SERVER_COMMAND
+
+
+def checkout_command(directory: Path | None, *program: str) -> str:
+    """A command running `program` (e.g. "-m", "server") with this Python, from another
+    checkout's directory so that its code is imported first (None: this checkout)."""
+    command = shlex.join([sys.executable, *program])
+    if directory is None:
+        return command
+    return f"env -C {shlex.quote(str(directory.resolve()))} {command}"
+
+
+def baseline_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every before/after benchmark takes: --bundle and --baseline-dir."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
+    parser.add_argument(
+        "--baseline-dir",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git archive` of main into a directory), measured first "
+        "in the same run",
+    )
+    return parser
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -87,6 +113,13 @@ class ManagedServer:
     def target(self) -> str:
         """host:port of the running server."""
         return f"{self.spec.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The server process id (while it runs)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
 
     def start(self) -> ManagedServer:
         """Starts the server and returns once it reports SERVING (raises TargetNotReadyError)."""

@@ -180,19 +180,25 @@ def session_rpcs(
     return track, recommend
 
 
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+
+
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free port (no persistence)."""
+def redis_server(*config: str) -> Iterator[str]:
+    """A throwaway redis-server on a free port, its files in a temporary directory; no
+    persistence unless `config` asks for it (e.g. "--appendonly", "yes")."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    data_dir = tempfile.mkdtemp(prefix="reco-redis-")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir,
+         *(config or NO_PERSISTENCE)],
         stdout=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     try:
         import redis  # noqa: PLC0415 - only this benchmark part needs it
 
@@ -207,6 +213,7 @@ def redis_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextmanager

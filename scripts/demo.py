@@ -118,7 +118,8 @@ def story_demo(stub: pb_grpc.RecommenderStub, catalog: dict[str, dict[str, str]]
     ]
     print(f"\nA live session ({session}): Recommend after each event (k=3, threshold 0.7)")
     show(stub.Recommend(pb.RecommendRequest(session_id=session, k=3)), "before any event")
-    clock_ms = int(time.time() * 1000)
+    # The story happened over the last minutes: the server refuses event times ahead of its clock.
+    clock_ms = int(time.time() * 1000) - len(steps) * 40_000
     for n, (what, kind, name, fields) in enumerate(steps):
         event = pb.Event(
             event_id=f"{session}-{n}",

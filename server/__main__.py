@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         if settings.workers > 1:
             from server.workers import supervise  # noqa: PLC0415 - only the parent needs it
 
+            if settings.require_durable_sessions:
+                # Refuse in one line here, before any worker starts (each checks again).
+                from server.core.redis_store import RedisStore  # noqa: PLC0415 - no grpc
+
+                RedisStore(settings.session_store).check_persistence(require_durable=True)
             return supervise(settings)
         from server.app import run_aio, run_sync  # noqa: PLC0415 - after logging is configured
 

@@ -27,8 +27,9 @@ from server.core.redis_store import RedisStore
 from server.core.registry import PRIMARY, ModelRegistry
 from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
-from server.core.sessions import SessionStore
+from server.core.sessions import SessionLimits, SessionStore
 from server.flags import SettingError
+from server.gcpause import GcPauseRecorder, freeze_loaded_objects
 from server.listeners import bind_public, describe_public, start_admin_aio, start_admin_sync
 from server.metrics import Metrics, serve_metrics
 from server.settings import Settings
@@ -51,13 +52,35 @@ SERVICE_NAMES = (
 HEALTH_SERVICES = ("", RECOMMENDER)
 
 
+def session_limits(settings: Settings) -> SessionLimits:
+    """The per-session caps and the accepted event-time window."""
+    return SessionLimits(
+        max_events=settings.max_session_events,
+        max_bytes=settings.max_session_bytes,
+        max_id_bytes=settings.max_id_bytes,
+        max_age_seconds=settings.max_event_age_seconds,
+        max_ahead_seconds=settings.max_event_ahead_seconds,
+    )
+
+
 def make_store(settings: Settings) -> SessionStore:
-    """The configured session store."""
+    """The configured session store; a Redis store's persistence is checked (and, with
+    --require-durable-sessions, required) before anything is served."""
+    limits = session_limits(settings)
     if settings.session_store == "memory":
-        return MemoryStore(
-            max_sessions=settings.max_sessions, ttl_seconds=settings.session_ttl_seconds
+        store: SessionStore = MemoryStore(
+            max_sessions=settings.max_sessions,
+            ttl_seconds=settings.session_ttl_seconds,
+            limits=limits,
         )
-    return RedisStore(settings.session_store, ttl_seconds=settings.session_ttl_seconds)
+    else:
+        redis_store = RedisStore(
+            settings.session_store, ttl_seconds=settings.session_ttl_seconds, limits=limits
+        )
+        redis_store.check_persistence(settings.require_durable_sessions)
+        store = redis_store
+    log.info("sessions: %s", store.describe())
+    return store
 
 
 class App:
@@ -98,6 +121,7 @@ class App:
             metrics=self.metrics,
         )
         self.watchers: list[BundleWatcher] = []
+        self.gc_pauses = GcPauseRecorder(self.metrics).start()
 
     def load(self, bundle: Path) -> LoadedModel:
         """Loads a bundle from under the bundle root (signature, files, parity probe) and warms
@@ -119,6 +143,7 @@ class App:
             share = shares[variant] if len(self.bundles) > 1 else 1.0
             self.registry.install(variant, self.load(bundle), share=share)
         self._publish_models()
+        freeze_loaded_objects()
         if self.settings.watch_seconds > 0:
             for variant, bundle in self.bundles.items():
                 watcher = BundleWatcher(self.reloader, variant, bundle, self.settings.watch_seconds)
@@ -138,6 +163,8 @@ class App:
     def _on_reload(self, result: ReloadResult) -> None:
         self.metrics.reloads.labels("swapped" if result.swapped else "failed").inc()
         self._publish_models()
+        if result.swapped:
+            freeze_loaded_objects()
 
     def _publish_models(self) -> None:
         self.metrics.set_models(

@@ -97,6 +97,16 @@ def choice(*options: str, case_insensitive: bool = False) -> Parse:
     return parse
 
 
+def boolean(text: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off; case-insensitive)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 def optional_path(text: str) -> Path | None:
     """A path, or None for an empty value."""
     return Path(text) if text else None

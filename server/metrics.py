@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (
     1e-3, 2e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0,
 )  # fmt: skip
 CANDIDATE_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 500, 1000, 5000)
+# Seconds: a young collection takes microseconds; a full one over a large heap, hundreds of ms.
+GC_PAUSE_BUCKETS = (1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -79,6 +81,10 @@ class Metrics:
         self.reloads = Counter(
             "reco_model_reloads", "Model reload attempts by result", ["result"], registry=registry
         )
+        self.gc_pauses = Histogram(
+            "reco_gc_pause_seconds", "Garbage-collection pauses by generation", ["generation"],
+            buckets=GC_PAUSE_BUCKETS, registry=registry,
+        )  # fmt: skip
         self._stage_children = {
             (rpc, stage): self.stage.labels(rpc, stage)
             for rpc, stages in STAGES.items()

@@ -9,6 +9,7 @@ from pathlib import Path
 from server.flags import (
     SettingError,
     SettingsParser,
+    boolean,
     choice,
     integer,
     number,
@@ -59,6 +60,12 @@ class Settings:
     session_store: str
     session_ttl_seconds: float
     max_sessions: int
+    max_session_events: int
+    max_session_bytes: int
+    max_id_bytes: int
+    max_event_age_seconds: float
+    max_event_ahead_seconds: float
+    require_durable_sessions: bool
     catalog_limit: int
     retrieval_size: int
     watch_seconds: float
@@ -221,6 +228,48 @@ def build_parser() -> SettingsParser:
         "in-process store: least recently used sessions beyond this are evicted",
     )
     p.add(
+        "--max-session-events",
+        integer(1),
+        "2000",
+        "events one session may hold; beyond it TrackEvent answers RESOURCE_EXHAUSTED until "
+        "the session expires or is forgotten",
+    )
+    p.add(
+        "--max-session-bytes",
+        integer(1),
+        str(256 * 1024),
+        "bytes of event data (ids and strings) one session may hold; beyond it TrackEvent "
+        "answers RESOURCE_EXHAUSTED",
+    )
+    p.add(
+        "--max-id-bytes",
+        integer(1, 4096),
+        "128",
+        "longest event, session, product or customer id (and device type, traffic source) in "
+        "UTF-8 bytes; longer is INVALID_ARGUMENT",
+    )
+    p.add(
+        "--max-event-age-seconds",
+        number(positive=True),
+        "86400",
+        "events whose client_timestamp is older than this (by the server's clock) are "
+        "INVALID_ARGUMENT",
+    )
+    p.add(
+        "--max-event-ahead-seconds",
+        number(0),
+        "300",
+        "events whose client_timestamp is further ahead of the server's clock are INVALID_ARGUMENT",
+    )
+    p.add(
+        "--require-durable-sessions",
+        boolean,
+        "false",
+        "refuse to start (exit 2) unless the Redis session store provably fsyncs every "
+        "acknowledged event (appendonly yes, appendfsync always); the in-process store is "
+        "never durable",
+    )
+    p.add(
         "--catalog-limit",
         integer(1),
         "1000",
@@ -301,6 +350,12 @@ def _check_store(s: Settings, name: Callable[[str], str]) -> None:
     if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
         raise SettingError(f"{name('session_store')} must be 'memory' or a redis:// URL, "
                            f"got {store.split('://')[0]!r}...")  # fmt: skip
+    if store == "memory" and s.require_durable_sessions:
+        raise SettingError(
+            f"{name('require_durable_sessions')}: the in-process session store loses every "
+            "session when the process stops; use --session-store redis://host:port/db with "
+            "appendonly yes and appendfsync always"
+        )
     if store == "memory" and s.workers > 1:
         raise SettingError(
             f"{name('workers')} {s.workers} with the in-process session store would split each "

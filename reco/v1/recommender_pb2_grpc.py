@@ -98,14 +98,22 @@ class RecommenderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TrackEvent(self, request, context):
-        """Records one behaviour event; acknowledged events are never lost.
+        """Records one behaviour event. Durability depends on the server's session store: with Redis
+        running appendonly yes + appendfsync always (checked at start; --require-durable-sessions
+        refuses anything else) an acknowledged event is never lost; the default in-process store
+        keeps sessions only while the server process lives (a restart loses them all).
+        INVALID_ARGUMENT: a malformed field, an id over the length limit, a client_timestamp
+        outside the window around the server's clock; RESOURCE_EXHAUSTED: the session holds its
+        cap of events or bytes (further events are refused until it expires or is forgotten);
+        UNAVAILABLE: the store is unreachable, retry (event ids make retries safe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamEvents(self, request_iterator, context):
-        """Records a client stream of events; one summary back.
+        """Records a client stream of events; one summary back. A bad event (or one over its
+        session's cap) is rejected alone and reported in the summary.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,109 +1,162 @@
-"""The in-process session store: thread-safe, bounded by an LRU and a session TTL."""
+"""The in-process session store: bounded, thread-safe, invisible to the garbage collector.
+
+It lives and dies with the process: every session is lost when the server stops or restarts.
+"""
 
 from __future__ import annotations
 
-import bisect
+import marshal
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from itertools import islice
 
-from server.core.sessions import Event, SessionState, Tracked, apply, fold
+from server.core.sessions import (
+    DEFAULT_LIMITS,
+    Event,
+    Folded,
+    SessionLimits,
+    SessionState,
+    Tracked,
+    absorb,
+    check_room,
+)
+
+# Joins a session id and an event id into one dedup key, and a session's event ids into one
+# string (ids with control characters are refused by validate_event, so keys are unambiguous).
+_SEP = "\x1f"
+# Sessions per shard before the shard count grows; small shards keep every dict operation
+# (resize, eviction scan) in microseconds. A store for fewer sessions has one exact LRU.
+_SESSIONS_PER_SHARD = 512
+_MAX_SHARDS = 256
+# Expired sessions dropped from the front of a shard per tracked event (amortised cleanup).
+_EXPIRE_PER_TRACK = 2
 
 
-@dataclass(slots=True)
-class _Session:
-    events: list[Event]  # sorted by Event.sort_key
-    keys: list[tuple[int, str]]  # the sort keys of `events`, for bisect
-    event_ids: set[str]
-    state: SessionState
-    touched: float
-    base: SessionState | None = None  # events folded away by compaction
-    base_until: tuple[int, str] = field(default=(-1, ""))
+class _Shard:
+    """Sessions in tracking order (least recently tracked first): plain dicts of floats, bytes
+    and strings, which CPython's collector never tracks, so holding a million events adds
+    nothing to a garbage-collection pause."""
+
+    __slots__ = ("event_ids", "folds", "seen", "states", "touched")
+
+    def __init__(self) -> None:
+        self.touched: dict[str, float] = {}  # session id -> clock() of its last event
+        self.states: dict[str, bytes] = {}  # -> marshal.dumps(SessionState row)
+        self.folds: dict[str, bytes] = {}  # -> marshal.dumps(Folded row without the state)
+        self.event_ids: dict[str, str] = {}  # -> "id1\x1fid2\x1f...", to forget them
+        self.seen: dict[str, None] = {}  # "<session id>\x1f<event id>" of every stored event
 
 
 class MemoryStore:
-    """Sessions in a dict, least recently used evicted first, idle ones expired after the TTL.
-
-    The folded state is cached and updated incrementally for in-order events; an out-of-order
-    event triggers a re-fold, so the state is always fold(events in timestamp order).
+    """Sessions in this process, least recently tracked evicted first (per shard of about 512
+    sessions), idle ones expired after the TTL. A session is its state and its folded tail (see
+    sessions.Folded) as two marshal'd bytes, plus its event ids (one dedup key each, and one
+    string to forget them by): a read decodes the state alone, O(1) in the number of events; a
+    track decodes and re-encodes the bounded tail.
     """
 
     def __init__(
         self,
         max_sessions: int = 100_000,
         ttl_seconds: float = 1800.0,
-        max_events: int = 1000,
+        limits: SessionLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_sessions = max_sessions
         self.ttl_seconds = ttl_seconds
-        self.max_events = max_events
+        self.limits = limits
         self._clock = clock
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        count = max(1, min(_MAX_SHARDS, max_sessions // _SESSIONS_PER_SHARD))
+        self._shards = tuple(_Shard() for _ in range(count))
+        self._per_shard = -(-max_sessions // count)  # ceiling
         self._lock = threading.Lock()
 
-    def track(self, event: Event) -> Tracked:
+    def describe(self) -> str:
+        return (
+            f"in-process session store (up to {self.max_sessions} sessions, idle TTL "
+            f"{self.ttl_seconds:g} s): sessions live in this process only and are LOST when it "
+            "stops or restarts; use --session-store redis://... for durable, shared sessions"
+        )
+
+    def track(self, event: Event, deadline: float | None = None) -> Tracked:
+        del deadline  # nothing here waits
+        sid = event.session_id
         now = self._clock()
         with self._lock:
-            session = self._live(event.session_id, now)
-            if session is None:
-                state = apply(None, event)
-                self._sessions[event.session_id] = _Session(
-                    [event], [event.sort_key()], {event.event_id}, state, now
-                )
-                self._evict()
-                return Tracked(state, duplicate=False)
-            session.touched = now
-            self._sessions.move_to_end(event.session_id)
-            if event.event_id in session.event_ids:
-                return Tracked(session.state, duplicate=True)
-            session.event_ids.add(event.event_id)
-            key = event.sort_key()
-            if key < session.base_until:
-                # Older than what compaction folded away: applied in arrival order instead.
-                session.state = apply(session.state, event)
-                session.base = apply(session.base, event)
-                return Tracked(session.state, duplicate=False)
-            position = bisect.bisect(session.keys, key)
-            session.events.insert(position, event)
-            session.keys.insert(position, key)
-            if position == len(session.events) - 1:
-                session.state = apply(session.state, event)
-            else:
-                session.state = fold(session.events, session.base)  # type: ignore[assignment]
-            if len(session.events) > self.max_events:
-                self._compact(session)
-            return Tracked(session.state, duplicate=False)
+            shard = self._shard(sid)
+            folded = self._folded(shard, sid, now)
+            key = sid + _SEP + event.event_id
+            if folded is not None and key in shard.seen:
+                self._touch(shard, sid, now)  # a duplicate still refreshes the TTL
+                return Tracked(folded.state, duplicate=True)
+            check_room(folded, event, self.limits)
+            folded = absorb(folded, event, self.limits.late_window)
+            self._touch(shard, sid, now)
+            state, *rest = folded.to_row()
+            shard.states[sid] = marshal.dumps(state)
+            shard.folds[sid] = marshal.dumps(tuple(rest))
+            shard.event_ids[sid] = shard.event_ids.get(sid, "") + event.event_id + _SEP
+            shard.seen[key] = None
+            self._expire_front(shard, now)
+            while len(shard.touched) > self._per_shard:
+                self._drop(shard, next(iter(shard.touched)))
+            return Tracked(folded.state, duplicate=False)
 
-    def get(self, session_id: str) -> SessionState | None:
+    def get(self, session_id: str, deadline: float | None = None) -> SessionState | None:
+        del deadline
         with self._lock:
-            session = self._live(session_id, self._clock())
-            return None if session is None else session.state
+            shard = self._shard(session_id)
+            if not self._live(shard, session_id, self._clock()):
+                return None
+            return SessionState.from_row(marshal.loads(shard.states[session_id]), session_id)
 
-    def forget(self, session_id: str) -> bool:
+    def forget(self, session_id: str, deadline: float | None = None) -> bool:
+        del deadline
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            shard = self._shard(session_id)
+            existed = session_id in shard.touched
+            self._drop(shard, session_id)
+            return existed
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return sum(len(shard.touched) for shard in self._shards)
 
-    def _live(self, session_id: str, now: float) -> _Session | None:
-        session = self._sessions.get(session_id)
-        if session is not None and now - session.touched > self.ttl_seconds:
-            del self._sessions[session_id]
+    def _shard(self, session_id: str) -> _Shard:
+        return self._shards[hash(session_id) % len(self._shards)]
+
+    def _live(self, shard: _Shard, session_id: str, now: float) -> bool:
+        touched = shard.touched.get(session_id)
+        if touched is None:
+            return False
+        if now - touched > self.ttl_seconds:
+            self._drop(shard, session_id)
+            return False
+        return True
+
+    def _folded(self, shard: _Shard, session_id: str, now: float) -> Folded | None:
+        if not self._live(shard, session_id, now):
             return None
-        return session
+        state = marshal.loads(shard.states[session_id])
+        return Folded.from_row((state, *marshal.loads(shard.folds[session_id])), session_id)
 
-    def _evict(self) -> None:
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
+    @staticmethod
+    def _touch(shard: _Shard, session_id: str, now: float) -> None:
+        # Re-inserting moves the session to the end: dicts keep insertion order, so the front
+        # of a shard is its least recently tracked session.
+        shard.touched.pop(session_id, None)
+        shard.touched[session_id] = now
 
-    def _compact(self, session: _Session) -> None:
-        """Folds the older half of a long session's events into its base state."""
-        half = len(session.events) // 2
-        session.base = fold(session.events[:half], session.base)
-        session.base_until = session.keys[half - 1]
-        del session.events[:half]
-        del session.keys[:half]
+    def _expire_front(self, shard: _Shard, now: float) -> None:
+        for sid in list(islice(shard.touched, _EXPIRE_PER_TRACK)):
+            if now - shard.touched[sid] <= self.ttl_seconds:
+                return
+            self._drop(shard, sid)
+
+    @staticmethod
+    def _drop(shard: _Shard, session_id: str) -> None:
+        shard.touched.pop(session_id, None)
+        shard.states.pop(session_id, None)
+        shard.folds.pop(session_id, None)
+        for event_id in shard.event_ids.pop(session_id, "").split(_SEP)[:-1]:
+            del shard.seen[session_id + _SEP + event_id]

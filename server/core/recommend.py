@@ -148,7 +148,7 @@ class Recommender:
         model, variant = self.registry.select(query.session_id)
         t0 = time.perf_counter()
         try:
-            state = self.store.get(query.session_id)
+            state = self.store.get(query.session_id, deadline)
         except Unavailable as exc:
             # Degrade instead of failing: a cold-start answer is still a useful page.
             log.warning("recommending cold start for %s: %s", query.session_id, exc)

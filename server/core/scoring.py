@@ -131,7 +131,7 @@ class Scorer:
         """
         context = query.context
         if context.only_session_id():
-            state = self.sessions.get(context.session_id)
+            state = self.sessions.get(context.session_id, deadline)
             if state is not None:
                 context = state.to_context()
         model, variant = self.registry.select(context.session_id)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.core.errors import InvalidArgument
+from server.core.errors import InvalidArgument, RecoError
 from server.core.requests import Context
 from server.core.validation import non_negative, unit_interval
 from training.features import N_PREVIOUS
@@ -50,28 +52,81 @@ class Event:
         """Events apply in client-time order; the id breaks ties the same way everywhere."""
         return (self.timestamp_ms, self.event_id)
 
-    def to_json(self) -> str:
-        """Compact JSON for stores that keep events outside this process."""
-        payload = {
-            "i": self.event_id, "s": self.session_id, "t": self.type.value, "ts": self.timestamp_ms,
-            "p": self.product_id, "c": self.customer_id, "top": self.time_on_page_sec,
-            "sd": self.scroll_depth, "d": self.device_type, "tr": self.traffic_source,
-        }  # fmt: skip
-        return json.dumps(payload, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Event:
-        """The inverse of to_json."""
-        d: dict[str, Any] = json.loads(text)
-        return cls(
-            event_id=d["i"], session_id=d["s"], type=EventType(d["t"]), timestamp_ms=d["ts"],
-            product_id=d["p"], customer_id=d["c"], time_on_page_sec=d["top"],
-            scroll_depth=d["sd"], device_type=d["d"], traffic_source=d["tr"],
+    def to_row(self) -> EventRow:
+        """The event as a tuple of plain values (its session is known from where it is kept)."""
+        return (
+            self.timestamp_ms, self.event_id, self.type.value, self.product_id, self.customer_id,
+            self.time_on_page_sec, self.scroll_depth, self.device_type, self.traffic_source,
         )  # fmt: skip
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any], session_id: str) -> Event:
+        """The inverse of to_row (a JSON list is accepted as well as a tuple)."""
+        ts, event_id, kind, product, customer, top, depth, device, traffic = row
+        return cls(event_id, session_id, EventType(kind), ts, product, customer, top, depth,
+                   device, traffic)  # fmt: skip
 
-def validate_event(event: Event, prefix: str = "event") -> None:
-    """Raises InvalidArgument naming the first malformed field of an event."""
+    def data_bytes(self) -> int:
+        """UTF-8 bytes of the strings this event adds to its session (the byte cap counts them)."""
+        total = 0
+        for text in (self.event_id, self.product_id, self.customer_id, self.device_type,
+                     self.traffic_source):  # fmt: skip
+            total += len(text) if text.isascii() else len(text.encode())
+        return total
+
+
+# A stored event: (timestamp_ms, event_id, type, product_id, customer_id, time_on_page_sec,
+# scroll_depth, device_type, traffic_source); plain values only, so stores can encode it as is.
+EventRow = tuple[int, str, str, str, str, float | None, float | None, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one session may hold, and which event times are plausible (DESIGN.md "Errors").
+
+    max_events and max_bytes are caps: at either one the session refuses further events with
+    SessionFull (RESOURCE_EXHAUSTED) until it expires or is forgotten. Ids longer than
+    max_id_bytes and timestamps outside [now - max_age, now + max_ahead] are refused as
+    InvalidArgument. late_window: how many later events a late one may find ahead of it and still
+    be put in its exact place (see Folded).
+    """
+
+    max_events: int = 2000
+    max_bytes: int = 256 * 1024
+    max_id_bytes: int = 128
+    max_age_seconds: float = 86_400.0
+    max_ahead_seconds: float = 300.0
+    late_window: int = 16
+
+
+DEFAULT_LIMITS = SessionLimits()
+
+# Fields that identify things; the dedup index of the in-process store separates event ids with
+# a control character, so ids may not contain any.
+_ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SessionFull(RecoError):
+    """A session reached its event or byte cap; its further events are refused."""
+
+    def __init__(self, session_id: str, held: int, limit: int, unit: str, setting: str) -> None:
+        self.limit = limit
+        shown = session_id if len(session_id) <= 40 else session_id[:40] + "..."
+        super().__init__(
+            f"session {shown!r} holds {held} {unit}, the limit of {limit} ({setting}); it "
+            "accepts no more events until it expires or is forgotten"
+        )
+
+
+def validate_event(
+    event: Event,
+    prefix: str = "event",
+    limits: SessionLimits = DEFAULT_LIMITS,
+    now_ms: int | None = None,
+) -> None:
+    """Raises InvalidArgument naming the first malformed field of an event; with now_ms (the
+    server's clock), a client timestamp outside the accepted window is refused too."""
     if not event.event_id:
         raise InvalidArgument(f"{prefix}.event_id", event.event_id, "must not be empty")
     if not event.session_id:
@@ -82,12 +137,39 @@ def validate_event(event: Event, prefix: str = "event") -> None:
             event.product_id,
             f"must name a product for a {event.type.name} event",
         )
+    for name in (*_ID_FIELDS, "device_type", "traffic_source"):
+        text: str = getattr(event, name)
+        size = len(text.encode())
+        if size > limits.max_id_bytes:
+            # The length, not the value: an oversized value must not come back in the status.
+            raise InvalidArgument(
+                f"{prefix}.{name}", f"{size} bytes", f"must be at most {limits.max_id_bytes} bytes"
+            )
+        if name in _ID_FIELDS and _CONTROL.search(text):
+            raise InvalidArgument(f"{prefix}.{name}", text, "must not contain control characters")
     if event.timestamp_ms < 0:
         raise InvalidArgument(
             f"{prefix}.client_timestamp", event.timestamp_ms, "must not be before 1970"
         )
+    if now_ms is not None:
+        earliest = now_ms - int(limits.max_age_seconds * 1000)
+        latest = now_ms + int(limits.max_ahead_seconds * 1000)
+        if not earliest <= event.timestamp_ms <= latest:
+            raise InvalidArgument(
+                f"{prefix}.client_timestamp",
+                _iso(event.timestamp_ms),
+                f"must lie between {limits.max_age_seconds:g} s before and "
+                f"{limits.max_ahead_seconds:g} s after the server's clock ({_iso(now_ms)})",
+            )
     unit_interval(f"{prefix}.scroll_depth", event.scroll_depth)
     non_negative(f"{prefix}.time_on_page_sec", event.time_on_page_sec)
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since 1970"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,52 +223,72 @@ class SessionState:
             products_viewed_count=self.products_viewed_count,
         )
 
+    def to_row(self) -> tuple[Any, ...]:
+        """The state as a tuple of plain values, without the session id (fields in order)."""
+        return (
+            self.customer_id, self.current_product_id, self.previous_product_ids, self.cart,
+            self.products_viewed_count, self.first_ms, self.last_ms, self.page_start_ms,
+            self.page_seconds, self.scroll_depth, self.clicked_image, self.device_type,
+            self.traffic_source, self.events_applied,
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], session_id: str) -> SessionState:
+        """The inverse of to_row (JSON lists are accepted for the id tuples)."""
+        customer, current, previous, cart, *rest = row
+        return cls(session_id, customer, current, tuple(previous), tuple(cart), *rest)
+
 
 def apply(state: SessionState | None, event: Event) -> SessionState:
-    """The state after one more event (events must arrive here in sort_key order)."""
-    s = state or SessionState(
-        session_id=event.session_id, first_ms=event.timestamp_ms, last_ms=event.timestamp_ms
-    )
-    changes: dict[str, Any] = {
-        "last_ms": max(s.last_ms, event.timestamp_ms),
-        "first_ms": min(s.first_ms, event.timestamp_ms),
-        "events_applied": s.events_applied + 1,
-        "customer_id": event.customer_id or s.customer_id,
-        # Device and traffic source describe how the session started: the first one sticks.
-        "device_type": s.device_type or event.device_type,
-        "traffic_source": s.traffic_source or event.traffic_source,
-    }
+    """The state after one more event (events must arrive here in sort_key order).
+
+    Builds the new state in one constructor call (every event of every session passes here)."""
+    ts = event.timestamp_ms
+    s = state or SessionState(session_id=event.session_id, first_ms=ts, last_ms=ts)
+    current, previous, cart = s.current_product_id, s.previous_product_ids, s.cart
+    viewed, page_start = s.products_viewed_count, s.page_start_ms
+    page_seconds, depth, clicked = s.page_seconds, s.scroll_depth, s.clicked_image
     kind = event.type
     if kind is EventType.VIEW:
-        previous = s.previous_product_ids
-        if s.current_product_id:
-            previous = (s.current_product_id, *previous)[:N_PREVIOUS]
-        changes |= {
-            "current_product_id": event.product_id,
-            "previous_product_ids": previous,
-            "products_viewed_count": s.products_viewed_count + 1,
-            "page_start_ms": event.timestamp_ms,
-            "page_seconds": event.time_on_page_sec,
-            "scroll_depth": event.scroll_depth,
-            "clicked_image": False,
-        }
-    elif kind is EventType.ADD_TO_CART:
-        if event.product_id not in s.cart:
-            changes["cart"] = (*s.cart, event.product_id)
-    elif kind is EventType.REMOVE_FROM_CART:
-        changes["cart"] = tuple(p for p in s.cart if p != event.product_id)
-    elif kind is EventType.PURCHASE:
-        # A purchase naming a product buys that product; one naming none checks out the cart.
-        changes["cart"] = tuple(p for p in s.cart if event.product_id and p != event.product_id)
-    if kind is not EventType.VIEW and event.timestamp_ms >= s.page_start_ms:
-        # Engagement on the current page: latest time reported, deepest scroll, any image click.
-        if event.time_on_page_sec is not None:
-            changes["page_seconds"] = event.time_on_page_sec
-        if event.scroll_depth is not None:
-            changes["scroll_depth"] = max(s.scroll_depth or 0.0, event.scroll_depth)
-        if kind is EventType.IMAGE_CLICK:
-            changes["clicked_image"] = True
-    return replace(s, **changes)
+        if current:
+            previous = (current, *previous)[:N_PREVIOUS]
+        current, viewed, page_start = event.product_id, viewed + 1, ts
+        page_seconds, depth, clicked = event.time_on_page_sec, event.scroll_depth, False
+    else:
+        if kind is EventType.ADD_TO_CART:
+            if event.product_id not in cart:
+                cart = (*cart, event.product_id)
+        elif kind is EventType.REMOVE_FROM_CART:
+            cart = tuple(p for p in cart if p != event.product_id)
+        elif kind is EventType.PURCHASE:
+            # A purchase naming a product buys that product; one naming none checks out the cart.
+            cart = tuple(p for p in cart if event.product_id and p != event.product_id)
+        if ts >= page_start:
+            # Engagement on the current page: latest time reported, deepest scroll, image click.
+            if event.time_on_page_sec is not None:
+                page_seconds = event.time_on_page_sec
+            if event.scroll_depth is not None:
+                depth = max(depth or 0.0, event.scroll_depth)
+            if kind is EventType.IMAGE_CLICK:
+                clicked = True
+    return SessionState(
+        s.session_id,
+        event.customer_id or s.customer_id,
+        current,
+        previous,
+        cart,
+        viewed,
+        min(s.first_ms, ts),
+        max(s.last_ms, ts),
+        page_start,
+        page_seconds,
+        depth,
+        clicked,
+        # Device and traffic source describe how the session started: the first one sticks.
+        s.device_type or event.device_type,
+        s.traffic_source or event.traffic_source,
+        s.events_applied + 1,
+    )
 
 
 def fold(events: Iterable[Event], base: SessionState | None = None) -> SessionState | None:
@@ -194,6 +296,105 @@ def fold(events: Iterable[Event], base: SessionState | None = None) -> SessionSt
     state = base
     for event in sorted(events, key=Event.sort_key):
         state = apply(state, event)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A session as stores keep it: O(1) to read and to extend, whatever its number of events.
+
+    `tail` holds the rows (Event.to_row) of the most recent events, between `late_window` and
+    2 x late_window - 1 of them, in (timestamp, event id) order; `base` is the row of the fold
+    of every older event; `state` = fold(tail, base). An event that arrives late, but with at
+    most late_window later events ahead of it, is inserted in order and the tail re-folded, so
+    the state is exactly fold(all events in order); a later one is folded into the base as it
+    arrives (as if just before the retained events). `mark` is the state after the first
+    late_window rows of the tail (None when a late event invalidated it): when the tail is
+    full, those rows move into the base by taking the mark, so an in-order event costs one
+    apply(), whatever the session's length.
+    """
+
+    state: SessionState
+    tail: tuple[EventRow, ...]
+    base: tuple[Any, ...] | None  # SessionState.to_row() of the events older than the tail
+    mark: tuple[Any, ...] | None  # SessionState.to_row() after tail[:late_window]
+    data_bytes: int  # event bytes accepted so far (SessionLimits.max_bytes)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """Plain values only (tuples, strings, numbers, None), for the stores' encodings."""
+        return (self.state.to_row(), self.tail, self.base, self.mark, self.data_bytes)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], session_id: str) -> Folded:
+        """The inverse of to_row (JSON lists are accepted for tuples)."""
+        state, tail, base, mark, data_bytes = row
+        if type(tail) is not tuple:  # from JSON
+            tail = tuple(tuple(r) for r in tail)
+            base = None if base is None else tuple(base)
+            mark = None if mark is None else tuple(mark)
+        return cls(SessionState.from_row(state, session_id), tail, base, mark, data_bytes)
+
+
+def check_room(folded: Folded | None, event: Event, limits: SessionLimits) -> None:
+    """Raises SessionFull if the session cannot take one more event."""
+    if folded is None:
+        return
+    held = folded.state.events_applied
+    if held >= limits.max_events:
+        raise SessionFull(event.session_id, held, limits.max_events, "events",
+                          "--max-session-events")  # fmt: skip
+    if folded.data_bytes + event.data_bytes() > limits.max_bytes:
+        raise SessionFull(event.session_id, folded.data_bytes, limits.max_bytes,
+                          "bytes of event data", "--max-session-bytes")  # fmt: skip
+
+
+def absorb(folded: Folded | None, event: Event, late_window: int) -> Folded:
+    """The session after one more (new, not duplicate) event; see Folded for the order rule.
+
+    Both stores call this, so the same events in the same arrival order give the same state."""
+    sid = event.session_id
+    row = event.to_row()
+    tail: tuple[EventRow, ...]
+    base: tuple[Any, ...] | None
+    mark: tuple[Any, ...] | None
+    if folded is None:
+        state, tail, base, mark, held = apply(None, event), (row,), None, None, 0
+    else:
+        tail, base, mark, held = folded.tail, folded.base, folded.mark, folded.data_bytes
+        key = (event.timestamp_ms, event.event_id)
+        last = tail[-1]
+        if key > (last[0], last[1]):
+            state = apply(folded.state, event)  # in order: the common case, no re-fold
+            tail = (*tail, row)
+        else:
+            first = tail[0]
+            if base is None or key > (first[0], first[1]):
+                at = bisect.bisect([(r[0], r[1]) for r in tail], key)
+                tail = (*tail[:at], row, *tail[at:])
+                if at < late_window:
+                    mark = None
+            else:  # older than every retained event: into the base, in arrival order
+                base = apply(_state(base, sid), event).to_row()
+                mark = None
+            state = _refold(tail, _state(base, sid), sid)
+    if len(tail) == late_window:
+        mark = state.to_row()
+    elif len(tail) >= 2 * late_window:
+        older, tail = tail[:late_window], tail[late_window:]
+        base = mark if mark is not None else _refold(older, _state(base, sid), sid).to_row()
+        mark = state.to_row()  # the tail now holds exactly late_window rows
+    return Folded(state, tail, base, mark, held + event.data_bytes())
+
+
+def _state(row: Sequence[Any] | None, session_id: str) -> SessionState | None:
+    return None if row is None else SessionState.from_row(row, session_id)
+
+
+def _refold(tail: Sequence[EventRow], base: SessionState | None, sid: str) -> SessionState:
+    state = base
+    for row in tail:  # already in order
+        state = apply(state, Event.from_row(row, sid))
+    assert state is not None  # the tail is never empty here
     return state
 
 
@@ -206,17 +407,26 @@ class Tracked:
 
 
 class SessionStore(Protocol):
-    """Where session events live. Implementations: MemoryStore (one process) and RedisStore
-    (shared by processes and replicas). An acknowledged event (track returned) is stored."""
+    """Where sessions live. Implementations: MemoryStore (one process, lost when it exits) and
+    RedisStore (shared by processes and replicas; durable as far as Redis persistence is).
+    An acknowledged event (track returned) is stored. `deadline` is a time.monotonic() instant
+    that bounds retries; None = the store's own bound."""
 
-    def track(self, event: Event) -> Tracked:
-        """Stores an event once (by event_id) and returns the session state after it."""
+    limits: SessionLimits
+
+    def track(self, event: Event, deadline: float | None = None) -> Tracked:
+        """Stores an event once (by event_id) and returns the session state after it; raises
+        SessionFull at the session's caps."""
         ...
 
-    def get(self, session_id: str) -> SessionState | None:
+    def get(self, session_id: str, deadline: float | None = None) -> SessionState | None:
         """The session's state, or None for an unknown (or expired) session."""
         ...
 
-    def forget(self, session_id: str) -> bool:
+    def forget(self, session_id: str, deadline: float | None = None) -> bool:
         """Deletes the session; True if it existed."""
+        ...
+
+    def describe(self) -> str:
+        """One line for the start-up log: what the store is and how durable (no secrets)."""
         ...

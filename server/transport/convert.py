@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from google.protobuf import timestamp_pb2
+
 from reco.v1 import recommender_pb2 as pb
 from server.core.errors import InvalidArgument
 from server.core.recommend import Recommendation, RecommendQuery
@@ -176,7 +178,7 @@ def event_from_proto(message: pb.Event, received_ms: int, prefix: str = "event")
         event_id=message.event_id,
         session_id=message.session_id,
         type=kind,
-        timestamp_ms=message.client_timestamp.ToMilliseconds()
+        timestamp_ms=_milliseconds(message.client_timestamp, f"{prefix}.client_timestamp")
         if has("client_timestamp")
         else received_ms,
         product_id=message.product_id,
@@ -186,6 +188,18 @@ def event_from_proto(message: pb.Event, received_ms: int, prefix: str = "event")
         device_type=message.device_type,
         traffic_source=message.traffic_source,
     )
+
+
+def _milliseconds(timestamp: timestamp_pb2.Timestamp, field: str) -> int:
+    """A Timestamp in ms since 1970; one outside protobuf's range (years 1-9999, nanos within a
+    second) is InvalidArgument naming the field, not a ValueError."""
+    try:
+        return timestamp.ToMilliseconds()
+    except ValueError:
+        shown = f"{{seconds: {timestamp.seconds}, nanos: {timestamp.nanos}}}"
+        raise InvalidArgument(
+            field, shown, "must be a valid timestamp (years 1 to 9999, nanos 0 to 999,999,999)"
+        ) from None
 
 
 def session_summary(state: SessionState) -> pb.SessionSummary:

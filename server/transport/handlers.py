@@ -16,7 +16,7 @@ from server.core.recommend import Recommender
 from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
 from server.core.scoring import Scorer
-from server.core.sessions import SessionStore, validate_event
+from server.core.sessions import SessionFull, SessionStore, validate_event
 from server.metrics import Metrics
 from server.transport.convert import (
     event_from_proto,
@@ -151,11 +151,11 @@ class Handlers:
         self, request: pb.TrackEventRequest, deadline: float | None
     ) -> pb.TrackEventResponse:
         """Stores one event (once per event id) and answers with the session after it."""
-        del deadline
         start = time.perf_counter()
-        event = event_from_proto(request.event, _now_ms())
-        validate_event(event)
-        tracked = self.store.track(event)
+        now = _now_ms()
+        event = event_from_proto(request.event, now)
+        validate_event(event, limits=self.store.limits, now_ms=now)
+        tracked = self.store.track(event, deadline)
         response = pb.TrackEventResponse(
             duplicate=tracked.duplicate, session=session_summary(tracked.state)
         )
@@ -166,15 +166,15 @@ class Handlers:
                         summary: pb.StreamEventsResponse) -> pb.StreamEventsResponse:  # fmt: skip
         """One event of StreamEvents: malformed events are reported in the summary and skipped;
         an unreachable store raises Unavailable saying how many events were already stored."""
+        now = _now_ms()
         try:
-            event = event_from_proto(message.event, _now_ms(), prefix=f"events[{index}]")
-            validate_event(event, prefix=f"events[{index}]")
-        except InvalidArgument as exc:
-            summary.rejected += 1
-            summary.errors.add(index=index, event_id=message.event.event_id, message=str(exc))
-            return summary
-        try:
+            event = event_from_proto(message.event, now, prefix=f"events[{index}]")
+            validate_event(event, f"events[{index}]", self.store.limits, now)
             tracked = self.store.track(event)
+        except (InvalidArgument, SessionFull) as exc:
+            summary.rejected += 1
+            summary.errors.add(index=index, event_id=message.event.event_id[:128], message=str(exc))
+            return summary
         except Unavailable as exc:
             raise Unavailable(
                 f"{exc}; events [0, {index}) were handled ({summary.accepted} stored), "
@@ -206,10 +206,9 @@ class Handlers:
         self, request: pb.ForgetSessionRequest, deadline: float | None
     ) -> pb.ForgetSessionResponse:
         """Deletes a session's state everywhere the store keeps it."""
-        del deadline
         if not request.session_id:
             raise InvalidArgument("session_id", request.session_id, "must not be empty")
-        return pb.ForgetSessionResponse(existed=self.store.forget(request.session_id))
+        return pb.ForgetSessionResponse(existed=self.store.forget(request.session_id, deadline))
 
     # -- Admin ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from server.core.errors import (
     RecoError,
     Unavailable,
 )
+from server.core.sessions import SessionFull
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: dict[type[RecoError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    SessionFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,14 +94,32 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture
-def redis_server(logs: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server; skipped only where Redis is not installed and not required."""
+def start_redis(logs: Path, *config: str, password: str = "") -> RedisServer:
+    """A redis-server with the given config; the test is skipped only where Redis is not
+    installed and not required (CI sets RECO_REQUIRE_REDIS=1)."""
     try:
-        instance = RedisServer(logs)
+        return RedisServer(logs, *config, password=password)
     except FileNotFoundError as exc:
         if os.environ.get("RECO_REQUIRE_REDIS"):
             raise
         pytest.skip(str(exc))
-    yield instance
-    instance.stop()
+
+
+@pytest.fixture
+def make_redis(logs: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Starts redis-servers (start_redis) that are stopped after the test."""
+    started: list[RedisServer] = []
+
+    def make(*config: str, password: str = "") -> RedisServer:
+        started.append(start_redis(logs, *config, password=password))
+        return started[-1]
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+@pytest.fixture
+def redis_server(make_redis: Callable[..., RedisServer]) -> RedisServer:
+    """A fresh redis-server without persistence."""
+    return make_redis()

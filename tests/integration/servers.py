@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -131,10 +132,15 @@ class ServerProcess:
         self.stop()
 
 
-class RedisServer:
-    """A throwaway redis-server on a free port (no persistence)."""
+# How the docs (README "Sessions") require Redis to run for no acknowledged event to be lost.
+DURABLE_REDIS = ("--appendonly", "yes", "--appendfsync", "always")
 
-    def __init__(self, log_dir: Path) -> None:
+
+class RedisServer:
+    """A throwaway redis-server on a free port: no persistence unless `config` asks for it
+    (e.g. DURABLE_REDIS); its files live in its own directory under log_dir."""
+
+    def __init__(self, log_dir: Path, *config: str, password: str = "") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError(
@@ -142,23 +148,38 @@ class RedisServer:
             )
         self.binary = binary
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.log_dir = log_dir
+        self.data_dir = log_dir / f"redis-{self.port}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config or ("--save", "", "--appendonly", "no")
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        """Starts (or restarts) the server on the same port and waits until it answers PING."""
+    def client(self) -> Any:
+        """A redis-py client for the test itself."""
         import redis
 
+        return redis.Redis(port=self.port, password=self.password or None,
+                           socket_connect_timeout=0.2)  # fmt: skip
+
+    def start(self) -> None:
+        """Starts (or restarts) the server on the same port and waits until it answers PING
+        (after loading its append-only file, if any)."""
+        import redis
+
+        auth = ("--requirepass", self.password) if self.password else ()
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--logfile", str(self.log_dir / f"redis-{self.port}.log")],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.data_dir), *auth, *self.config,
+             "--logfile", str(self.log_dir / f"redis-{self.port}.log")],
         )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = self.client()
         deadline = time.monotonic() + 20
         while True:
-            with contextlib.suppress(redis.ConnectionError):
+            with contextlib.suppress(redis.ConnectionError):  # BusyLoadingError included
                 if client.ping():
                     return
             if time.monotonic() > deadline:
@@ -166,9 +187,15 @@ class RedisServer:
             time.sleep(0.05)  # polling a service that has no readiness stream to wait on
 
     def stop(self) -> None:
-        """Stops the server (its data goes with it)."""
+        """Stops the server (its data goes with it unless it persists)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no final save; only what is already on disk survives."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
 
 

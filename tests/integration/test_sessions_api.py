@@ -28,7 +28,8 @@ from tests.integration.servers import ROOT, RedisServer, ServerProcess, running
 from training.catalog import Catalog
 from training.features import N_PREVIOUS, features_from_frame
 
-T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+# Sessions start three hours ago on the hour: inside the server's accepted window of event times.
+T0_MS = (int(time.time()) // 3600 - 3) * 3_600_000
 E = pb.EventType
 
 

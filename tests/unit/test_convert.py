@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reco.v1 import recommender_pb2 as pb
+from server.core.errors import InvalidArgument
 from server.core.requests import Candidates, Context, ScoreResult
 from server.transport.convert import (
     candidates_from_proto,
     context_from_proto,
+    event_from_proto,
     score_query_from_proto,
     score_response,
 )
@@ -137,3 +140,20 @@ def test_candidate_ids_and_candidates_together_are_refused() -> None:
         InvalidArgument, match=r"candidate_ids must not be combined with candidates"
     ):
         candidates_from_proto(request)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(10**12, 0), (-(10**12), 0), (1_800_000_000, -5), (1, 10**9)]
+)
+def test_a_timestamp_outside_protobufs_range_is_invalid_argument_naming_the_field(
+    seconds: int, nanos: int
+) -> None:
+    """main: ToMilliseconds raised ValueError, answered as INTERNAL."""
+    message = pb.Event(event_id="e", session_id="s", type=pb.EVENT_TYPE_VIEW, product_id="P")
+    message.client_timestamp.seconds, message.client_timestamp.nanos = seconds, nanos
+    with pytest.raises(InvalidArgument) as refused:
+        event_from_proto(message, 0, prefix="events[2]")
+    assert str(refused.value).startswith(
+        "events[2].client_timestamp must be a valid timestamp (years 1 to 9999"
+    )
+    assert f"seconds: {seconds}" in str(refused.value)
