@@ -155,12 +155,15 @@ class SettingsParser:
         dest = flag.removeprefix("--").replace("-", "_")
         env = env_name(flag)
         shown_default = default if default else "unset"
+        # A boolean flag works as a switch (`--flag`) and with a value (`--flag false`).
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if parse is boolean else {}
         self.argparser.add_argument(
             flag,
             dest=dest,
             default=argparse.SUPPRESS,
             metavar=metavar or dest.upper(),
             help=f"{help} (default: {shown_default}) [{env}]".replace("%", "%%"),
+            **switch,
         )
         self._flags[dest] = (flag, parse, default)
 

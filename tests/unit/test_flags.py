@@ -7,6 +7,7 @@ import pytest
 from server.flags import (
     SettingError,
     SettingsParser,
+    boolean,
     choice,
     env_name,
     integer,
@@ -78,3 +79,14 @@ def test_help_names_every_variable_and_default() -> None:
     text = parser().argparser.format_help()
     assert "[RECO_PORT]" in text and "(default: 50051)" in text
     assert env_name("--max-in-flight") == "RECO_MAX_IN_FLIGHT"
+
+
+def test_a_boolean_flag_is_a_switch_or_takes_a_value() -> None:
+    p = SettingsParser("prog", "test")
+    p.add("--strict", boolean, "false", "a switch")
+    assert p.parse([], {})["strict"] is False
+    assert p.parse(["--strict"], {})["strict"] is True
+    assert p.parse(["--strict", "no"], {})["strict"] is False
+    assert p.parse([], {"RECO_STRICT": "1"})["strict"] is True
+    with pytest.raises(SettingError, match=r"^RECO_STRICT \(--strict\) must be true or false"):
+        p.parse([], {"RECO_STRICT": "maybe"})
