@@ -172,13 +172,22 @@ def event_from_proto(message: pb.Event, received_ms: int, prefix: str = "event")
         )
         raise InvalidArgument(f"{prefix}.type", name, f"must be one of {allowed}")
     has = message.HasField
+    timestamp_ms = received_ms
+    if has("client_timestamp"):
+        try:
+            timestamp_ms = message.client_timestamp.ToMilliseconds()
+        except ValueError:  # outside protobuf's Timestamp range (years 1-9999)
+            stamp = message.client_timestamp
+            raise InvalidArgument(
+                f"{prefix}.client_timestamp",
+                f"{stamp.seconds}s {stamp.nanos}ns",
+                "must be a valid protobuf Timestamp",
+            ) from None
     return Event(
         event_id=message.event_id,
         session_id=message.session_id,
         type=kind,
-        timestamp_ms=message.client_timestamp.ToMilliseconds()
-        if has("client_timestamp")
-        else received_ms,
+        timestamp_ms=timestamp_ms,
         product_id=message.product_id,
         customer_id=message.customer_id,
         time_on_page_sec=message.time_on_page_sec if has("time_on_page_sec") else None,
