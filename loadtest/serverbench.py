@@ -6,7 +6,7 @@ Starts real servers (`python -m server`, gRPC only from here) and prints Markdow
 1. Score with 1, 10, 100 and 1000 candidates: server_time_us and round trip, one request in
    flight (back to back) and eight in flight.
 2. TrackEvent and Recommend with the in-process store and with Redis.
-3. Server layouts (thread pool vs grpc.aio, one process vs two): throughput of 100-candidate
+3. Server layouts (one grpc.aio process, or two sharing the port): throughput of 100-candidate
    Score calls with a fixed number in flight, and their latencies.
 Every request scores a fresh random set of candidates from the catalog.
 """
@@ -241,10 +241,8 @@ def layout_row(label: str, t: Timings) -> str:
 
 
 LAYOUTS = (
-    ("thread pool, 1 process", ("--transport", "sync")),
-    ("grpc.aio, 1 process", ("--transport", "aio")),
-    ("thread pool, 2 processes", ("--transport", "sync", "--workers", "2")),
-    ("grpc.aio, 2 processes", ("--transport", "aio", "--workers", "2")),
+    ("1 process", ()),
+    ("2 processes", ("--workers", "2")),
 )
 
 

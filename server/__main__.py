@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
             from server.workers import supervise  # noqa: PLC0415 - only the parent needs it
 
             return supervise(settings)
-        from server.app import run_aio, run_sync  # noqa: PLC0415 - after logging is configured
+        from server.app import run  # noqa: PLC0415 - after logging is configured
 
-        (run_aio if settings.transport == "aio" else run_sync)(settings)
+        run(settings)
     except Unavailable as exc:
         logging.getLogger("server").error("%s", exc)
         return 2

@@ -7,14 +7,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reco.v1 import recommender_pb2 as pb
@@ -29,23 +27,23 @@ from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionStore
 from server.metrics import Metrics, serve_metrics
 from server.settings import Settings
+from server.transport.admission import Admission
+from server.transport.guard import CallGuard
 from server.transport.handlers import Handlers
-from server.transport.servicers import (
-    AioAdmin,
-    AioRecommender,
-    CountingExecutor,
-    SyncAdmin,
-    SyncRecommender,
-)
+from server.transport.health import Health
+from server.transport.servicers import AdminServicer, RecommenderServicer
+from server.transport.shedding import QueueMonitor, core_counters_since, existing_server_ids
+from server.transport.watchdog import Watchdog
 from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
 VARIANT_B = "B"
 RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+ADMIN = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 SERVICE_NAMES = (
     RECOMMENDER,
-    pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+    ADMIN,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -140,111 +138,85 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-def run_sync(
-    settings: Settings, stop: threading.Event | None = None, app: App | None = None
+def run(settings: Settings) -> None:
+    """Runs the server until SIGTERM/SIGINT."""
+    asyncio.run(serve(settings))
+
+
+async def serve(
+    settings: Settings, app: App | None = None, stop: asyncio.Event | None = None
 ) -> None:
-    """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set).
-
-    Signal handlers are installed only on the main thread; an embedding caller (a test running
-    a real server in-process) stops it with `stop` and may pass a prepared `app`.
-    """
+    """Serves until `stop` is set or, on the main thread, SIGTERM/SIGINT arrives; an embedding
+    caller (a test running a real server in-process) may pass a prepared `app`."""
     app = app or App(settings)
-    executor = CountingExecutor(settings.threads)
-    server = grpc.server(executor, options=grpc_options(settings))
-    pb_grpc.add_RecommenderServicer_to_server(
-        SyncRecommender(app.handlers, executor, settings.max_in_flight), server
+    metrics = app.metrics
+    before = existing_server_ids()
+    admission = Admission(settings.max_in_flight, settings.max_open_streams, metrics)
+    monitor = QueueMonitor(None, settings.max_queue_ms / 1000, metrics)
+    guard = CallGuard(
+        admission,
+        monitor,
+        metrics,
+        guarded_services=(RECOMMENDER,),
+        measured_services=(RECOMMENDER, ADMIN),
     )
-    pb_grpc.add_AdminServicer_to_server(SyncAdmin(app.handlers), server)
-    health_servicer = health.HealthServicer()
-    for name in HEALTH_SERVICES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(SERVICE_NAMES, server)
-    port = server.add_insecure_port(settings.address)
-    server.start()
-    log.info("listening on %s:%d (sync, %d threads)", settings.host, port, settings.threads)
-    stop = stop or threading.Event()
-    _on_signals(stop.set, lambda: threading.Thread(target=app.reload_all, daemon=True).start())
-    if settings.metrics_port >= 0:
-        serve_metrics(settings.metrics_port, settings.host)
-    app.load_all()
-    for name in HEALTH_SERVICES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("SERVING %s", _describe(app))
-    # A timed wait: a signal delivered to one of grpc's threads only runs its Python handler
-    # when the main thread next wakes, and an untimed wait may never wake.
-    while not stop.wait(0.5):
-        pass
-    _log_shutdown(settings)
-    app.stop_watching()
-    health_servicer.enter_graceful_shutdown()
-    # Keep serving while load balancers notice NOT_SERVING and the backlog drains: stopping
-    # the grpc server at once would cancel calls it has accepted but not yet dispatched.
-    remaining = _drain(lambda: executor.pending > 0, app.handlers, settings)
-    server.stop(remaining).wait()
-    executor.shutdown(wait=True)
-    log.info("stopped")
-
-
-def run_aio(settings: Settings) -> None:
-    """Runs the grpc.aio server until SIGTERM/SIGINT."""
-    asyncio.run(_serve_aio(settings))
-
-
-async def _serve_aio(settings: Settings) -> None:
-    app = App(settings)
-    server = grpc.aio.server(options=grpc_options(settings))
+    server = grpc.aio.server(interceptors=[guard], options=grpc_options(settings))
+    # The core's counters belong to the server just created: only now can the monitor read them.
+    monitor.core = core_counters_since(before)
     remote_store = not isinstance(app.store, MemoryStore)
     blocking = ThreadPoolExecutor(settings.threads, "store") if remote_store else None
-    pb_grpc.add_RecommenderServicer_to_server(
-        AioRecommender(app.handlers, blocking, settings.max_in_flight), server
-    )
-    pb_grpc.add_AdminServicer_to_server(AioAdmin(app.handlers), server)
-    health_servicer = health_aio.HealthServicer()
-    for name in HEALTH_SERVICES:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(app.handlers, blocking), server)
+    pb_grpc.add_AdminServicer_to_server(AdminServicer(app.handlers), server)
+    health = Health(HEALTH_SERVICES)
+    await health.set_serving(False)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     port = server.add_insecure_port(settings.address)
     await server.start()
-    log.info("listening on %s:%d (aio)", settings.host, port)
-    stop = asyncio.Event()
+    log.info("listening on %s:%d", settings.host, port)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
+    stop = stop or asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
     if settings.metrics_port >= 0:
         serve_metrics(settings.metrics_port, settings.host)
+    sampling = asyncio.create_task(monitor.run(), name="queue-monitor")
     # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
     await loop.run_in_executor(None, app.load_all)
-    for name in HEALTH_SERVICES:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health.set_serving(True)
+    watchdog = Watchdog(admission.unary, health.set_serving, settings.stall_seconds, metrics)
+    watching = asyncio.create_task(watchdog.run(), name="watchdog")
     log.info("SERVING %s", _describe(app))
     await stop.wait()
-    _log_shutdown(settings)
+    log.info(
+        "shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
+        settings.grace_seconds,
+    )
     app.stop_watching()
-    await health_servicer.enter_graceful_shutdown()
-    # As in run_sync: drain the accepted backlog before grpc cancels what it has not dispatched.
-    # The handlers run on this loop, so the drain waits in a thread.
-    remaining = await loop.run_in_executor(None, _drain, lambda: False, app.handlers, settings)
+    watching.cancel()  # from now on health stays NOT_SERVING
+    await health.enter_graceful_shutdown()
+    remaining = await _drain(admission, monitor, settings)
     await server.stop(remaining)
+    sampling.cancel()
     if blocking is not None:
         blocking.shutdown(wait=True)
     log.info("stopped")
 
 
-def _drain(
-    queued: Callable[[], bool], handlers: Handlers, settings: Settings, quiet: float = 0.1
-) -> float:
-    """Keeps serving for at least the drain period, then until nothing is queued and no handler
-    has run for `quiet` seconds, within the grace period; returns the grace time left."""
+async def _drain(admission: Admission, monitor: QueueMonitor, settings: Settings) -> float:
+    """Keeps serving for at least the drain period (so calls already sent still arrive and
+    load balancers notice NOT_SERVING), then until no unary call is being handled or queued in
+    gRPC's core, within the grace period; returns the grace time left. Stopping the server at
+    once would cancel calls it has accepted but not yet dispatched."""
     start = time.monotonic()
     deadline = start + settings.grace_seconds
     drain_until = start + min(settings.drain_seconds, settings.grace_seconds)
     while (now := time.monotonic()) < deadline:
-        if now >= drain_until and not queued() and now - handlers.last_activity >= quiet:
+        if now >= drain_until and admission.unary.used == 0 and monitor.queued == 0:
             break
-        time.sleep(0.01)  # polling counters; the RPC threads (or loop) finish the backlog
+        await asyncio.sleep(0.01)  # the queue monitor samples the core meanwhile
     return max(0.0, deadline - time.monotonic())
 
 
@@ -253,18 +225,3 @@ def _describe(app: App) -> str:
         f"{v.name}={v.model.version} ({v.model.backend.name}, share {v.share:g})"
         for v in app.registry.variants()
     )
-
-
-def _log_shutdown(settings: Settings) -> None:
-    log.info(
-        "shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
-        settings.grace_seconds,
-    )
-
-
-def _on_signals(stop: Callable[[], None], reload: Callable[[], None]) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: stop())
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload())

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
-TRANSPORTS = ("sync", "aio")
 
 
 @dataclass(frozen=True)
@@ -21,11 +20,13 @@ class Settings:
     metrics_port: int
     backend: str
     workers: int
-    transport: str
     threads: int
     max_candidates: int
     max_message_bytes: int
     max_in_flight: int
+    max_open_streams: int
+    max_queue_ms: float
+    stall_seconds: float
     grace_seconds: float
     drain_seconds: float
     warmup_requests: int
@@ -91,16 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes sharing the port with SO_REUSEPORT [RECO_WORKERS]",
     )
     p.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default=_env("TRANSPORT", "aio"),
-        help="grpc's thread-pool server (sync) or grpc.aio [RECO_TRANSPORT]",
-    )
-    p.add_argument(
         "--threads",
         type=int,
         default=int(_env("THREADS", "4")),
-        help="handler threads per process (sync transport) [RECO_THREADS]",
+        help="threads per process for calls that wait on a remote session store (Redis); "
+        "every other call runs on the event loop [RECO_THREADS]",
     )
     p.add_argument(
         "--max-candidates",
@@ -118,9 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-in-flight",
         type=int,
         default=int(_env("MAX_IN_FLIGHT", "64")),
-        help="RPCs in flight per process before RESOURCE_EXHAUSTED: with sync, every accepted "
-        "call queued or running; with aio, calls dispatched to Python, open streams included "
-        "(calls still queued in gRPC's core wait within their deadlines) [RECO_MAX_IN_FLIGHT]",
+        help="unary RPCs being handled at once per process before RESOURCE_EXHAUSTED (calls on "
+        "the in-process store run one at a time on the event loop; this bounds those waiting "
+        "on Redis) [RECO_MAX_IN_FLIGHT]",
+    )
+    p.add_argument(
+        "--max-open-streams",
+        type=int,
+        default=int(_env("MAX_OPEN_STREAMS", "256")),
+        help="ScoreStream and StreamEvents calls open at once per process before "
+        "RESOURCE_EXHAUSTED; apart from --max-in-flight, so idle streams never starve unary "
+        "calls [RECO_MAX_OPEN_STREAMS]",
+    )
+    p.add_argument(
+        "--max-queue-ms",
+        type=float,
+        default=float(_env("MAX_QUEUE_MS", "50")),
+        help="load shedding: a call that waited longer than this in gRPC's queue before the "
+        "server could take it is refused with RESOURCE_EXHAUSTED at once, so admitted calls "
+        "keep their latency beyond capacity; 0 disables it [RECO_MAX_QUEUE_MS]",
+    )
+    p.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=float(_env("STALL_SECONDS", "2")),
+        help="health turns NOT_SERVING while every unary slot has been taken, or the event "
+        "loop has not run, for this long (and SERVING again once it recovers) "
+        "[RECO_STALL_SECONDS]",
     )
     p.add_argument(
         "--grace-seconds",
@@ -208,9 +228,14 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("workers", "threads", "max_candidates", "max_message_bytes", "max_in_flight",
-                 "max_sessions", "catalog_limit", "retrieval_size"):  # fmt: skip
+                 "max_open_streams", "max_sessions", "catalog_limit",
+                 "retrieval_size"):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_queue_ms < 0:
+        parser.error(f"--max-queue-ms must be >= 0 (0 = off), got {args.max_queue_ms}")
+    if not args.stall_seconds > 0:
+        parser.error(f"--stall-seconds must be > 0, got {args.stall_seconds}")
     if not 0.0 < args.ab_share < 1.0:
         parser.error(f"--ab-share must be between 0 and 1 (exclusive), got {args.ab_share}")
     store = args.session_store

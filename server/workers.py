@@ -31,9 +31,9 @@ def _worker_main(settings: Settings, index: int) -> None:
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
     )
-    from server.app import run_aio, run_sync  # noqa: PLC0415 - import gRPC only in the child
+    from server.app import run  # noqa: PLC0415 - import gRPC only in the child
 
-    (run_aio if settings.transport == "aio" else run_sync)(settings)
+    run(settings)
 
 
 def supervise(settings: Settings) -> int:

@@ -1,0 +1,302 @@
+"""Admission against real servers: cancelled calls never leak a slot, idle streams never starve
+unary calls, and health says NOT_SERVING while the server cannot admit work."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from reco.v1 import recommender_pb2 as pb
+from reco.v1 import recommender_pb2_grpc as pb_grpc
+from server.core.memory_store import MemoryStore
+from server.core.sessions import Event, SessionState, Tracked
+from tests.integration.servers import InProcessServer, ServerProcess, running
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def score_request(n: int = 20) -> pb.ScoreRequest:
+    ids = [f"PROD{i:04d}" for i in range(1, n + 1)]
+    return pb.ScoreRequest(context=pb.SessionContext(current_product_id="PROD0100"),
+                           candidate_ids=ids)  # fmt: skip
+
+
+def in_flight(srv: ServerProcess) -> dict[str, float]:
+    """reco_in_flight_requests by kind, from /metrics."""
+    url = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("reco_in_flight_requests{"):
+            kind = line.split('kind="')[1].split('"')[0]
+            values[kind] = float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def wait_until_free(srv: ServerProcess, timeout: float = 20.0) -> dict[str, float]:
+    """Polls the gauge until no slot is held (cancellations reach the server asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        values = in_flight(srv)
+        if values and all(v == 0 for v in values.values()):
+            return values
+        if time.monotonic() > deadline:
+            return values
+        time.sleep(0.05)  # polling a gauge, not waiting for a server to start
+
+
+async def cancel_storm(target: str, calls: int, seed: int) -> dict[str, int]:
+    """`calls` ScoreStream and `calls` Score calls, each cancelled by the client after a random
+    0-3 ms: before it is sent, while queued, mid-stream or while being answered."""
+    rng = random.Random(seed)
+    outcomes: dict[str, int] = {}
+
+    def note(exc: grpc.aio.AioRpcError | None) -> None:
+        key = "ended by the server" if exc is None else f"{exc.code().name}: {exc.details()}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+
+    request = score_request()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+
+        async def stream() -> None:
+            call = stub.ScoreStream()
+            try:
+                for _ in range(rng.randint(0, 3)):
+                    await call.write(request)
+                    if rng.random() < 0.5:
+                        await call.read()
+                await asyncio.sleep(rng.uniform(0, 0.003))
+            except grpc.aio.AioRpcError as exc:
+                note(exc)
+            except asyncio.InvalidStateError:  # the server ended it (refused) before a write
+                note(None)
+            call.cancel()
+
+        async def unary() -> None:
+            call = stub.Score(request)
+            await asyncio.sleep(rng.uniform(0, 0.003))
+            call.cancel()
+            try:
+                await call
+                outcomes["OK"] = outcomes.get("OK", 0) + 1
+            except asyncio.CancelledError:
+                outcomes["cancelled"] = outcomes.get("cancelled", 0) + 1
+            except grpc.aio.AioRpcError as exc:
+                note(exc)
+
+        pending: set[asyncio.Task[None]] = set()
+        for _ in range(calls):
+            for make in (stream, unary):
+                pending.add(asyncio.create_task(make()))
+            if len(pending) >= 64:  # a bounded crowd of clients, churning
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.gather(*pending)
+    return outcomes
+
+
+class IdleStreams:
+    """`count` ScoreStream calls, each answered once and then left open and idle."""
+
+    def __init__(self, stub: pb_grpc.RecommenderStub, count: int) -> None:
+        # Keep every call object: grpc cancels a call whose object is garbage-collected.
+        self.calls: list[
+            tuple[queue.Queue[pb.ScoreRequest | None], Iterator[pb.ScoreResponse]]
+        ] = []
+        for _ in range(count):
+            feed: queue.Queue[pb.ScoreRequest | None] = queue.Queue()
+            responses = stub.ScoreStream(iter(feed.get, None))
+            feed.put(score_request(3))
+            next(responses)  # open and answering
+            self.calls.append((feed, responses))
+
+    def close(self) -> None:
+        """Half-closes every stream and reads it to its end."""
+        for feed, responses in self.calls:
+            feed.put(None)
+            list(responses)
+
+
+def test_thousands_of_cancelled_calls_leave_every_slot_free(bundle: Path, logs: Path) -> None:
+    streams, unary = 16, 8
+    # No shedding by queueing time: every call of the storm goes through admission.
+    flags = (
+        "--max-open-streams",
+        str(streams),
+        "--max-in-flight",
+        str(unary),
+        "--max-queue-ms",
+        "0",
+    )
+    with running(bundle, *flags, log_dir=logs) as srv:
+        outcomes = asyncio.run(cancel_storm(srv.target, calls=2000, seed=9))
+        left = wait_until_free(srv)
+        stub = pb_grpc.RecommenderStub(srv.channel())
+        after = []
+        for _ in range(100):
+            try:
+                stub.Score(score_request(), timeout=10)
+                after.append("OK")
+            except grpc.RpcError as exc:
+                after.append(exc.code().name)
+        # A bounded probe: every stream slot can be held at once again, and one more is refused.
+        idle = IdleStreams(stub, streams)
+        with pytest.raises(grpc.RpcError) as extra:
+            next(stub.ScoreStream(iter([score_request(3)])))
+        idle.close()
+        log = srv.log()
+    assert left == {"unary": 0.0, "stream": 0.0}, (left, outcomes)
+    assert after.count("OK") == 100, f"after 2,000 cancelled streams and calls: {after}"
+    assert extra.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"limit of {streams} open streams" in extra.value.details()
+    assert "Traceback" not in log
+
+
+def test_idle_streams_beyond_their_budget_never_starve_unary_calls(
+    bundle: Path, logs: Path
+) -> None:
+    flags = ("--max-open-streams", "8", "--max-in-flight", "8")
+    with running(bundle, *flags, log_dir=logs) as srv:
+        stub = pb_grpc.RecommenderStub(srv.channel())
+        idle = IdleStreams(stub, 8)
+        refused = []
+        for _ in range(4):  # more idle streams than the stream budget
+            with pytest.raises(grpc.RpcError) as err:
+                next(stub.ScoreStream(iter([score_request(3)])))
+            refused.append((err.value.code(), err.value.details()))
+        answered = [len(stub.Score(score_request(), timeout=10).scores) for _ in range(100)]
+        gauge = in_flight(srv)
+        idle.close()
+    assert all(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in refused)
+    assert all("limit of 8 open streams" in details for _, details in refused)
+    assert answered == [20] * 100
+    assert gauge["stream"] == 8 and gauge["unary"] == 0
+
+
+class HealthLog:
+    """Every status one Watch stream reports, collected on a thread."""
+
+    def __init__(self, target: str) -> None:
+        self.seen: list[int] = []
+        self._changed = threading.Condition()
+        self._channel = grpc.insecure_channel(target)
+        self._call = health_pb2_grpc.HealthStub(self._channel).Watch(
+            health_pb2.HealthCheckRequest(service="")
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        try:
+            for reply in self._call:
+                with self._changed:
+                    self.seen.append(reply.status)
+                    self._changed.notify_all()
+        except grpc.RpcError:
+            pass
+
+    def wait_for(self, *sequence: int, timeout: float = 30.0) -> list[int]:
+        """Blocks until `sequence` appears, in order, among the statuses seen."""
+
+        def found() -> bool:
+            it = iter(self.seen)
+            return all(any(s == want for s in it) for want in sequence)
+
+        with self._changed:
+            self._changed.wait_for(found, timeout)
+            return list(self.seen)
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._channel.close()
+
+
+@pytest.fixture
+def health_log() -> Iterator[list[HealthLog]]:
+    logs: list[HealthLog] = []
+    yield logs
+    for log in logs:
+        log.close()
+
+
+class HangingStore:
+    """A remote-looking store whose writes hang until released (a stuck dependency)."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.release = threading.Event()
+
+    def track(self, event: Event) -> Tracked:
+        self.release.wait(60)
+        return self.inner.track(event)
+
+    def get(self, session_id: str) -> SessionState | None:
+        return self.inner.get(session_id)
+
+    def forget(self, session_id: str) -> bool:
+        return self.inner.forget(session_id)
+
+
+def track_request(n: int) -> pb.TrackEventRequest:
+    return pb.TrackEventRequest(event=pb.Event(event_id=f"e{n}", session_id="stuck",
+                                               type=pb.EVENT_TYPE_VIEW, product_id="PROD0001"))  # fmt: skip
+
+
+def test_health_is_not_serving_while_the_unary_budget_is_pinned(
+    bundle: Path, health_log: list[HealthLog]
+) -> None:
+    store = HangingStore()
+    srv = InProcessServer(bundle, "--max-in-flight", "2", "--stall-seconds", "0.5")
+    srv.app.store = srv.app.handlers.store = store  # type: ignore[assignment]
+    with srv, srv.channel() as channel:
+        health = HealthLog(srv.target)
+        health_log.append(health)
+        stub = pb_grpc.RecommenderStub(channel)
+        stuck = [stub.TrackEvent.future(track_request(n), timeout=60) for n in range(2)]
+        seen = health.wait_for(SERVING, NOT_SERVING)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Score(score_request(), timeout=10)
+        store.release.set()
+        results = [f.result() for f in stuck]
+        seen = health.wait_for(SERVING, NOT_SERVING, SERVING)
+        answered = stub.Score(score_request(), timeout=10)
+    assert seen[-3:] == [SERVING, NOT_SERVING, SERVING]
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 2 requests in flight" in refused.value.details()
+    assert [r.session.session_id for r in results] == ["stuck", "stuck"]
+    assert len(answered.scores) == 20
+    assert srv.metric("reco_in_flight_requests", kind="unary") == 0
+
+
+def test_health_is_not_serving_after_the_event_loop_stalls(
+    bundle: Path, health_log: list[HealthLog]
+) -> None:
+    srv = InProcessServer(bundle, "--stall-seconds", "0.5")
+    real_score = srv.app.handlers.score
+    stalls = [1.5]
+
+    def stalling_score(*args: object, **kwargs: object) -> pb.ScoreResponse:
+        if stalls:
+            time.sleep(stalls.pop())  # blocks the event loop, as a runaway handler would
+        return real_score(*args, **kwargs)  # type: ignore[arg-type]
+
+    srv.app.handlers.score = stalling_score  # type: ignore[method-assign]
+    with srv, srv.channel() as channel:
+        health = HealthLog(srv.target)
+        health_log.append(health)
+        health.wait_for(SERVING)
+        pb_grpc.RecommenderStub(channel).Score(score_request(), timeout=30)
+        seen = health.wait_for(SERVING, NOT_SERVING, SERVING)
+    assert seen[-3:] == [SERVING, NOT_SERVING, SERVING]
+    lag = srv.metric("reco_event_loop_lag_seconds")
+    assert lag is not None and lag < 0.5  # recovered: the loop runs on time again
