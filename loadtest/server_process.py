@@ -84,6 +84,11 @@ class ManagedServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (for reading its CPU time)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def target(self) -> str:
         """host:port of the running server."""
         return f"{self.spec.host}:{self.port}"

@@ -32,8 +32,10 @@ MIN_HORIZON_SECONDS = 2.0
 INTERVAL_SECONDS = 0.1
 REENTRY_SECONDS = 1.0
 # While shedding, calls that waited more than this share of the limit are refused, until the
-# queue is back under it: admitted calls then wait a fraction of the limit, not all of it.
-DRAIN_TO = 0.2
+# queue is back under it: admitted calls then wait a fraction of the limit, not all of it. It
+# stays well above the sampling resolution, or noise in the estimate would refuse fresh calls
+# and leave the server idle.
+DRAIN_TO = 0.5
 
 
 class CoreCounters:

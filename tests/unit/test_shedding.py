@@ -60,8 +60,8 @@ def test_calls_that_queued_too_long_are_refused_naming_the_limit() -> None:
         queue.sample(now=step * 0.01)
     assert queue.shedding  # above 50 ms since t=0.06, for more than 100 ms
     accept(queue, 50)
-    assert queue.refusal(now=0.005) is None  # the 50th arrival, counted at t=0, waited 5 ms
-    refusal = queue.refusal(now=0.3)  # shedding refuses calls older than a fifth of the limit
+    assert queue.refusal(now=0.02) is None  # the 50th arrival, counted at t=0, waited 20 ms
+    refusal = queue.refusal(now=0.3)  # shedding refuses calls older than half the limit
     assert str(refusal) == "server is at its limit of 50 ms of queueing; retry later"
     assert registry.get_sample_value("reco_rejected_requests_total", {"reason": "queue"}) == 1
 
@@ -84,7 +84,7 @@ def test_a_short_burst_is_absorbed_and_returning_overload_is_refused_at_once() -
     accept(queue, 95)
     queue.finished = core.ended = 195
     queue.sample(now=1.3)
-    assert queue.shedding  # 5 calls of 300 ms: still above a fifth of the limit
+    assert queue.shedding  # 5 calls of 300 ms: still above half the limit
     accept(queue, 5)
     queue.finished = core.ended = 200
     queue.sample(now=1.31)
