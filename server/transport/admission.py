@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import time
-from types import TracebackType
 
 from server.core.errors import Overloaded
 from server.metrics import Metrics
@@ -74,12 +73,7 @@ class Slot:
     def __enter__(self) -> None:
         self._budget._take()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._budget._give()
 
 

@@ -161,13 +161,8 @@ class CallGuard(grpc.aio.ServerInterceptor):
             return handler
         if route.guarded:
             self._refusers[method] = self._refuser(route)
-        guarded = (
-            self._guard_stream_response(route, behavior)
-            if handler.response_streaming
-            else self._guard_unary_response(route, behavior)
-        )
         return _HANDLER_FACTORIES[behavior_name](
-            guarded,
+            self._guarded(route, behavior, handler.response_streaming),
             request_deserializer=self._deserializer(route, handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -188,14 +183,18 @@ class CallGuard(grpc.aio.ServerInterceptor):
 
         return parse
 
-    def _guard_unary_response(self, route: Route, behavior: Behavior) -> Behavior:
+    def _guarded(self, route: Route, behavior: Behavior, streaming: bool) -> Behavior:
+        """The behaviour every call of `route` runs: inputs checked, a slot held, errors
+        answered through the table, the call recorded."""
+        run = _writing_responses(behavior) if streaming else behavior
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = self._begin()
             code = grpc.StatusCode.OK
             try:
                 request = self._inputs(route, request, context)
                 with self._slot(route):
-                    return await behavior(request, context)
+                    return await run(request, context)
             except BaseException as error:
                 code, message = self._settle(route, error, context)
                 if message is None:
@@ -203,34 +202,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 await answer(context, code, message)
                 return None
             finally:
-                self._end(route, code, start)
-
-        return call
-
-    def _guard_stream_response(self, route: Route, behavior: Behavior) -> Behavior:
-        # A coroutine using context.write, never an async generator: grpc would drive a
-        # generator from its own frame, and a cancellation landing there while the generator
-        # waits at a yield would leave this frame (and the slot it holds) to the GC.
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> None:
-            start = self._begin()
-            code = grpc.StatusCode.OK
-            try:
-                request = self._inputs(route, request, context)
-                with self._slot(route):
-                    if inspect.isasyncgenfunction(behavior):
-                        async with contextlib.aclosing(behavior(request, context)) as responses:
-                            async for response in responses:
-                                await context.write(response)
-                    else:
-                        await behavior(request, context)
-            except BaseException as error:
-                code, message = self._settle(route, error, context)
-                if message is None:
-                    raise
-                await answer(context, code, message)
-                return
-            finally:
-                self._end(route, code, start, timed=False)
+                self._end(route, code, start, timed=not streaming)
 
         return call
 
@@ -305,6 +277,22 @@ def _behavior_field(handler: grpc.RpcMethodHandler) -> str:
     if handler.request_streaming:
         return "stream_stream" if handler.response_streaming else "stream_unary"
     return "unary_stream" if handler.response_streaming else "unary_unary"
+
+
+def _writing_responses(behavior: Behavior) -> Behavior:
+    """A response-streaming behaviour as a coroutine that writes each response itself, never an
+    async generator: grpc would drive a generator from its own frame, and a cancellation landing
+    there while the generator waits at a yield would leave the guard's frame (and the slot it
+    holds) to the garbage collector."""
+    if not inspect.isasyncgenfunction(behavior):
+        return behavior  # already writes through context.write
+
+    async def write_all(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async with contextlib.aclosing(behavior(request, context)) as responses:
+            async for response in responses:
+                await context.write(response)
+
+    return write_all
 
 
 async def answer(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
