@@ -238,3 +238,39 @@ def test_health_is_not_serving_after_the_event_loop_stalls(
     assert seen[-3:] == [SERVING, NOT_SERVING, SERVING]
     lag = srv.metric("reco_event_loop_lag_seconds")
     assert lag is not None and lag < 0.5  # recovered: the loop runs on time again
+
+
+def test_calls_that_expire_while_queued_are_counted_not_served(bundle: Path) -> None:
+    srv = InProcessServer(bundle, "--max-queue-ms", "0")
+    real_score = srv.app.handlers.score
+    stalled = threading.Event()
+
+    def score(
+        request: pb.ScoreRequest, deadline: float | None, rpc: str = "Score"
+    ) -> pb.ScoreResponse:
+        if not stalled.is_set():
+            stalled.set()
+            time.sleep(1.0)  # the loop takes nothing from gRPC's queue meanwhile
+        return real_score(request, deadline, rpc)
+
+    srv.app.handlers.score = score  # type: ignore[method-assign]
+    with srv, srv.channel() as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        blocker = stub.Score.future(score_request(), timeout=30)
+        assert stalled.wait(30)
+        queued = [stub.Score.future(score_request(), timeout=0.2) for _ in range(20)]
+        codes = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in queued]
+        blocker.result()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the counts land as the server catches up
+            counted = sum(
+                srv.metric("reco_cancelled_calls_total", stage=stage) or 0.0
+                for stage in ("core", "dispatch")
+            )
+            if counted >= 20:
+                break
+            time.sleep(0.05)
+        scored = srv.metric("reco_stage_seconds_count", rpc="Score", stage="predict")
+    assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 20
+    assert counted >= 20
+    assert scored is not None and scored < 21  # the expired calls were never scored
