@@ -163,6 +163,16 @@ def errors_by_status(samples: Samples) -> dict[str, int]:
     return {status_name(code): int(count) for code, count in pairs}
 
 
+def error_latency_ms(samples: Samples) -> dict[str, Percentiles]:
+    """How fast each non-OK status came back, from the intended send time (never-sent DROPPED
+    requests have none): a server that sheds load answers RESOURCE_EXHAUSTED in milliseconds."""
+    answered = (samples.status != OK) & np.isfinite(samples.done_s)
+    return {
+        status_name(code): percentiles(samples.latency_s[answered & (samples.status == code)], 1e3)
+        for code in np.unique(samples.status[answered]).tolist()
+    }
+
+
 @dataclass(frozen=True)
 class Counts:
     """What happened to the requests of a window."""
@@ -213,6 +223,7 @@ class Summary:
     server_time_us: Percentiles  # the server's own server_time_us of OK answers
     send_lag_ms: Percentiles  # how late the generator sent (a client-health figure)
     by_kind: dict[str, KindSummary] = field(default_factory=dict)
+    error_latency_ms: dict[str, Percentiles] = field(default_factory=dict)  # by status
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dictionary."""
@@ -241,6 +252,7 @@ class Summary:
             "server_time_us": self.server_time_us.as_dict(),
             "send_lag_ms": self.send_lag_ms.as_dict(),
             "by_kind": {name: k.as_dict() for name, k in self.by_kind.items()},
+            "error_latency_ms": {name: p.as_dict() for name, p in self.error_latency_ms.items()},
         }
 
 
@@ -312,6 +324,7 @@ def summarize(samples: Samples, window_s: float, kind_names: Sequence[str]) -> S
         server_time_us=percentiles(ok.server_us),
         send_lag_ms=percentiles(samples.send_lag_s, 1e3),
         by_kind=by_kind,
+        error_latency_ms=error_latency_ms(samples),
     )
 
 

@@ -103,8 +103,20 @@ def run_markdown(result: RunResult, verdict: Verdict, title: str = "Load test") 
         ),
     ]
     if summary.errors_by_status:
+        answered = summary.error_latency_ms
         parts.append(
-            table(("status", "count"), [[k, str(v)] for k, v in summary.errors_by_status.items()])
+            table(
+                ("status", "count", "answered p50 ms", "answered p99 ms"),
+                [
+                    [
+                        name,
+                        str(count),
+                        fmt(answered[name].p50) if name in answered else "-",
+                        fmt(answered[name].p99) if name in answered else "-",
+                    ]
+                    for name, count in summary.errors_by_status.items()
+                ],
+            )
         )
     if len(summary.by_kind) > 1:
         parts.append(

@@ -75,7 +75,7 @@ class ServerSpec:
     command: str = field(default_factory=default_server_command)
     host: str = "127.0.0.1"
     ready_timeout_s: float = 180.0
-    # More server flags, e.g. ("--transport", "aio", "--workers", "2").
+    # More server flags, e.g. ("--workers", "2", "--session-store", "redis://...").
     extra_args: tuple[str, ...] = ()
 
     def argv(self, port: int, metrics_port: int) -> list[str]:

@@ -6,8 +6,10 @@ Starts real servers (`python -m server`, gRPC only from here) and prints Markdow
 1. Score with 1, 10, 100 and 1000 candidates: server_time_us and round trip, one request in
    flight (back to back) and eight in flight.
 2. TrackEvent and Recommend with the in-process store and with Redis.
-3. Server layouts (thread pool vs grpc.aio, one process vs two): throughput of 100-candidate
+3. Server layouts (one grpc.aio process, or two sharing the port): throughput of 100-candidate
    Score calls with a fixed number in flight, and their latencies.
+4. What one call costs the server in CPU time: the cheapest call there is (a health check,
+   about what refusing an overload call costs), GetModelInfo, Score with 100 and 1000 ids.
 Every request scores a fresh random set of candidates from the catalog.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loadtest.products import load_product_ids
 from loadtest.server_process import ManagedServer, ServerSpec
@@ -248,10 +251,8 @@ def layout_row(label: str, t: Timings) -> str:
 
 
 LAYOUTS = (
-    ("thread pool, 1 process", ("--transport", "sync")),
-    ("grpc.aio, 1 process", ("--transport", "aio")),
-    ("thread pool, 2 processes", ("--transport", "sync", "--workers", "2")),
-    ("grpc.aio, 2 processes", ("--transport", "aio", "--workers", "2")),
+    ("1 process", ()),
+    ("2 processes", ("--workers", "2")),
 )
 
 
@@ -304,6 +305,57 @@ def layout_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> N
     print()
 
 
+def server_cpu_per_call(target: str, pid: int, call: str, request: object, count: int,
+                        in_flight: int = 8) -> tuple[float, float]:  # fmt: skip
+    """Server CPU time (user + system, every thread) per call over `count` calls of `call`
+    ("Service/Method") with `in_flight` outstanding; returns (microseconds, calls per second)."""
+    server = psutil.Process(pid)
+
+    async def run() -> tuple[float, float]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            service, method = call.split("/")
+            stub: object = (
+                health_pb2_grpc.HealthStub(channel)
+                if service == "Health"
+                else pb_grpc.RecommenderStub(channel)
+            )
+            send = getattr(stub, method)
+            for _ in range(100):  # warm the channel and the server
+                await send(request)
+            left = count
+
+            async def worker() -> None:
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    await send(request)
+
+            cpu0, t0 = server.cpu_times(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            cpu1, seconds = server.cpu_times(), time.perf_counter() - t0
+        cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+        return cpu / count * 1e6, count / seconds
+
+    return asyncio.run(run())
+
+
+def cost_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+    print("Server CPU time per call (user + system, all threads), 8 in flight\n")
+    print("| call | server CPU per call (us) | calls/s | calls |\n|---|---:|---:|---:|")
+    calls = (
+        ("Health.Check (any call's floor)", "Health/Check", health_pb2.HealthCheckRequest()),
+        ("GetModelInfo", "Recommender/GetModelInfo", pb.GetModelInfoRequest()),
+        ("Score, 100 candidate_ids", "Recommender/Score", requests.score(100, packed=True)),
+        ("Score, 1000 candidate_ids", "Recommender/Score", requests.score(1000, packed=True)),
+    )
+    count = args.requests * 2
+    with server(args.bundle, logs) as running:
+        for label, call, request in calls:
+            cpu, rate = server_cpu_per_call(running.target, running.pid, call, request, count)
+            print(f"| {label} | {cpu:.0f} | {rate:.0f} | {count} |", flush=True)
+    print()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.serverbench",
@@ -315,7 +367,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per concurrent series")
     parser.add_argument("--sessions", type=int, default=300, help="shoppers per store")
     parser.add_argument("--quick", action="store_true", help="a fifth of the work (smoke run)")
-    parser.add_argument("--parts", default="score,sessions,layouts", help="tables to print")
+    parser.add_argument("--parts", default="score,sessions,layouts,cost", help="tables to print")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.seconds, args.sessions = args.requests // 5, args.seconds / 4, 60
@@ -325,7 +377,12 @@ def main() -> int:
         f"`python -m loadtest.serverbench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
         f"load average before {os.getloadavg()[0]:.2f}; server logs in {logs}\n"
     )
-    tables = {"score": score_tables, "sessions": session_tables, "layouts": layout_tables}
+    tables = {
+        "score": score_tables,
+        "sessions": session_tables,
+        "layouts": layout_tables,
+        "cost": cost_tables,
+    }
     for part in args.parts.split(","):
         tables[part](args, requests, logs)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

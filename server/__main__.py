@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 RedisStore(settings.session_store).check_persistence(require_durable=True)
             return supervise(settings)
-        from server.app import run_aio, run_sync  # noqa: PLC0415 - after logging is configured
+        from server.app import run  # noqa: PLC0415 - after logging is configured
 
-        (run_aio if settings.transport == "aio" else run_sync)(settings)
+        run(settings)
     except SettingError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING

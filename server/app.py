@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reco.v1 import recommender_pb2 as pb
@@ -30,11 +29,16 @@ from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionLimits, SessionStore
 from server.flags import SettingError
 from server.gcpause import GcPauseRecorder, freeze_loaded_objects
-from server.listeners import bind_public, describe_public, start_admin_aio, start_admin_sync
+from server.listeners import bind_public, describe_public, start_admin
 from server.metrics import Metrics, serve_metrics
 from server.settings import Settings
+from server.transport.admission import Admission
+from server.transport.guard import CallGuard
 from server.transport.handlers import Handlers
-from server.transport.servicers import AioRecommender, CountingExecutor, SyncRecommender
+from server.transport.health import Health
+from server.transport.servicers import RecommenderServicer
+from server.transport.shedding import QueueMonitor, core_counters_since, existing_server_ids
+from server.transport.watchdog import Watchdog
 from server.warmup import warm_up
 from training.signing import SigningKeyError, load_key
 
@@ -182,109 +186,78 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-def run_sync(
+def run(settings: Settings, on_serving: Callable[[], None] = lambda: None) -> None:
+    """Runs the server until SIGTERM/SIGINT; `on_serving` runs once it is SERVING (the worker
+    supervisor counts it)."""
+    asyncio.run(serve(settings, on_serving=on_serving))
+
+
+async def serve(
     settings: Settings,
-    stop: threading.Event | None = None,
     app: App | None = None,
+    stop: asyncio.Event | None = None,
     on_serving: Callable[[], None] = lambda: None,
 ) -> None:
-    """Runs grpc's thread-pool server until SIGTERM/SIGINT (or `stop` is set).
-
-    Signal handlers are installed only on the main thread; an embedding caller (a test running
-    a real server in-process) stops it with `stop` and may pass a prepared `app`. `on_serving`
-    runs once health says SERVING (the worker supervisor counts it).
-    """
+    """Serves until `stop` is set or, on the main thread, SIGTERM/SIGINT arrives; an embedding
+    caller (a test running a real server in-process) may pass a prepared `app`."""
     app = app or App(settings)
-    executor = CountingExecutor(settings.threads)
-    server = grpc.server(executor, options=grpc_options(settings))
-    pb_grpc.add_RecommenderServicer_to_server(
-        SyncRecommender(app.handlers, executor, settings.max_in_flight), server
+    metrics = app.metrics
+    before = existing_server_ids()
+    admission = Admission(settings.max_in_flight, settings.max_open_streams, metrics)
+    monitor = QueueMonitor(None, settings.max_queue_ms / 1000, metrics)
+    guard = CallGuard(
+        admission,
+        monitor,
+        metrics,
+        guarded_services=(RECOMMENDER,),
+        measured_services=(RECOMMENDER,),
     )
-    health_servicer = health.HealthServicer()
-    for name in HEALTH_SERVICES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(SERVICE_NAMES, server)
-    if _shares_port(settings):
-        app.load_all()
-    port = bind_public(server, settings)
-    server.start()
-    log.info("listening on %s:%d (sync, %s, %d threads)",
-             settings.host, port, describe_public(settings), settings.threads)  # fmt: skip
-    admin = start_admin_sync(settings, app.handlers)
-    stop = stop or threading.Event()
-    _on_signals(stop.set, lambda: threading.Thread(target=app.reload_all, daemon=True).start())
-    _serve_metrics(settings)
-    if not _shares_port(settings):
-        app.load_all()
-    for name in HEALTH_SERVICES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("SERVING %s", _describe(app))
-    on_serving()
-    # A timed wait: a signal delivered to one of grpc's threads only runs its Python handler
-    # when the main thread next wakes, and an untimed wait may never wake.
-    while not stop.wait(0.5):
-        pass
-    _log_shutdown(settings)
-    app.stop_watching()
-    health_servicer.enter_graceful_shutdown()
-    # Keep serving while load balancers notice NOT_SERVING and the backlog drains: stopping
-    # the grpc server at once would cancel calls it has accepted but not yet dispatched.
-    remaining = _drain(lambda: executor.pending > 0, app.handlers, settings)
-    if admin is not None:
-        admin.stop(0)
-    server.stop(remaining).wait()
-    executor.shutdown(wait=True)
-    log.info("stopped")
-
-
-def run_aio(settings: Settings, on_serving: Callable[[], None] = lambda: None) -> None:
-    """Runs the grpc.aio server until SIGTERM/SIGINT; `on_serving` runs once it is SERVING."""
-    asyncio.run(_serve_aio(settings, on_serving))
-
-
-async def _serve_aio(settings: Settings, on_serving: Callable[[], None]) -> None:
-    app = App(settings)
-    server = grpc.aio.server(options=grpc_options(settings))
+    server = grpc.aio.server(interceptors=[guard], options=grpc_options(settings))
+    # The core's counters belong to the server just created: only now can the monitor read them.
+    monitor.core = core_counters_since(before)
     remote_store = not isinstance(app.store, MemoryStore)
     blocking = ThreadPoolExecutor(settings.threads, "store") if remote_store else None
-    pb_grpc.add_RecommenderServicer_to_server(
-        AioRecommender(app.handlers, blocking, settings.max_in_flight), server
-    )
-    health_servicer = health_aio.HealthServicer()
-    for name in HEALTH_SERVICES:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(app.handlers, blocking), server)
+    health = Health(HEALTH_SERVICES)
+    await health.set_serving(False)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     loop = asyncio.get_running_loop()
     if _shares_port(settings):
         await loop.run_in_executor(None, app.load_all)
     port = bind_public(server, settings)
     await server.start()
-    log.info("listening on %s:%d (aio, %s)", settings.host, port, describe_public(settings))
-    admin = await start_admin_aio(settings, app.handlers)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
-    _serve_metrics(settings)
+    log.info("listening on %s:%d (%s)", settings.host, port, describe_public(settings))
+    admin = await start_admin(settings, app.handlers, metrics)
+    stop = stop or asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, app.reload_all))
+    if settings.metrics_port >= 0:
+        serve_metrics(settings.metrics_port, settings.host)
+    sampling = asyncio.create_task(monitor.run(), name="queue-monitor")
     if not _shares_port(settings):
         # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
         await loop.run_in_executor(None, app.load_all)
-    for name in HEALTH_SERVICES:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health.set_serving(True)
+    watchdog = Watchdog(admission.unary, health.set_serving, settings.stall_seconds, metrics)
+    watching = asyncio.create_task(watchdog.run(), name="watchdog")
     log.info("SERVING %s", _describe(app))
     on_serving()
     await stop.wait()
-    _log_shutdown(settings)
+    log.info(
+        "shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
+        settings.grace_seconds,
+    )
     app.stop_watching()
-    await health_servicer.enter_graceful_shutdown()
-    # As in run_sync: drain the accepted backlog before grpc cancels what it has not dispatched.
-    # The handlers run on this loop, so the drain waits in a thread.
-    remaining = await loop.run_in_executor(None, _drain, lambda: False, app.handlers, settings)
+    watching.cancel()  # from now on health stays NOT_SERVING
+    await health.enter_graceful_shutdown()
+    remaining = await _drain(admission, monitor, settings)
     if admin is not None:
         await admin.stop(0)
     await server.stop(remaining)
+    sampling.cancel()
     if blocking is not None:
         blocking.shutdown(wait=True)
     log.info("stopped")
@@ -298,23 +271,18 @@ def _shares_port(settings: Settings) -> bool:
     return settings.workers > 1
 
 
-def _serve_metrics(settings: Settings) -> None:
-    if settings.metrics_port >= 0:
-        serve_metrics(settings.metrics_port, settings.host)
-
-
-def _drain(
-    queued: Callable[[], bool], handlers: Handlers, settings: Settings, quiet: float = 0.1
-) -> float:
-    """Keeps serving for at least the drain period, then until nothing is queued and no handler
-    has run for `quiet` seconds, within the grace period; returns the grace time left."""
+async def _drain(admission: Admission, monitor: QueueMonitor, settings: Settings) -> float:
+    """Keeps serving for at least the drain period (so calls already sent still arrive and
+    load balancers notice NOT_SERVING), then until no unary call is being handled or queued in
+    gRPC's core, within the grace period; returns the grace time left. Stopping the server at
+    once would cancel calls it has accepted but not yet dispatched."""
     start = time.monotonic()
     deadline = start + settings.grace_seconds
     drain_until = start + min(settings.drain_seconds, settings.grace_seconds)
     while (now := time.monotonic()) < deadline:
-        if now >= drain_until and not queued() and now - handlers.last_activity >= quiet:
+        if now >= drain_until and admission.unary.used == 0 and monitor.queued == 0:
             break
-        time.sleep(0.01)  # polling counters; the RPC threads (or loop) finish the backlog
+        await asyncio.sleep(0.01)  # the queue monitor samples the core meanwhile
     return max(0.0, deadline - time.monotonic())
 
 
@@ -323,18 +291,3 @@ def _describe(app: App) -> str:
         f"{v.name}={v.model.version} ({v.model.backend.name}, share {v.share:g})"
         for v in app.registry.variants()
     )
-
-
-def _log_shutdown(settings: Settings) -> None:
-    log.info(
-        "shutting down: health NOT_SERVING, letting in-flight RPCs finish (%.1fs grace)",
-        settings.grace_seconds,
-    )
-
-
-def _on_signals(stop: Callable[[], None], reload: Callable[[], None]) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: stop())
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload())

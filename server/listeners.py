@@ -4,7 +4,6 @@ it (a Unix socket or loopback by default, optionally a bearer token or mTLS)."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,15 @@ from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.endpoints import Endpoint, parse_endpoint
 from server.flags import SettingError
+from server.metrics import Metrics
 from server.preflight import read_token
 from server.settings import ADMIN_OFF, Settings
-from server.transport.admin_auth import AioTokenInterceptor, SyncTokenInterceptor, TokenCheck
+from server.transport.admin_auth import TokenCheck, TokenInterceptor
+from server.transport.admission import Admission
+from server.transport.guard import CallGuard
 from server.transport.handlers import Handlers
-from server.transport.servicers import AioAdmin, SyncAdmin
+from server.transport.servicers import AdminServicer
+from server.transport.shedding import QueueMonitor
 
 log = logging.getLogger(__name__)
 
@@ -98,40 +101,31 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
     log.info("admin listening on %s (%s)", where, described)
 
 
-async def start_admin_aio(settings: Settings, handlers: Handlers) -> grpc.aio.Server | None:
+async def start_admin(
+    settings: Settings, handlers: Handlers, metrics: Metrics
+) -> grpc.aio.Server | None:
     """Starts reco.v1.Admin (and reflection for it) on its own grpc.aio server, or None when
-    --admin-address is none."""
+    --admin-address is none. Its calls pass the token check first, then a CallGuard of their
+    own: decoded safely, answered through the error table and counted, never admitted against
+    (nor shed by) the public port's budgets."""
     endpoint = _admin_endpoint(settings)
     if endpoint is None:
         return None
-    interceptors = []
+    guard = CallGuard(
+        Admission(1, 1, metrics),
+        QueueMonitor(None, 0.0, metrics),
+        metrics,
+        guarded_services=(),
+        measured_services=(ADMIN,),
+    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [guard]
     if settings.admin_token_file is not None:
-        interceptors.append(AioTokenInterceptor(TokenCheck(read_token(settings.admin_token_file))))
+        token = TokenInterceptor(TokenCheck(read_token(settings.admin_token_file)))
+        interceptors.insert(0, token)
     server = grpc.aio.server(interceptors=interceptors, options=ADMIN_OPTIONS)
-    pb_grpc.add_AdminServicer_to_server(AioAdmin(handlers), server)
+    pb_grpc.add_AdminServicer_to_server(AdminServicer(handlers), server)
     reflection.enable_server_reflection(ADMIN_SERVICE_NAMES, server)
     port = bind(server, endpoint.address, _admin_credentials(settings, endpoint), "--admin-address")
     await server.start()
-    _finish_admin(settings, endpoint, port)
-    return server
-
-
-def start_admin_sync(settings: Settings, handlers: Handlers) -> grpc.Server | None:
-    """start_admin_aio for grpc's thread-pool transport."""
-    endpoint = _admin_endpoint(settings)
-    if endpoint is None:
-        return None
-    interceptors: list[grpc.ServerInterceptor] = []
-    if settings.admin_token_file is not None:
-        interceptors.append(SyncTokenInterceptor(TokenCheck(read_token(settings.admin_token_file))))
-    server = grpc.server(
-        ThreadPoolExecutor(2, thread_name_prefix="admin"),
-        interceptors=interceptors,
-        options=ADMIN_OPTIONS,
-    )
-    pb_grpc.add_AdminServicer_to_server(SyncAdmin(handlers), server)
-    reflection.enable_server_reflection(ADMIN_SERVICE_NAMES, server)
-    port = bind(server, endpoint.address, _admin_credentials(settings, endpoint), "--admin-address")
-    server.start()
     _finish_admin(settings, endpoint, port)
     return server

@@ -46,7 +46,7 @@ class Metrics:
         )
         self.latency = Histogram(
             "reco_request_seconds",
-            "Server-side time per RPC",
+            "Server-side time per unary RPC, or per message of a stream",
             ["rpc"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
@@ -68,14 +68,40 @@ class Metrics:
         )  # fmt: skip
         self.in_flight = Gauge(
             "reco_in_flight_requests",
-            "RPCs being handled",
+            "Calls holding an admission slot: unary calls being handled, open streams",
+            ["kind"],
             multiprocess_mode="livesum",
             registry=registry,
         )
         self.rejected = Counter(
             "reco_rejected_requests",
-            "Requests refused before any work, by reason",
+            "Calls refused with RESOURCE_EXHAUSTED before any work, by the limit reached",
             ["reason"],
+            registry=registry,
+        )
+        self.malformed = Counter(
+            "reco_malformed_requests",
+            "Request messages whose bytes did not decode as the method's request type",
+            ["rpc"],
+            registry=registry,
+        )
+        self.cancelled = Counter(
+            "reco_cancelled_calls",
+            "Calls that ended unanswered: inside gRPC's core before Python saw them (core), "
+            "after dispatch but before their handler ran (dispatch), or while handled (handler)",
+            ["stage"],
+            registry=registry,
+        )
+        self.core_queued = Gauge(
+            "reco_core_queued_calls",
+            "Calls gRPC's core has received and not yet handed to Python",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.loop_lag = Gauge(
+            "reco_event_loop_lag_seconds",
+            "How late the event loop ran the last watchdog tick",
+            multiprocess_mode="max",
             registry=registry,
         )
         self.reloads = Counter(
@@ -102,12 +128,17 @@ class Metrics:
         for stage, value in seconds.items():
             self._stage_children[(rpc, stage)].observe(value)
 
-    def observe_request(self, rpc: str, code: str, seconds: float) -> None:
-        """Records one finished RPC."""
+    def observe_call(self, rpc: str, code: str, seconds: float | None = None) -> None:
+        """Records one finished RPC, and its server-side time when it has a meaningful one."""
         counter = self._request_children.get((rpc, code))
         if counter is None:  # first call with this status: bind the child once
             counter = self._request_children[(rpc, code)] = self.requests.labels(rpc, code)
         counter.inc()
+        if seconds is not None:
+            self.observe_latency(rpc, seconds)
+
+    def observe_latency(self, rpc: str, seconds: float) -> None:
+        """Records the server-side time of one unary call or one message of a stream."""
         child = self._latency_children.get(rpc)
         (child or self.latency.labels(rpc)).observe(seconds)
 

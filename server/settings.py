@@ -19,7 +19,6 @@ from server.flags import (
 )
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
-TRANSPORTS = ("sync", "aio")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Below this, ordinary requests (a few hundred candidate ids, a Recommend answer with reasons
 # and explanations) no longer fit; gRPC itself cannot go beyond 2 GiB - 1.
@@ -49,11 +48,13 @@ class Settings:
     runtime_dir: Path | None
     backend: str
     workers: int
-    transport: str
     threads: int
     max_candidates: int
     max_message_bytes: int
     max_in_flight: int
+    max_open_streams: int
+    max_queue_ms: float
+    stall_seconds: float
     grace_seconds: float
     drain_seconds: float
     warmup_requests: int
@@ -169,8 +170,13 @@ def build_parser() -> SettingsParser:
         "the bundle's parity probe",
     )
     p.add("--workers", integer(1, 256), "1", "server processes sharing the port with SO_REUSEPORT")
-    p.add("--transport", choice(*TRANSPORTS), "aio", "grpc's thread-pool server (sync) or grpc.aio")
-    p.add("--threads", integer(1, 1024), "4", "handler threads per process (sync transport)")
+    p.add(
+        "--threads",
+        integer(1, 1024),
+        "4",
+        "threads per process for calls that wait on a remote session store (Redis); every "
+        "other call runs on the event loop",
+    )
     p.add(
         "--max-candidates",
         integer(1),
@@ -187,8 +193,32 @@ def build_parser() -> SettingsParser:
         "--max-in-flight",
         integer(1),
         "64",
-        "RPCs in flight per process before RESOURCE_EXHAUSTED: with sync, every accepted call "
-        "queued or running; with aio, calls dispatched to Python, open streams included",
+        "unary RPCs being handled at once per process before RESOURCE_EXHAUSTED (calls on the "
+        "in-process store run one at a time on the event loop; this bounds those waiting on "
+        "Redis)",
+    )
+    p.add(
+        "--max-open-streams",
+        integer(1),
+        "256",
+        "ScoreStream and StreamEvents calls open at once per process before "
+        "RESOURCE_EXHAUSTED; apart from --max-in-flight, so idle streams never starve unary "
+        "calls",
+    )
+    p.add(
+        "--max-queue-ms",
+        number(0),
+        "50",
+        "load shedding: a call that waited longer than this in gRPC's queue before the server "
+        "could take it is refused with RESOURCE_EXHAUSTED at once, so admitted calls keep their "
+        "latency beyond capacity; 0 disables it",
+    )
+    p.add(
+        "--stall-seconds",
+        number(positive=True),
+        "2",
+        "health turns NOT_SERVING while every unary slot has been taken, or the event loop has "
+        "not run, for this long (and SERVING again once it recovers)",
     )
     p.add(
         "--grace-seconds",

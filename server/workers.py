@@ -87,10 +87,10 @@ def _worker_main(settings: Settings, index: int, ready: Event) -> None:
         level=settings.log_level,
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
     )
-    from server.app import run_aio, run_sync  # noqa: PLC0415 - import gRPC only in the child
+    from server.app import run  # noqa: PLC0415 - import gRPC only in the child
 
     try:
-        (run_aio if settings.transport == "aio" else run_sync)(settings, on_serving=ready.set)
+        run(settings, on_serving=ready.set)
     except (SettingError, Unavailable) as exc:
         logging.getLogger("server").error("%s", exc)
         sys.exit(EXIT_GAVE_UP)

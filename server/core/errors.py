@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+# Longest part of a client's value echoed in an error message: a status travels in an HTTP/2
+# trailer that clients cap (8 KiB by default), so a 1 MB id must not come back whole.
+ECHO_CHARS = 64
+
 
 class RecoError(Exception):
     """Base class of every error the core raises on purpose."""
@@ -15,7 +19,14 @@ class InvalidArgument(RecoError):
     def __init__(self, field: str, value: object, requirement: str) -> None:
         self.field = field
         self.value = value
-        super().__init__(f"{field} {requirement}, got {_show(value)}")
+        super().__init__(f"{field} {requirement}, got {echo(value)}")
+
+
+class MalformedRequest(RecoError):
+    """The request bytes are not a valid protobuf message of the method's request type."""
+
+    def __init__(self) -> None:
+        super().__init__("malformed request")
 
 
 class LimitExceeded(RecoError):
@@ -28,7 +39,7 @@ class LimitExceeded(RecoError):
 
 
 class NotFound(RecoError):
-    """A referenced entity (a product id) does not exist."""
+    """A referenced entity (a product id) does not exist; the message shows it with echo()."""
 
 
 class Unavailable(RecoError):
@@ -36,20 +47,27 @@ class Unavailable(RecoError):
 
 
 class Overloaded(RecoError):
-    """The in-flight request limit is reached; the client should back off and retry."""
+    """The server is at one of its load limits; the client should back off and retry."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, unit: str = "requests in flight") -> None:
         self.limit = limit
-        super().__init__(f"server is at its limit of {limit} requests in flight; retry later")
+        super().__init__(f"server is at its limit of {limit} {unit}; retry later")
 
 
 class DeadlineExceeded(RecoError):
     """The caller's deadline passed; the remaining work was abandoned."""
 
 
-def _show(value: object) -> str:
+def echo(value: object) -> str:
+    """A client's value as an error message shows it: strings quoted, NaN spelled out, and
+    anything longer than ECHO_CHARS cut there, with its full length said."""
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
     if isinstance(value, str):
+        if len(value) > ECHO_CHARS:
+            return f"{value[:ECHO_CHARS]!r}... ({len(value)} characters)"
         return repr(value)
-    return str(value)
+    text = str(value)
+    if len(text) > ECHO_CHARS:
+        return f"{text[:ECHO_CHARS]}... ({len(text)} characters)"
+    return text

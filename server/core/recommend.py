@@ -42,6 +42,15 @@ class RecommendLimits:
     catalog_limit: int = 1000
     retrieval_size: int = 300
 
+    def __post_init__(self) -> None:
+        # Any combination of the two is valid (retrieval_size above catalog_limit, or above the
+        # catalog itself, keeps the whole pool); only sizes below these cannot mean anything.
+        if self.catalog_limit < 0 or self.retrieval_size < 1:
+            raise ValueError(
+                f"catalog_limit must be >= 0 and retrieval_size >= 1, got {self.catalog_limit} "
+                f"and {self.retrieval_size}"
+            )
+
 
 @dataclass(frozen=True)
 class RecommendQuery:
@@ -202,7 +211,12 @@ class Recommender:
 
     def _retrieve(self, model: LoadedModel, state: SessionState, pool: I64) -> I64:
         """The pool's products most related to the session: affinity to the current and
-        previous products first, then the current category, then popularity."""
+        previous products first, then the current category, then popularity (a pool no larger
+        than retrieval_size is kept whole). The tables are padded for NO_PRODUCT, so a product
+        the catalog does not know adds nothing."""
+        size = self.limits.retrieval_size
+        if len(pool) <= size:
+            return pool
         index = model.catalog.index
         current = index.get(state.current_product_id, NO_PRODUCT)
         previous = [index.get(p, NO_PRODUCT) for p in state.previous_product_ids]
@@ -214,7 +228,7 @@ class Recommender:
         popularity = np.nan_to_num(model.tables.popularity[pool])
         # Lexicographic preference expressed as one sortable number (each term below 1).
         key = 4.0 * np.minimum(relatedness, 1.0) + 2.0 * same_category + popularity
-        top = np.argpartition(-key, self.limits.retrieval_size - 1)[: self.limits.retrieval_size]
+        top = np.argpartition(-key, size - 1)[:size]
         return pool[top]
 
     @staticmethod

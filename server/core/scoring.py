@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound
+from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.model import LoadedModel
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
@@ -80,7 +80,7 @@ def resolve_candidates(
     if not skip_unknown:
         first = int(missing[0])
         raise NotFound(
-            f"{candidates.id_path(first)} {unknown_ids[0]!r} is not in the catalog of model "
+            f"{candidates.id_path(first)} {echo(unknown_ids[0])} is not in the catalog of model "
             f"{model.version} (send its category and price to score it, or set skip_unknown)"
             + (f"; {len(unknown_ids) - 1} more unknown" if len(unknown_ids) > 1 else "")
         )

@@ -40,8 +40,8 @@ def _refusal_like(handler: grpc.RpcMethodHandler, deny: Callable[..., Any]) -> A
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-class AioTokenInterceptor(grpc.aio.ServerInterceptor):
-    """grpc.aio: refuses calls without the token with UNAUTHENTICATED."""
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without the token with UNAUTHENTICATED."""
 
     def __init__(self, check: TokenCheck) -> None:
         self.check = check
@@ -58,27 +58,5 @@ class AioTokenInterceptor(grpc.aio.ServerInterceptor):
 
         async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
-
-        return _refusal_like(handler, deny)
-
-
-class SyncTokenInterceptor(grpc.ServerInterceptor):
-    """grpc's thread-pool server: refuses calls without the token with UNAUTHENTICATED."""
-
-    def __init__(self, check: TokenCheck) -> None:
-        self.check = check
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or self.check.allows(handler_call_details.invocation_metadata):
-            return handler
-        log.warning("refused %s: no valid admin token", handler_call_details.method)
-
-        def deny(_request: Any, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
         return _refusal_like(handler, deny)

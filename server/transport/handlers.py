@@ -1,17 +1,15 @@
-"""RPC logic on protobuf messages, shared by the thread-pool and asyncio servers."""
+"""RPC logic on protobuf messages: translate, call the core, record stage metrics; errors are
+raised as core exceptions for the call guard to turn into statuses."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
 from reco.v1 import recommender_pb2 as pb
-from server.core.errors import InvalidArgument, Unavailable
+from server.core.errors import ECHO_CHARS, InvalidArgument, LimitExceeded, MalformedRequest
 from server.core.recommend import Recommender
 from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
@@ -26,28 +24,24 @@ from server.transport.convert import (
     score_response,
     session_summary,
 )
-from server.transport.status import status_for
+from server.transport.guard import Malformed, decoded
+from server.transport.status import StreamStopped
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Outcome:
-    """A finished call: a response, or the status to abort with."""
-
-    response: Any
-    code: grpc.StatusCode
-    message: str
+# Errors that are one event's own fault: StreamEvents rejects that event and goes on.
+EVENT_FAULTS = (InvalidArgument, LimitExceeded, MalformedRequest, SessionFull)
 
 
-def deadline_of(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> float | None:
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     """The caller's deadline as a time.monotonic() instant, or None when it set none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
 
 
 class Handlers:
-    """Translates messages, calls the core, and records metrics; knows nothing of threads."""
+    """Translates messages, calls the core, and records stage metrics; knows nothing of
+    threads, admission or statuses."""
 
     def __init__(
         self,
@@ -64,33 +58,6 @@ class Handlers:
         self.store = store
         self.reloader = reloader
         self.metrics = metrics
-        # When a handler last started or finished (time.monotonic()); the shutdown drain waits
-        # for this to go quiet. A float assignment is atomic, so threads need no lock here.
-        self.last_activity = time.monotonic()
-
-    def attempt(self, rpc: str, handler: Callable[..., Any], *args: Any) -> Outcome:
-        """Runs one handler; every exception becomes a status, never a crash."""
-        self.last_activity = time.monotonic()
-        try:
-            return Outcome(handler(*args), grpc.StatusCode.OK, "")
-        except Exception as error:  # the error table decides what each one means
-            code, message = status_for(error, rpc)
-            return Outcome(None, code, message)
-        finally:
-            self.last_activity = time.monotonic()
-
-    def run(
-        self,
-        rpc: str,
-        handler: Callable[[Any, float | None], Any],
-        request: Any,
-        deadline: float | None,
-    ) -> Outcome:
-        """attempt() for a unary call, recorded in the request metrics."""
-        start = time.perf_counter()
-        outcome = self.attempt(rpc, handler, request, deadline)
-        self.metrics.observe_request(rpc, outcome.code.name, time.perf_counter() - start)
-        return outcome
 
     # -- Score ------------------------------------------------------------------------------
 
@@ -162,29 +129,34 @@ class Handlers:
         response.server_time_us = int((time.perf_counter() - start) * 1e6)
         return response
 
-    def track_in_stream(self, message: pb.TrackEventRequest, index: int,
-                        summary: pb.StreamEventsResponse) -> pb.StreamEventsResponse:  # fmt: skip
-        """One event of StreamEvents: malformed events are reported in the summary and skipped;
-        an unreachable store raises Unavailable saying how many events were already stored."""
+    def track_in_stream(self, message: pb.TrackEventRequest | Malformed, index: int,
+                        summary: pb.StreamEventsResponse) -> None:  # fmt: skip
+        """One event of StreamEvents. An event that is this event's own fault (malformed bytes
+        or fields, over a limit) is rejected in the summary and the stream goes on; anything
+        else stops the stream, saying which events were stored, so nothing accepted is lost
+        silently."""
+        path = f"events[{index}]"
         now = _now_ms()
         try:
-            event = event_from_proto(message.event, now, prefix=f"events[{index}]")
-            validate_event(event, f"events[{index}]", self.store.limits, now)
+            event = event_from_proto(decoded(message).event, now, prefix=path)
+            validate_event(event, path, self.store.limits, now)
             tracked = self.store.track(event)
-        except (InvalidArgument, SessionFull) as exc:
+        except EVENT_FAULTS as exc:
+            event_id = message.event.event_id if isinstance(message, pb.TrackEventRequest) else ""
             summary.rejected += 1
-            summary.errors.add(index=index, event_id=message.event.event_id[:128], message=str(exc))
-            return summary
-        except Unavailable as exc:
-            raise Unavailable(
-                f"{exc}; events [0, {index}) were handled ({summary.accepted} stored), "
-                f"resend from events[{index}]"
+            summary.errors.add(index=index, event_id=event_id[:ECHO_CHARS], message=str(exc))
+            return
+        except Exception as exc:
+            raise StreamStopped(
+                exc,
+                after=f"; events [0, {index}) were handled (accepted {summary.accepted}, "
+                f"duplicates {summary.duplicates}, rejected {summary.rejected}), "
+                f"resend from {path}",
             ) from exc
         if tracked.duplicate:
             summary.duplicates += 1
         else:
             summary.accepted += 1
-        return summary
 
     def recommend(
         self, request: pb.RecommendRequest, deadline: float | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +212,59 @@ def running(
     """A healthy server for the duration of a with-block."""
     with ServerProcess(bundle, *extra, log_dir=log_dir, env=env, credentials=credentials) as server:
         yield server.wait_serving()
+
+
+class InProcessServer:
+    """The real server (server.app.serve) on a thread of this process, for tests that reach
+    inside it (a broken scorer, a hanging store). Metrics go to a registry of its own, read
+    with `metric()`."""
+
+    def __init__(self, bundle: Path, *extra: str) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from server.app import App
+        from server.metrics import Metrics
+        from server.settings import parse_settings
+
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.settings = parse_settings(
+            ["--bundle", str(bundle), "--port", str(self.port), "--metrics-port", "-1",
+             "--watch-seconds", "0", "--warmup-requests", "5", *extra]
+        )  # fmt: skip
+        self.registry = CollectorRegistry()
+        self.app = App(self.settings, Metrics(self.registry))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from server.app import serve
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            await serve(self.settings, self.app, self._stop)
+
+        asyncio.run(main())
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample of the server's metrics."""
+        return self.registry.get_sample_value(name, labels)
+
+    def channel(self) -> grpc.Channel:
+        """A new channel to the server."""
+        return grpc.insecure_channel(self.target)
+
+    def __enter__(self) -> InProcessServer:
+        self._thread.start()
+        self._started.wait(30)
+        wait_for_health(self.target)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)

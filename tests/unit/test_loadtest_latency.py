@@ -97,6 +97,13 @@ def test_errors_and_drops_are_counted_by_status_and_excluded_from_latency() -> N
     assert summary.ok_rps == pytest.approx(2.0)
     assert summary.sent_rps == pytest.approx(8.0)
     assert summary.target_rps == pytest.approx(10.0)
+    # How fast each error came back; a dropped request was never answered.
+    answered = summary.error_latency_ms
+    assert set(answered) == {"INVALID_ARGUMENT", "DEADLINE_EXCEEDED"}
+    assert answered["INVALID_ARGUMENT"].count == 2 and answered[
+        "INVALID_ARGUMENT"
+    ].max == pytest.approx(2.0)
+    assert answered["DEADLINE_EXCEEDED"].p50 == pytest.approx(500.0)
 
 
 def test_merge_orders_workers_by_intended_time_and_keeps_rows_together() -> None:

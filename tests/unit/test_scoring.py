@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pytest
 
-from compiler import Backend
 from server.core.errors import DeadlineExceeded, InvalidArgument, LimitExceeded, NotFound
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery
 from server.core.scoring import Limits, Scorer, context_features
-from training.catalog import Catalog, ProductTables
-from training.features import FEATURE_NAMES, Encodings, Vocabulary
-
-PRICE = FEATURE_NAMES.index("rec_price")
-
-
-class PriceBackend(Backend):
-    """Scores a row by its candidate price (deterministic, easy to reason about)."""
-
-    def __init__(self) -> None:
-        super().__init__("fake", len(FEATURE_NAMES), self._by_price)
-        self.calls: list[int] = []
-        self.last_rows: npt.NDArray[np.float32] | None = None
-
-    def _by_price(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        self.calls.append(len(rows))
-        self.last_rows = rows.copy()
-        return np.asarray(rows[:, PRICE], dtype=np.float64) / 100.0
+from tests.unit.fakes import PRICE, PriceBackend, fake_model
+from training.features import FEATURE_NAMES
 
 
 @pytest.fixture
 def model() -> LoadedModel:
-    catalog = Catalog.from_frame(
+    return fake_model(
         pd.DataFrame(
             {
                 "product_id": ["P1", "P2", "P3"],
@@ -51,23 +32,6 @@ def model() -> LoadedModel:
                 "in_stock": [True, True, True],
             }
         )
-    )
-    encodings = Encodings(
-        Vocabulary(("Electronics", "Sports")), Vocabulary(("Desktop",)), Vocabulary(("Direct",))
-    )
-    codes = encodings.category.encode(catalog.categories)
-    return LoadedModel(
-        bundle_dir=Path("/nonexistent"),
-        version="v-test",
-        manifest={"feature_names": list(FEATURE_NAMES)},
-        backend=PriceBackend(),
-        rejected_backends=(),
-        encodings=encodings,
-        catalog=catalog,
-        tables=ProductTables.build(catalog, None),
-        threshold=0.7,
-        product_category_codes=np.append(codes, np.float32(np.nan)),
-        product_prices=np.append(catalog.prices, np.float32(np.nan)),
     )
 
 
