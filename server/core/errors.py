@@ -58,6 +58,17 @@ class DeadlineExceeded(RecoError):
     """The caller's deadline passed; the remaining work was abandoned."""
 
 
+class SessionFull(RecoError):
+    """A session reached its event or byte cap; its further events are refused."""
+
+    def __init__(self, session_id: str, held: int, limit: int, unit: str, setting: str) -> None:
+        self.limit = limit
+        super().__init__(
+            f"session {echo(session_id)} holds {held} {unit}, the limit of {limit} ({setting}); "
+            "it accepts no more events until it expires or is forgotten"
+        )
+
+
 def echo(value: object) -> str:
     """A client's value as an error message shows it: strings quoted, NaN spelled out, and
     anything longer than ECHO_CHARS cut there, with its full length said."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.core.errors import InvalidArgument, RecoError
+from server.core.errors import InvalidArgument, SessionFull
 from server.core.requests import Context
 from server.core.validation import non_negative, unit_interval
 from training.features import N_PREVIOUS
@@ -105,18 +105,6 @@ DEFAULT_LIMITS = SessionLimits()
 # a control character, so ids may not contain any.
 _ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class SessionFull(RecoError):
-    """A session reached its event or byte cap; its further events are refused."""
-
-    def __init__(self, session_id: str, held: int, limit: int, unit: str, setting: str) -> None:
-        self.limit = limit
-        shown = session_id if len(session_id) <= 40 else session_id[:40] + "..."
-        super().__init__(
-            f"session {shown!r} holds {held} {unit}, the limit of {limit} ({setting}); it "
-            "accepts no more events until it expires or is forgotten"
-        )
 
 
 def validate_event(

@@ -9,12 +9,18 @@ import time
 import grpc
 
 from reco.v1 import recommender_pb2 as pb
-from server.core.errors import ECHO_CHARS, InvalidArgument, LimitExceeded, MalformedRequest
+from server.core.errors import (
+    ECHO_CHARS,
+    InvalidArgument,
+    LimitExceeded,
+    MalformedRequest,
+    SessionFull,
+)
 from server.core.recommend import Recommender
 from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
 from server.core.scoring import Scorer
-from server.core.sessions import SessionFull, SessionStore, validate_event
+from server.core.sessions import SessionStore, validate_event
 from server.metrics import Metrics
 from server.transport.convert import (
     event_from_proto,

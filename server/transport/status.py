@@ -14,9 +14,9 @@ from server.core.errors import (
     NotFound,
     Overloaded,
     RecoError,
+    SessionFull,
     Unavailable,
 )
-from server.core.sessions import SessionFull
 
 log = logging.getLogger(__name__)
 

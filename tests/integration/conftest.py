@@ -81,7 +81,7 @@ def logs(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(bundle: Path, logs: Path) -> Iterator[ServerProcess]:
-    """One default server (aio or sync per the server's default) shared by a test module."""
+    """One default server shared by a test module."""
     with running(bundle, log_dir=logs) as process:
         yield process
 

@@ -172,17 +172,21 @@ class HangingStore:
 
     def __init__(self) -> None:
         self.inner = MemoryStore()
+        self.limits = self.inner.limits
         self.release = threading.Event()
 
-    def track(self, event: Event) -> Tracked:
+    def track(self, event: Event, deadline: float | None = None) -> Tracked:
         self.release.wait(60)
-        return self.inner.track(event)
+        return self.inner.track(event, deadline)
 
-    def get(self, session_id: str) -> SessionState | None:
-        return self.inner.get(session_id)
+    def get(self, session_id: str, deadline: float | None = None) -> SessionState | None:
+        return self.inner.get(session_id, deadline)
 
-    def forget(self, session_id: str) -> bool:
-        return self.inner.forget(session_id)
+    def forget(self, session_id: str, deadline: float | None = None) -> bool:
+        return self.inner.forget(session_id, deadline)
+
+    def describe(self) -> str:
+        return "a store whose writes hang"
 
 
 def track_request(n: int) -> pb.TrackEventRequest:

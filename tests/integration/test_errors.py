@@ -3,6 +3,7 @@ a store outage mid-stream, a catalog limit below the retrieval size."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from server.core.memory_store import MemoryStore
 from server.core.sessions import Event, Tracked
 from tests.integration.servers import InProcessServer, ServerProcess, running
 
-T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+# Event times must lie within the server's accepted window (a day back, minutes ahead).
+T0_MS = time.time_ns() // 1_000_000 - 60_000
 GARBAGE = b"\xff\xff\xff\xff\x0f"  # a truncated varint: no protobuf message parses it
 
 
@@ -95,7 +97,7 @@ def test_stream_events_rejects_bad_events_one_by_one_and_keeps_the_good_ones(
     errors = {e.index: e.message for e in summary.errors}
     assert errors[1] == "malformed request"
     assert errors[2].startswith("events[2].scroll_depth must be between 0 and 1")
-    assert errors[3].startswith("events[3].client_timestamp must be a valid protobuf Timestamp")
+    assert errors[3].startswith("events[3].client_timestamp must be a valid timestamp")
     session = pb_grpc.RecommenderStub(channel).TrackEvent(view(6), timeout=10).session
     assert session.events_applied == 3  # events 0, 5 and 6
     assert "Traceback" not in server.log()
@@ -108,11 +110,11 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.healthy = healthy
 
-    def track(self, event: Event) -> Tracked:
+    def track(self, event: Event, deadline: float | None = None) -> Tracked:
         if self.healthy == 0:
             raise Unavailable("session store is unreachable")
         self.healthy -= 1
-        return super().track(event)
+        return super().track(event, deadline)
 
 
 def test_a_store_outage_mid_stream_says_how_many_events_were_stored(bundle: Path) -> None:
@@ -152,18 +154,19 @@ def test_a_bad_message_ends_score_stream_naming_its_index(
 @pytest.mark.parametrize(
     ("flags", "scored"),
     [
-        # The pool (about 190 products in stock) is above the limit, below the retrieval size:
-        # it is kept whole (this was INTERNAL on every call).
-        (("--catalog-limit", "10"), range(11, 200)),
-        (("--catalog-limit", "1", "--retrieval-size", "5"), range(5, 6)),
+        # On main, --catalog-limit 10 (retrieval size 300 above a pool of about 190 products)
+        # was INTERNAL on every call; such a pair is now refused at start (test_server_settings),
+        # and the smallest limits the settings accept retrieve exactly what they say.
+        (("--catalog-limit", "10", "--retrieval-size", "10"), 10),
+        (("--catalog-limit", "1", "--retrieval-size", "1"), 1),
     ],
 )
 def test_any_catalog_limit_serves_recommend(bundle: Path, logs: Path, flags: tuple[str, ...],
-                                            scored: range) -> None:  # fmt: skip
+                                            scored: int) -> None:  # fmt: skip
     with running(bundle, *flags, log_dir=logs) as srv, srv.channel() as ch:
         stub = pb_grpc.RecommenderStub(ch)
         stub.TrackEvent(view(0, session="limit"), timeout=10)
         answer = stub.Recommend(pb.RecommendRequest(session_id="limit", k=5, min_score=0.0),
                                 timeout=10)  # fmt: skip
-    assert not answer.cold_start and len(answer.items) == 5
-    assert answer.candidates_scored in scored
+    assert not answer.cold_start and len(answer.items) == min(5, scored)
+    assert answer.candidates_scored == scored

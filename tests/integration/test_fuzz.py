@@ -7,6 +7,7 @@ About 500 calls in all (40 per method), bounded in time; the inputs live in fuzz
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import psutil
@@ -16,10 +17,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.fuzz_cases import FORBIDDEN, METHODS, Method, call, payloads
-from tests.integration.servers import ServerProcess
+from tests.integration.servers import ServerProcess, running
 
 EXAMPLES_PER_METHOD = 40
 RSS_GROWTH_LIMIT_MB = 300
+
+
+ADMIN_PREFIX = "/reco.v1.Admin/"
+
+
+@pytest.fixture(scope="module")
+def admin_socket(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Unix socket paths are limited to 107 bytes: pytest's temporary paths can be longer.
+    return Path(tmp_path_factory.mktemp("fz", numbered=True)) / "a.sock"
+
+
+@pytest.fixture(scope="module")
+def server(bundle: Path, logs: Path, admin_socket: Path) -> Iterator[ServerProcess]:
+    """A default server whose admin listener (a Unix socket) is fuzzed too."""
+    with running(bundle, "--admin-address", f"unix:{admin_socket}", log_dir=logs) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +45,18 @@ def rss_before(server: ServerProcess) -> int:
 
 
 @pytest.fixture(scope="module")
-def channel(server: ServerProcess, rss_before: int) -> Iterator[grpc.Channel]:
+def channels(
+    server: ServerProcess, admin_socket: Path, rss_before: int
+) -> Iterator[tuple[grpc.Channel, grpc.Channel]]:
+    """(public, admin) channels; Admin methods go to the admin listener, the rest to the port."""
     del rss_before  # measured before the first fuzzed call
-    with server.channel() as ch:
-        yield ch
+    with server.channel() as public, grpc.insecure_channel(f"unix:{admin_socket}") as admin:
+        yield public, admin
+
+
+@pytest.fixture(scope="module")
+def channel(channels: tuple[grpc.Channel, grpc.Channel]) -> grpc.Channel:
+    return channels[0]
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
@@ -39,10 +64,11 @@ def channel(server: ServerProcess, rss_before: int) -> Iterator[grpc.Channel]:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(data=st.data())
 def test_no_input_gets_internal_or_unknown(
-    channel: grpc.Channel, method: Method, data: st.DataObject
+    channels: tuple[grpc.Channel, grpc.Channel], method: Method, data: st.DataObject
 ) -> None:
     messages = data.draw(payloads(method), label="messages")
-    code = call(channel, method, messages)
+    public, admin = channels
+    code = call(admin if method.path.startswith(ADMIN_PREFIX) else public, method, messages)
     assert code not in FORBIDDEN, f"{method.path} answered {code.name}"
 
 

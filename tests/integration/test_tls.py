@@ -100,7 +100,7 @@ def test_python_client_over_tls(tls_server: ServerProcess, certs: Certs, bundle:
         with pytest.raises(grpc.RpcError) as refused:
             score_once(tls_server.target, creds, bundle)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "(aio, TLS)" in tls_server.log()
+    assert "(TLS)" in tls_server.log()
 
 
 def test_grpcurl_over_tls(tls_server: ServerProcess, certs: Certs, bundle: Path) -> None:
