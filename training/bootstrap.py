@@ -18,8 +18,10 @@ import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-# statistic(session counts (replicates, sessions), session of each row (rows,)) -> (replicates,)
-Statistic = Callable[[F64, I64], F64]
+# A statistic is bound once to the session of each row, statistic(units), and then computes
+# one value per replicate from the session counts: bound(counts (replicates, sessions)).
+Bound = Callable[[F64], F64]
+Statistic = Callable[[I64], Bound]
 
 REPLICATES = 1_000
 LARGE_REPLICATES = 200  # above LARGE_ROWS held-out rows, where 1,000 would take minutes
@@ -73,13 +75,11 @@ class Bootstrap:
         """
         if not len(units):
             return NONE
-        value = float(statistic(np.ones((1, self.counts.shape[1])), units)[0])
+        bound = statistic(units)
+        value = float(bound(np.ones((1, self.counts.shape[1])))[0])
         step = max(1, CHUNK_CELLS // len(units))
         values = np.concatenate(
-            [
-                statistic(self.counts[start : start + step], units)
-                for start in range(0, self.replicates, step)
-            ]
+            [bound(self.counts[start : start + step]) for start in range(0, self.replicates, step)]
         )
         values = values[np.isfinite(values)]
         if len(values) < self.replicates / 2 or not np.isfinite(value):
@@ -95,12 +95,19 @@ def weighted_mean(values: npt.ArrayLike) -> Statistic:
     finite = np.isfinite(array)
     clean = np.where(finite, array, 0.0)
 
-    def statistic(counts: F64, units: I64) -> F64:
-        sessions = counts.shape[1]
+    def statistic(units: I64) -> Bound:
+        sessions = int(units.max()) + 1 if len(units) else 0
         total = np.bincount(units, clean, minlength=sessions)
         rows = np.bincount(units, finite.astype(np.float64), minlength=sessions)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray((counts @ total) / (counts @ rows), dtype=np.float64)
+
+        def bound(counts: F64) -> F64:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.asarray(
+                    (counts[:, :sessions] @ total) / (counts[:, :sessions] @ rows),
+                    dtype=np.float64,
+                )
+
+        return bound
 
     return statistic
 
@@ -116,8 +123,10 @@ def weighted_auc(y: npt.ArrayLike, scores: npt.ArrayLike) -> Statistic:
 
     ends = np.r_[starts[1:], len(values)] - 1
 
-    def statistic(counts: F64, units: I64) -> F64:
-        w = counts[:, units[order]]
+    def statistic(units: I64) -> Bound:
+        return lambda counts: _auc(counts[:, units[order]])
+
+    def _auc(w: F64) -> F64:
         wp = w * positive
         # Per tie group: positive weight, and negative weight at or below the group.
         cum_pos = np.cumsum(wp, axis=1)[:, ends]
@@ -143,9 +152,14 @@ def weighted_log_loss(y: npt.ArrayLike, scores: npt.ArrayLike) -> Statistic:
 def ratio(numerator: Statistic, denominator: Statistic) -> Statistic:
     """The ratio of two statistics, replicate by replicate (a paired comparison)."""
 
-    def statistic(counts: F64, units: I64) -> F64:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return numerator(counts, units) / denominator(counts, units)
+    def statistic(units: I64) -> Bound:
+        top, bottom = numerator(units), denominator(units)
+
+        def bound(counts: F64) -> F64:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return top(counts) / bottom(counts)
+
+        return bound
 
     return statistic
 
@@ -153,8 +167,9 @@ def ratio(numerator: Statistic, denominator: Statistic) -> Statistic:
 def difference(first: Statistic, second: Statistic) -> Statistic:
     """first - second, replicate by replicate (a paired comparison)."""
 
-    def statistic(counts: F64, units: I64) -> F64:
-        return first(counts, units) - second(counts, units)
+    def statistic(units: I64) -> Bound:
+        a, b = first(units), second(units)
+        return lambda counts: a(counts) - b(counts)
 
     return statistic
 

@@ -23,6 +23,7 @@ from training.baselines import BatchModel, PopularityRanker
 from training.bootstrap import (
     NONE,
     Bootstrap,
+    Bound,
     Interval,
     Statistic,
     ratio,
@@ -239,12 +240,15 @@ def _ceiling_summary(
     model, ceiling = scores[MODEL], scores[CEILING]
     constant = np.full(len(y), base_rate)
 
-    def gain_share(counts: F64, units: I64) -> F64:
-        base = weighted_log_loss(y, constant)(counts, units)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (base - weighted_log_loss(y, model)(counts, units)) / (
-                base - weighted_log_loss(y, ceiling)(counts, units)
-            )
+    def gain_share(units: I64) -> Bound:
+        base, ours, best = (weighted_log_loss(y, s)(units) for s in (constant, model, ceiling))
+
+        def bound(counts: F64) -> F64:
+            floor = base(counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (floor - ours(counts)) / (floor - best(counts))
+
+        return bound
 
     summary: dict[str, Any] = {
         "available": True,

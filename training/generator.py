@@ -53,6 +53,7 @@ REFERENCE_TIME = np.datetime64("2026-01-01T00:00:00", "s")
 # One customer per this many rows: 15,000 rows -> 375 customers with about 3 sessions each.
 ROWS_PER_CUSTOMER = 40
 SESSIONS_PER_CHUNK = 20_000
+FRAME_ROWS = 50_000
 
 
 class _Tally:
@@ -213,13 +214,18 @@ def generate(settings: GenerationSettings) -> dict[str, Any]:
     ):
         for number, chunk in _simulated(settings, world, customers, calibration.offsets):
             rows = chunk.take(slice(0, remaining))  # the last chunk is cut at exactly rows
-            frame = impressions_frame(rows, catalog, calibration, world)
-            frame.to_csv(impressions, index=False, header=number == 0, lineterminator="\n")
-            if sessions is not None:
-                view = notebook_view(frame)
-                view.to_csv(sessions, index=False, header=number == 0, lineterminator="\n")
+            # Text frames are several times the size of the arrays: write them a slice at a time.
+            for start in range(0, len(rows), FRAME_ROWS):
+                frame = impressions_frame(
+                    rows.take(slice(start, start + FRAME_ROWS)), catalog, calibration, world
+                )
+                header = number == 0 and start == 0
+                frame.to_csv(impressions, index=False, header=header, lineterminator="\n")
+                if sessions is not None:
+                    view = notebook_view(frame)
+                    view.to_csv(sessions, index=False, header=header, lineterminator="\n")
+                bar.update(len(frame))
             tally.add(rows)
-            bar.update(len(frame))
             remaining -= len(rows)
             if not remaining:
                 break

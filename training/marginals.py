@@ -39,7 +39,7 @@ TARGET_TRAFFIC = {
 # A large internal sample with its own fixed seed: the offsets depend on the catalog only,
 # never on the caller's seed or row count.
 CALIBRATION_SEED = 20_261_122
-CALIBRATION_SESSIONS = 80_000  # about 1.1 million rows: the fitted rates hold to ~0.1 point
+CALIBRATION_SESSIONS = 80_000  # about a million rows: the fitted rates hold to ~0.1 point
 CALIBRATION_CUSTOMERS = 16_000
 CALIBRATION_CHUNK = 20_000
 CALIBRATION_ROUNDS = 4  # simulate under the last offsets, refit; the change is < 0.01 by round 4

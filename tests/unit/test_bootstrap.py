@@ -24,12 +24,12 @@ def test_weighted_auc_and_log_loss_match_scikit_learn_with_ties_and_weights() ->
     scores = np.round(rng.random(500) * 0.6 + 0.3 * y, 1)  # few distinct values: many ties
     weights = rng.integers(0, 4, size=(3, 500)).astype(np.float64)
     rows = np.arange(500)  # every row its own session: the weights are the row weights
-    auc = weighted_auc(y, scores)(np.vstack([np.ones(500), weights]), rows)
+    auc = weighted_auc(y, scores)(rows)(np.vstack([np.ones(500), weights]))
     assert auc[0] == pytest.approx(roc_auc_score(y, scores))
     for got, w in zip(auc[1:], weights, strict=True):
         assert got == pytest.approx(roc_auc_score(y, scores, sample_weight=w))
     p = np.clip(scores, 0.01, 0.99)
-    loss = weighted_log_loss(y, p)(weights, rows)
+    loss = weighted_log_loss(y, p)(rows)(weights)
     for got, w in zip(loss, weights, strict=True):
         assert got == pytest.approx(log_loss(y, p, sample_weight=w))
 

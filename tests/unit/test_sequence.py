@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from training.affinity import affinity_table
-from training.catalog import NO_PRODUCT, Catalog, ProductTables
+from training.catalog import Catalog, ProductTables
 from training.dataset import load_dataset
 from training.features import (
     FEATURE_NAMES,
@@ -200,4 +200,3 @@ def test_serving_side_history_reproduces_the_training_rows_bit_for_bit(generated
         served = build_features(session, candidates, tables, "sequence", logged)
         np.testing.assert_array_equal(served[0], trained[i], err_msg=f"row {i}")
         assert sequence.slot.tolist() == [0.0]
-    assert NO_PRODUCT == -1
