@@ -113,15 +113,11 @@ def compare(
         frame = catalog_frame(test, pages, chosen, catalog, SERVING_SLOT)
         shape = (len(chosen), len(catalog))
         truth = Truth.of(data.frame, data.catalog, data.generation)
-        relevance = None
-        if isinstance(truth, Truth):
-            context, device, traffic = truth.contexts(test, pages)
-            relevance = truth.relevance(
-                context.take(chosen.page),
-                device[chosen.page],
-                traffic[chosen.page],
-                np.broadcast_to(np.arange(len(catalog)), shape),
-            )
+        relevance = (
+            truth.catalog_relevance(test, pages, chosen.page)[0]
+            if isinstance(truth, Truth)
+            else None
+        )
         per_page = {}
         for name, f in fitted.items():
             X = features_from_frame(frame, f.encodings, catalog, f.tables, name)

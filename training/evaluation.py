@@ -331,16 +331,9 @@ def _catalog(
     }
     relevance = None
     if isinstance(truth, Truth):
-        context, device, traffic = truth.contexts(test, pages)
-        chosen_context = context.take(chosen.page)
-        everything = np.broadcast_to(np.arange(len(catalog)), shape)
-        relevance = truth.relevance(
-            chosen_context, device[chosen.page], traffic[chosen.page], everything
-        )
-        train_pages = page_views(train)
-        table = truth.context_free_table(train, train_pages)
+        relevance, favourite = truth.catalog_relevance(test, pages, chosen.page)
         scores[CEILING] = relevance
-        scores[CONTEXT_FREE] = table[chosen_context.favourite]
+        scores[CONTEXT_FREE] = truth.context_free_table(train, page_views(train))[favourite]
     units = chosen.session
     per_ranker = {name: per_page_metrics(s, chosen, relevance) for name, s in scores.items()}
     out: dict[str, Any] = {

@@ -118,6 +118,18 @@ class Truth:
         offset = self.offsets.device[device] + self.offsets.traffic[traffic]
         return np.asarray(sigmoid(logit + offset[:, None]), dtype=np.float64)
 
+    def catalog_relevance(
+        self, frame: pd.DataFrame, pages: PageViews, chosen: I64
+    ) -> tuple[F64, I64]:
+        """(P(click | examined) of every catalog product on the chosen page views, their
+        customers' favourite categories): what the whole-catalog ranking is judged against."""
+        context, device, traffic = self.contexts(frame, pages)
+        picked = context.take(chosen)
+        everything = np.broadcast_to(
+            np.arange(self.world.n_products), (len(chosen), self.world.n_products)
+        )
+        return self.relevance(picked, device[chosen], traffic[chosen], everything), picked.favourite
+
     def agreement(self, frame: pd.DataFrame, pages: PageViews) -> float:
         """Largest gap between recomputed and recorded click probabilities of the shown rows."""
         context, device, traffic = self.contexts(frame, pages)

@@ -235,7 +235,8 @@ def test_the_sequence_set_trains_a_bundle_the_compiler_can_take(
     booster = lgb.Booster(model_file=str(out / "model.txt"))
     np.testing.assert_array_equal(booster.predict(rows), probabilities)
     assert "by time" in manifest["training"]["split"]
-    assert "sequence feature set" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "sequence feature set" in report and "not served yet" in report.split("\n\n")[1]
 
 
 def test_a_platt_step_is_folded_into_the_served_model(data_dir: Path, tmp_path: Path) -> None:
@@ -375,3 +376,17 @@ def test_the_time_split_holds_out_the_sessions_that_started_last(data_dir: Path)
     assert abs(len(test_sessions) / started.size - 0.2) < 0.01
     with pytest.raises(DataError, match="needs the timestamp column"):
         split_rows(frame.drop(columns=["timestamp"]), "time")
+
+
+def test_compare_prints_both_feature_sets_and_their_paired_difference(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "--data", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == "| metric | candidate | sequence | sequence - candidate |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[4:]}
+    assert {"AUC (shown slate)", "AUC / ceiling AUC", "whole catalog: share at 10"} <= set(rows)
+    cells = rows["AUC (shown slate)"].strip("| ").split(" | ")
+    candidate, sequence, gain = (float(c.split()[0]) for c in cells[1:])
+    assert gain == pytest.approx(sequence - candidate, abs=1e-4)
+    assert "[" in cells[3]  # the difference has its interval
