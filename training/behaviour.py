@@ -1,14 +1,18 @@
-"""Simulated shoppers: sessions, the page view logged, the candidates shown and who clicks.
+"""Simulated shoppers: multi-page sessions, the slates shown on every page, position-biased clicks.
 
-The click truth depends mostly on the LIVE session (the intent subcategory, the current and
-previous products, engagement, price, popularity) and only weakly on a customer's long-term
-favourite category, which is all a batch model knows. Device and traffic source add logit
-offsets that training/calibration.py fits to the reference notebook's segment click rates.
+A session is a sequence of page views. Each page view shows a product (the "current" one) and a
+slate of 1-5 recommended candidates in slots 0..4. The shopper's intent (a subcategory) drifts
+from page to page; a clicked recommendation is the next page's product. Clicks follow a
+position-based click model: P(click) = examination[slot] x sigmoid(click logit + device and
+traffic offsets), where the logit depends mostly on the LIVE session (the intent, the current
+and earlier products, engagement, price, popularity) and only weakly on the customer's long-term
+favourite category, which is all a batch model knows. training/marginals.py fits the offsets to
+the reference notebook's segment click rates.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,11 @@ from training.products import related_pairs
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+# Bumped whenever the click truth or the session process changes: the evaluation re-computes the
+# simulator's probabilities only for data written by the same simulator version.
+SIMULATOR_VERSION = 2
 
 DEVICES = ("Desktop", "Mobile", "Tablet")
 DEVICE_SHARES = (0.38, 0.47, 0.15)
@@ -27,16 +36,31 @@ TRAFFIC_SHARES = (0.14, 0.13, 0.20, 0.28, 0.25)
 # Desktop shoppers read longer and scroll further; this shifts engagement, not the click offset.
 DEVICE_ENGAGEMENT = (0.25, -0.15, 0.0)
 
-# Where a session's intent comes from, and how page views follow it.
+# Where a session's intent comes from, how it drifts, and how page views follow it.
 INTENT_FROM_FAVOURITE = 0.35  # otherwise any subcategory, by popularity: intent often differs
-VIEW_IN_INTENT = 0.78
+INTENT_DRIFT = 0.08  # per page view after the first: the intent moves on
+DRIFT_TO_RELATED = 0.5  # a drifting intent moves to a related subcategory, else anywhere
+# A shopper who clicks a recommendation outside the intent is often after it now.
+CLICK_MOVES_INTENT = 0.8
+VIEW_IN_INTENT = 0.85
 VIEW_IN_RELATED = 0.07  # the rest: anything popular
+LANDING_IN_INTENT = 0.92  # the first page: shoppers arrive on what they came for
 MAX_VIEWED = 40
 MAX_CART = 10
+
+# Whether the shopper goes on to another page: logit of continuing after each page view.
+CONTINUE_BASE = -0.2
+CONTINUE_PER_GRIT = 0.45
+CONTINUE_AFTER_CLICK = 0.9
+# Adding the product on screen to the cart: logit per page view.
+CART_BASE = -1.6
+CART_PER_GRIT = 0.5
 
 # What the legacy recommender put in the slots: (intent, favourite category, related, popular).
 SLOT_SOURCES = (0.35, 0.15, 0.10, 0.40)
 MIN_SLOTS, MAX_SLOTS = 4, 5
+# The position-based click model: probability that a shopper looks at each slot at all.
+EXAMINATION = (1.00, 0.93, 0.87, 0.82, 0.78)
 
 # The click truth: logit weights (the intercept lives in the calibrated device offsets).
 W_INTENT = 1.9
@@ -44,7 +68,7 @@ W_CURRENT_SUBCATEGORY = 0.6
 W_PREVIOUS_SUBCATEGORY = 0.3
 W_RELATED = 0.8
 W_FAVOURITE = 0.25
-W_ALREADY_SEEN = -1.2
+W_ALREADY_SEEN = -1.2  # the candidate was on screen earlier in this session, however long ago
 W_ENGAGEMENT = 0.35
 W_ENGAGEMENT_X_INTENT = 0.3
 W_ENGAGED_SHOPPER = 0.3
@@ -95,9 +119,11 @@ class World:
     product_subcategory: I64
     prices: F64
     log_popularity: F64
-    n_categories: int
+    in_stock: B
+    categories: tuple[str, ...]
+    subcategories: tuple[str, ...]
     subcategory_category: I64
-    related: npt.NDArray[np.bool_]  # [subcategory, subcategory]
+    related: B  # [subcategory, subcategory]
     browse_in_subcategory: GroupedSampler  # viewed products: by popularity, stock or not
     show_in_subcategory: GroupedSampler  # shown candidates: in stock only
     subcategory_in_category: GroupedSampler
@@ -108,12 +134,12 @@ class World:
     @classmethod
     def from_catalog(cls, catalog: pd.DataFrame) -> World:
         """Arrays and samplers for a catalog frame (CATALOG_COLUMNS, in product-index order)."""
-        categories = sorted(catalog["category"].unique())
-        subcategories = sorted(catalog["subcategory"].unique())
+        categories = sorted(catalog["category"].astype(str).unique())
+        subcategories = sorted(catalog["subcategory"].astype(str).unique())
         product_category = catalog["category"].map(categories.index).to_numpy(np.int64)
         product_subcategory = catalog["subcategory"].map(subcategories.index).to_numpy(np.int64)
         popularity = catalog["popularity"].to_numpy(np.float64)
-        in_stock = catalog["in_stock"].to_numpy(bool)
+        in_stock = catalog["in_stock"].astype(bool).to_numpy()
         n_sub = len(subcategories)
         subcategory_category = np.zeros(n_sub, dtype=np.int64)
         subcategory_category[product_subcategory] = product_category
@@ -132,7 +158,9 @@ class World:
             product_subcategory=product_subcategory,
             prices=catalog["price"].to_numpy(np.float64),
             log_popularity=np.log(popularity),
-            n_categories=len(categories),
+            in_stock=in_stock,
+            categories=tuple(categories),
+            subcategories=tuple(subcategories),
             subcategory_category=subcategory_category,
             related=related,
             browse_in_subcategory=GroupedSampler.build(product_subcategory, popularity, n_sub),
@@ -158,6 +186,11 @@ class World:
     def n_products(self) -> int:
         """Number of products in the catalog."""
         return len(self.prices)
+
+    @property
+    def n_categories(self) -> int:
+        """Number of categories."""
+        return len(self.categories)
 
 
 def _pair_sampler(pair_from: I64, pair_to: I64, n_sub: int) -> GroupedSampler:
@@ -188,15 +221,100 @@ class Customers:
 
 
 @dataclass(frozen=True)
-class PageViews:
-    """One simulated logged page view per session and its shown candidates, one row each.
+class PageContext:
+    """What the click truth reads about one page view (one entry per page view).
 
-    Session-level arrays have one entry per row already (expanded). `logit` is the click
-    logit without the device/traffic offsets; `uniform` decides the click once offsets are known.
+    history holds every product viewed earlier in the session (-1 = padding); previous is its
+    last three, most recent first (-1 = none).
     """
+
+    intent: I64
+    favourite: I64
+    current: I64
+    previous: I64  # (n, 3)
+    history: I64  # (n, h)
+    time_on_page_sec: F64
+    scroll_depth: F64
+    clicked_product_image: F64
+    products_in_cart: F64
+    session_length_mins: F64
+    products_viewed_count: F64
+
+    def take(self, rows: Any) -> PageContext:
+        """The contexts of the given page views."""
+        fields = self.__dataclass_fields__
+        return PageContext(**{name: getattr(self, name)[rows] for name in fields})
+
+
+def click_logit(world: World, page: PageContext, candidates: I64) -> F64:
+    """The click logit (without segment offsets) of candidates (n, k) on n page views.
+
+    The simulator calls it with each page's slate; the evaluation calls it with the whole
+    catalog to know what the simulator's ideal ranking would have been.
+    """
+    sub = world.product_subcategory
+    cand_sub = sub[candidates]
+    intent = page.intent[:, None]
+    intent_match = (cand_sub == intent).astype(np.float64)
+    current_match = cand_sub == sub[page.current][:, None]
+    previous_sub = np.where(page.previous >= 0, sub[page.previous], -1)
+    previous_match = (previous_sub[:, :, None] == cand_sub[:, None, :]).any(axis=1)
+    related = world.related[intent, cand_sub] & (cand_sub != intent)
+    favourite_match = world.product_category[candidates] == page.favourite[:, None]
+    seen_any = np.zeros((len(candidates), world.n_products + 1), dtype=bool)
+    rows = np.repeat(np.arange(len(candidates)), page.history.shape[1])
+    seen_any[rows, page.history.ravel()] = True  # -1 padding lands on the spare last column
+    seen = np.take_along_axis(seen_any, candidates, axis=1)
+
+    time = page.time_on_page_sec
+    scroll = page.scroll_depth
+    quick = (time < 30) & (scroll < 0.3)
+    engagement = (
+        0.5 * (np.log(time) - 3.95) / 0.7
+        + 0.5 * (scroll - 0.55) / 0.22
+        + 0.6 * page.clicked_product_image
+        + 0.35 * np.minimum(page.products_in_cart, 3)
+        - 0.8 * quick
+    )[:, None]
+    engaged_shopper = (page.session_length_mins >= 10) & (page.products_viewed_count >= 3)
+    price_ratio = world.prices[candidates] / world.prices[page.current][:, None]
+    pricier = np.maximum(0.0, np.log(price_ratio))
+    return (
+        W_INTENT * intent_match
+        + W_CURRENT_SUBCATEGORY * current_match
+        + W_PREVIOUS_SUBCATEGORY * previous_match
+        + W_RELATED * related
+        + W_FAVOURITE * favourite_match
+        + W_ALREADY_SEEN * seen
+        + W_ENGAGEMENT * engagement
+        + W_ENGAGEMENT_X_INTENT * engagement * intent_match
+        + W_ENGAGED_SHOPPER * engaged_shopper[:, None]
+        + W_PRICIER * pricier
+        + W_POPULARITY * world.log_popularity[candidates]
+    )
+
+
+def sigmoid(x: Any) -> Any:
+    """The logistic function."""
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def click_probability(
+    logit: F64, slot: I64, device: I64, traffic: I64, device_offset: F64, traffic_offset: F64
+) -> F64:
+    """P(click) under the position-based model: examination[slot] x sigmoid(logit + offsets)."""
+    examined = np.asarray(EXAMINATION)[slot]
+    return examined * sigmoid(logit + device_offset[device] + traffic_offset[traffic])
+
+
+@dataclass(frozen=True)
+class Impressions:
+    """Simulated shown candidates, one entry per row, in (session, page, slot) order."""
 
     session_number: I64
     customer: I64
+    page: I64  # 0-based page view of the session
+    slot: I64
     current: I64
     previous: I64  # (rows, 3), -1 = none
     products_in_cart: I64
@@ -206,112 +324,191 @@ class PageViews:
     scroll_depth: F64
     clicked_product_image: I64
     session_length_mins: F64
+    elapsed_seconds: I64  # from the session's start to this page view
     products_viewed_count: I64
     candidate: I64
-    seconds_before_reference: I64
+    seconds_before_reference: I64  # when the session started
+    intent: I64
+    favourite: I64
     logit: F64
-    uniform: F64
+    probability: F64
+    clicked: B
 
     def __len__(self) -> int:
         return len(self.candidate)
 
-    def head(self, n: int) -> PageViews:
-        """The first n rows."""
-        return PageViews(**{name: getattr(self, name)[:n] for name in self.__dataclass_fields__})
-
-    def clicked(self, device_offset: F64, traffic_offset: F64) -> npt.NDArray[np.bool_]:
-        """The click outcome of every row under the given segment offsets."""
-        probability = _sigmoid(
-            self.logit + device_offset[self.device] + traffic_offset[self.traffic]
-        )
-        return self.uniform < probability
-
-
-def _sigmoid(x: F64) -> F64:
-    return 1.0 / (1.0 + np.exp(-x))
+    def take(self, rows: Any) -> Impressions:
+        """The given rows (a slice, mask or index array)."""
+        fields = self.__dataclass_fields__
+        return Impressions(**{name: getattr(self, name)[rows] for name in fields})
 
 
 def simulate(
-    world: World, customers: Customers, session_numbers: I64, rng: np.random.Generator
-) -> PageViews:
-    """Simulates one logged page view for each session number (vectorised over sessions)."""
+    world: World,
+    customers: Customers,
+    session_numbers: I64,
+    rng: np.random.Generator,
+    device_offset: F64,
+    traffic_offset: F64,
+) -> Impressions:
+    """Simulates whole sessions, page view by page view (vectorised over the sessions).
+
+    The offsets decide the clicks, and clicks decide what comes next (the clicked product is the
+    next page; a click makes another page more likely), so they are an input here.
+    """
     n = len(session_numbers)
     customer = customers.of_sessions(session_numbers)
     favourite = customers.favourite_category[customer]
     device = rng.choice(len(DEVICES), size=n, p=DEVICE_SHARES)
     traffic = rng.choice(len(TRAFFIC_SOURCES), size=n, p=TRAFFIC_SHARES)
     grit = rng.standard_normal(n) + np.asarray(DEVICE_ENGAGEMENT)[device]
+    seconds_before = rng.integers(86_400, 91 * 86_400, size=n)  # 1 to 91 days before REFERENCE
+    intent = _fresh_intent(world, favourite, rng)
 
-    # The session's intent: sometimes the long-term favourite, often something else entirely.
+    history = np.full((n, MAX_VIEWED), -1, dtype=np.int64)  # products viewed, in order
+    cart = np.zeros(n, dtype=np.int64)
+    elapsed = np.zeros(n, dtype=np.int64)
+    followed = np.full(n, -1, dtype=np.int64)  # product clicked on the previous page, if any
+    active = np.arange(n)
+    parts: list[dict[str, Any]] = []
+    for page in range(MAX_VIEWED):
+        if not len(active):
+            break
+        m = len(active)
+        if page > 0:
+            intent[active] = _drift(world, intent[active], favourite[active], rng)
+            # A click outside the intent moves the intent to the clicked product's subcategory.
+            clicked_sub = world.product_subcategory[np.maximum(followed[active], 0)]
+            moves = (followed[active] >= 0) & (rng.random(m) < CLICK_MOVES_INTENT)
+            intent[active] = np.where(moves, clicked_sub, intent[active])
+        in_intent = LANDING_IN_INTENT if page == 0 else VIEW_IN_INTENT
+        browsed = _browse(world, intent[active], rng, in_intent)
+        current = np.where(followed[active] >= 0, followed[active], browsed)
+        g = grit[active]
+        # Engagement on this page: log-normal time on page (median ~50 s), scroll depth and
+        # image clicks all rise with grit; each page adds its minutes to the session's.
+        time_on_page = np.clip(
+            np.rint(np.exp(3.95 + 0.45 * g + 0.55 * rng.standard_normal(m))), 3, 1200
+        )
+        scroll = np.clip(np.round(sigmoid(0.25 + 0.9 * g + 0.8 * rng.standard_normal(m)), 2), 0, 1)
+        image = (rng.random(m) < sigmoid(-0.7 + 0.9 * g)).astype(np.int64)
+        page_seconds = np.rint(60 * np.exp(0.6 + 0.3 * g + 0.45 * rng.standard_normal(m)))
+        elapsed[active] += np.maximum(page_seconds, 6).astype(np.int64)
+        add = (rng.random(m) < sigmoid(CART_BASE + CART_PER_GRIT * g)) & (cart[active] < MAX_CART)
+        cart[active] += add
+        previous = history[active, :page][:, ::-1][:, :3]
+        previous = np.pad(previous, ((0, 0), (0, 3 - previous.shape[1])), constant_values=-1)
+        minutes = np.clip(np.round(elapsed[active] / 60.0, 1), 0.1, 600)
+        context = PageContext(
+            intent=intent[active],
+            favourite=favourite[active],
+            current=current,
+            previous=previous,
+            history=history[active, :page] if page else np.full((m, 1), -1, dtype=np.int64),
+            time_on_page_sec=time_on_page,
+            scroll_depth=scroll,
+            clicked_product_image=image.astype(np.float64),
+            products_in_cart=cart[active].astype(np.float64),
+            session_length_mins=minutes,
+            products_viewed_count=np.full(m, page + 1, dtype=np.float64),
+        )
+        slate = show_candidates(world, intent[active], favourite[active], current, rng)
+        shown = slate >= 0
+        logit = click_logit(world, context, np.where(shown, slate, 0))
+        slots = np.broadcast_to(np.arange(MAX_SLOTS), slate.shape)
+        probability = click_probability(
+            logit,
+            slots,
+            device[active][:, None],
+            traffic[active][:, None],
+            device_offset,
+            traffic_offset,
+        )
+        clicked = (rng.random(slate.shape) < probability) & shown
+        row, slot = np.nonzero(shown)
+        session = active[row]
+        parts.append(
+            {
+                "session": session,
+                "page": np.full(len(row), page, dtype=np.int64),
+                "slot": slot.astype(np.int64),
+                "current": current[row],
+                "previous": previous[row],
+                "products_in_cart": cart[session].copy(),
+                "time_on_page_sec": time_on_page[row].astype(np.int64),
+                "scroll_depth": scroll[row],
+                "clicked_product_image": image[row],
+                "session_length_mins": minutes[row],
+                "elapsed_seconds": elapsed[session].copy(),
+                "candidate": slate[row, slot],
+                "intent": intent[session].copy(),
+                "logit": logit[row, slot],
+                "probability": probability[row, slot],
+                "clicked": clicked[row, slot],
+            }
+        )
+        history[active, page] = current
+        # The first clicked slot is where the shopper goes next.
+        any_click = clicked.any(axis=1)
+        first = np.argmax(clicked, axis=1)
+        followed[active] = np.where(any_click, slate[np.arange(m), first], -1)
+        go_on = rng.random(m) < sigmoid(
+            CONTINUE_BASE + CONTINUE_PER_GRIT * g + CONTINUE_AFTER_CLICK * any_click
+        )
+        active = active[go_on]
+
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    order = np.lexsort((merged["slot"], merged["page"], merged["session"]))
+    rows = {key: values[order] for key, values in merged.items()}
+    s = rows.pop("session")
+    return Impressions(
+        session_number=session_numbers[s],
+        customer=customer[s],
+        device=device[s],
+        traffic=traffic[s],
+        seconds_before_reference=seconds_before[s],
+        favourite=favourite[s],
+        products_viewed_count=rows["page"] + 1,
+        **rows,
+    )
+
+
+def _fresh_intent(world: World, favourite: I64, rng: np.random.Generator) -> I64:
+    """A new intent: sometimes in the long-term favourite category, often anything popular."""
+    n = len(favourite)
     any_subcategory = world.popular_subcategories(rng, n)
     in_favourite = world.subcategory_in_category.draw(favourite, rng.random(n))
-    intent = np.where(rng.random(n) < INTENT_FROM_FAVOURITE, in_favourite, any_subcategory)
-
-    # The logged page view is the `viewed`-th of the session (about 3.5 on average, more for
-    # engaged shoppers); only the last four products of the path matter: current + 3 previous.
-    viewed = 1 + np.minimum(rng.poisson(np.exp(0.85 + 0.35 * grit)), MAX_VIEWED - 1)
-    path = np.stack([_browse(world, intent, rng) for _ in range(4)], axis=1)
-    path[:, 1:][np.arange(1, 4)[None, :] >= viewed[:, None]] = -1
-
-    # Engagement: log-normal time on page (median ~50 s), scroll depth and image clicks all
-    # rise with grit; the session's minutes grow with the products viewed.
-    time_on_page = np.clip(
-        np.rint(np.exp(3.95 + 0.45 * grit + 0.55 * rng.standard_normal(n))), 3, 1200
-    )
-    scroll = np.clip(np.round(_sigmoid(0.25 + 0.9 * grit + 0.8 * rng.standard_normal(n)), 2), 0, 1)
-    image = (rng.random(n) < _sigmoid(-0.7 + 0.9 * grit)).astype(np.int64)
-    minutes_per_view = np.exp(0.6 + 0.3 * grit + 0.45 * rng.standard_normal(n))
-    session_minutes = np.clip(np.round(viewed * minutes_per_view, 1), 0.1, 600)
-    # Only viewed products can be in the cart.
-    cart = np.minimum(rng.poisson(0.22 * viewed * np.exp(0.5 * grit)), np.minimum(viewed, MAX_CART))
-    seconds_before = rng.integers(86_400, 91 * 86_400, size=n)  # 1 to 91 days before REFERENCE
-
-    slots = _show_candidates(world, intent, favourite, path[:, 0], rng)
-    row_session, slot = np.nonzero(slots >= 0)
-    candidate = slots[row_session, slot]
-
-    def per_row(values: Any) -> Any:  # session-level array -> one entry per shown candidate
-        return values[row_session]
-
-    page = PageViews(
-        session_number=per_row(session_numbers),
-        customer=per_row(customer),
-        current=per_row(path[:, 0]),
-        previous=path[row_session, 1:],
-        products_in_cart=per_row(cart),
-        device=per_row(device),
-        traffic=per_row(traffic),
-        time_on_page_sec=per_row(time_on_page).astype(np.int64),
-        scroll_depth=per_row(scroll),
-        clicked_product_image=per_row(image),
-        session_length_mins=per_row(session_minutes),
-        products_viewed_count=per_row(viewed),
-        candidate=candidate,
-        seconds_before_reference=per_row(seconds_before),
-        logit=np.zeros(len(candidate)),
-        uniform=rng.random(len(candidate)),
-    )
-    return _with_logit(page, world, per_row(intent), per_row(favourite))
+    return np.where(rng.random(n) < INTENT_FROM_FAVOURITE, in_favourite, any_subcategory)
 
 
-def _browse(world: World, intent: I64, rng: np.random.Generator) -> I64:
+def _drift(world: World, intent: I64, favourite: I64, rng: np.random.Generator) -> I64:
+    """The intent on the next page: mostly unchanged, else a related or a fresh subcategory."""
+    n = len(intent)
+    moves = rng.random(n) < INTENT_DRIFT
+    related = world.related_of_subcategory.draw(intent, rng.random(n))
+    fresh = _fresh_intent(world, favourite, rng)
+    moved = np.where(rng.random(n) < DRIFT_TO_RELATED, related, fresh)
+    return np.where(moves, moved, intent)
+
+
+def _browse(world: World, intent: I64, rng: np.random.Generator, in_intent: float) -> I64:
     """One viewed product per session: mostly in the intent, sometimes related or anything."""
     n = len(intent)
     where = rng.random(n)
     related = world.related_of_subcategory.draw(intent, rng.random(n))
     anywhere = world.popular_subcategories(rng, n)
     subcategory = np.where(
-        where < VIEW_IN_INTENT,
+        where < in_intent,
         intent,
-        np.where(where < VIEW_IN_INTENT + VIEW_IN_RELATED, related, anywhere),
+        np.where(where < in_intent + VIEW_IN_RELATED, related, anywhere),
     )
     return world.browse_in_subcategory.draw(subcategory, rng.random(n))
 
 
-def _show_candidates(
+def show_candidates(
     world: World, intent: I64, favourite: I64, current: I64, rng: np.random.Generator
 ) -> I64:
-    """(sessions, MAX_SLOTS) candidate products shown; -1 marks an empty slot.
+    """(pages, MAX_SLOTS) candidate products shown; -1 marks an empty slot.
 
     Never the product on screen, never the same product twice on one page.
     """
@@ -333,46 +530,7 @@ def _show_candidates(
         duplicate[:, j] = (slots[:, :j] == slots[:, j : j + 1]).any(axis=1)
     n_slots = rng.integers(MIN_SLOTS, MAX_SLOTS + 1, size=n)
     unused = np.arange(MAX_SLOTS)[None, :] >= n_slots[:, None]
-    return np.where(duplicate | unused, -1, slots)
-
-
-def _with_logit(page: PageViews, world: World, intent: I64, favourite: I64) -> PageViews:
-    """Fills in the click logit (without segment offsets) of every row."""
-    sub = world.product_subcategory
-    cand_sub = sub[page.candidate]
-    intent_match = (cand_sub == intent).astype(np.float64)
-    current_match = cand_sub == sub[page.current]
-    known_previous = page.previous >= 0
-    previous_sub = np.where(known_previous, sub[page.previous], -1)
-    previous_match = (previous_sub == cand_sub[:, None]).any(axis=1)
-    related = world.related[intent, cand_sub] & (cand_sub != intent)
-    favourite_match = world.product_category[page.candidate] == favourite
-    seen = (page.previous == page.candidate[:, None]).any(axis=1)
-
-    time = page.time_on_page_sec.astype(np.float64)
-    scroll = page.scroll_depth
-    quick = (time < 30) & (scroll < 0.3)
-    engagement = (
-        0.5 * (np.log(time) - 3.95) / 0.7
-        + 0.5 * (scroll - 0.55) / 0.22
-        + 0.6 * page.clicked_product_image
-        + 0.35 * np.minimum(page.products_in_cart, 3)
-        - 0.8 * quick
-    )
-    engaged_shopper = (page.session_length_mins >= 10) & (page.products_viewed_count >= 3)
-    pricier = np.maximum(0.0, np.log(world.prices[page.candidate] / world.prices[page.current]))
-
-    logit = (
-        W_INTENT * intent_match
-        + W_CURRENT_SUBCATEGORY * current_match
-        + W_PREVIOUS_SUBCATEGORY * previous_match
-        + W_RELATED * related
-        + W_FAVOURITE * favourite_match
-        + W_ALREADY_SEEN * seen
-        + W_ENGAGEMENT * engagement
-        + W_ENGAGEMENT_X_INTENT * engagement * intent_match
-        + W_ENGAGED_SHOPPER * engaged_shopper
-        + W_PRICIER * pricier
-        + W_POPULARITY * world.log_popularity[page.candidate]
-    )
-    return replace(page, logit=logit)
+    slate = np.where(duplicate | unused, -1, slots)
+    # What is left is shown in consecutive slots from the first: examination goes by position.
+    packed = np.argsort(slate < 0, axis=1, kind="stable")
+    return np.take_along_axis(slate, packed, axis=1)

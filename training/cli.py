@@ -1,4 +1,4 @@
-"""Command line: generate data, check a data file, train a bundle (flags, with env fallbacks)."""
+"""Command line: generate, check, train, compare feature sets, bench (flags, env fallbacks)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from typing import TypeVar
 
 from training.schema import DataError
 from training.settings import (
+    CALIBRATION_CHOICES,
     DEFAULT_MAX_BAD_FRACTION,
     DEFAULT_PRODUCTS,
     DEFAULT_ROWS,
     DEFAULT_SEED,
     DEFAULT_THREADS,
     DEFAULT_THRESHOLD,
+    FEATURE_SET_CHOICES,
+    SPLIT_CHOICES,
     BusinessAssumptions,
     GenerationSettings,
     TrainSettings,
@@ -132,6 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("RECO_TRAIN_THREADS", DEFAULT_THREADS, int),
         help="LightGBM threads; fixed so training is reproducible (env RECO_TRAIN_THREADS)",
     )
+    fit.add_argument(
+        "--feature-set",
+        choices=FEATURE_SET_CHOICES,
+        default=_env("RECO_FEATURE_SET", None, str),
+        help="impressions only: 'candidate' (what the server serves) or 'sequence' (adds the "
+        "decayed whole-session history; not servable yet); default: what the schema trains "
+        "(env RECO_FEATURE_SET)",
+    )
+    fit.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default=_env("RECO_SPLIT", "session", str),
+        help="'session': 1/5 of the sessions held out at random; 'time': the 1/5 that started "
+        "last (env RECO_SPLIT)",
+    )
+    fit.add_argument(
+        "--calibration",
+        choices=CALIBRATION_CHOICES,
+        default=_env("RECO_CALIBRATION", "auto", str),
+        help="'auto': fold a Platt step into the trees when validation shows miscalibration "
+        "beyond sampling noise; 'platt': always; 'none': never (env RECO_CALIBRATION)",
+    )
+    fit.add_argument(
+        "--business-projection",
+        action="store_true",
+        help="show the business illustration in the report even for generated data",
+    )
     defaults = BusinessAssumptions()
     fit.add_argument(
         "--sessions-per-day",
@@ -168,6 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument(
         "--out", type=Path, required=True, help="key file to create (never replaced)"
     )
+
+    versus = commands.add_parser(
+        "compare",
+        help="train feature sets on one split and print their metrics and paired differences",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    versus.add_argument("--data", type=Path, required=True, help="impressions (a CSV or directory)")
+    versus.add_argument(
+        "--feature-sets",
+        nargs="+",
+        choices=FEATURE_SET_CHOICES,
+        default=list(FEATURE_SET_CHOICES),
+        help="feature sets to train; the first is the base of the differences",
+    )
+    versus.add_argument("--split", choices=SPLIT_CHOICES, default="session", help="held-out split")
+    versus.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="confidence threshold"
+    )
+    versus.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="LightGBM threads")
 
     bench = commands.add_parser(
         "bench",
@@ -224,6 +273,11 @@ def _run(args: argparse.Namespace) -> None:
         from training.dataset import load_dataset  # noqa: PLC0415
 
         print(load_dataset(args.data, args.max_bad_fraction).quality.to_text())
+    elif args.command == "compare":
+        from training.compare import compare  # noqa: PLC0415
+
+        lines = compare(args.data, args.feature_sets, args.split, args.threshold, args.threads)
+        print("\n".join(lines))
     elif args.command == "bench":
         from training.benchmark import benchmark  # noqa: PLC0415
 
@@ -245,6 +299,10 @@ def _run(args: argparse.Namespace) -> None:
                 business=BusinessAssumptions(
                     args.sessions_per_day, args.recs_per_session, args.value_per_click
                 ),
+                feature_set=args.feature_set,
+                split=args.split,
+                calibration=args.calibration,
+                business_projection=args.business_projection,
             ),
             key,
         )

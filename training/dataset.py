@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from training.catalog import CATALOG_COLUMNS, CATALOG_FILE, Catalog
-from training.generator import IMPRESSIONS_FILE, SESSIONS_FILE
+from training.generator import IMPRESSIONS_FILE, REPORT_FILE, SESSIONS_FILE
 from training.quality import QualityReport, check_quality
 from training.schema import CANDIDATE_SET, DataError
 from training.settings import DEFAULT_MAX_BAD_FRACTION
@@ -25,6 +27,7 @@ class DataSet:
     catalog: pd.DataFrame | None  # CATALOG_COLUMNS; None for the notebook schema
     catalog_source: str  # a path, "derived from the impressions", or "none"
     quality: QualityReport
+    generation: dict[str, Any] | None = None  # generation.json beside the CSV, if any
 
 
 def resolve_csv(path: Path) -> Path:
@@ -105,4 +108,18 @@ def load_dataset(
             catalog, source = _load_catalog(catalog_path), str(catalog_path)
         else:
             catalog, source = catalog_from_impressions(clean), "derived from the impressions"
-    return DataSet(clean, report.feature_set, csv_path, catalog, source, report)
+    return DataSet(
+        clean, report.feature_set, csv_path, catalog, source, report, _generation(csv_path)
+    )
+
+
+def _generation(csv_path: Path) -> dict[str, Any] | None:
+    """generation.json beside the data (what generated it), or None."""
+    path = csv_path.parent / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    return loaded

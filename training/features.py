@@ -11,6 +11,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.catalog import NO_PRODUCT, Catalog, ProductTables
+from training.pages import page_views
+from training.schema import N_PREVIOUS, SLOT
+from training.sequence import (
+    SEQUENCE_FEATURES,
+    SERVING_SLOT,
+    History,
+    SequenceTables,
+    history_columns,
+    history_from_views,
+    walk,
+)
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -53,16 +64,19 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
 FEATURE_NAMES: tuple[str, ...] = SESSION_FEATURES + CANDIDATE_FEATURES
 
 # Feature sets a bundle can be trained on; the manifest records which one and its names.
+# "sequence" adds the decayed whole-session history (training/sequence.py); the server does not
+# serve it yet (it keeps folded session state, not the ordered views the history needs).
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "candidate": FEATURE_NAMES,
     "session": SESSION_FEATURES,
+    "sequence": FEATURE_NAMES + SEQUENCE_FEATURES,
 }
+# Feature sets whose rows are (session, candidate) pairs.
+CANDIDATE_SETS = ("candidate", "sequence")
 
 # A value never seen in training encodes to this reserved code (vocabulary codes are 0..K-1).
 UNKNOWN_CODE = -1.0
 
-# Previous products carried by a row, most recent first (the notebook's prev_product_1..3).
-N_PREVIOUS = 3
 NONE_PRODUCT = "NONE"
 
 
@@ -255,31 +269,85 @@ def _block(columns: list[Any]) -> npt.NDArray[np.float64]:
     return block.T if block.ndim == 2 else block
 
 
+@dataclass(frozen=True)
+class SequenceInputs:
+    """What the sequence set adds: session histories, which one each candidate row reads, slots.
+
+    Serving: one session's History (history_from_views), row all zeros, slot SERVING_SLOT.
+    """
+
+    history: History
+    row: I64
+    slot: npt.NDArray[np.float64]
+    tables: SequenceTables
+
+
+def sequence_inputs_from_views(
+    viewed_product_ids: Sequence[str],
+    catalog: Catalog,
+    tables: ProductTables,
+    n_candidates: int,
+    sequence_tables: SequenceTables | None = None,
+) -> SequenceInputs:
+    """The serving side of the sequence set: one session's views (oldest first, the product on
+    screen last) for n candidates, all in the serving slot.
+
+    Pure: the same views give the same history; pass sequence_tables (built once per bundle)
+    to skip rebuilding them per request.
+    """
+    seq_tables = sequence_tables or SequenceTables.build(catalog, tables)
+    return SequenceInputs(
+        history=history_from_views(viewed_product_ids, catalog, seq_tables),
+        row=np.zeros(n_candidates, dtype=np.int64),
+        slot=np.full(n_candidates, SERVING_SLOT),
+        tables=seq_tables,
+    )
+
+
 def build_features(
     session: SessionInputs,
     candidates: CandidateInputs | None,
     tables: ProductTables | None,
     feature_set: str = "candidate",
+    sequence: SequenceInputs | None = None,
 ) -> F32:
     """The model's input matrix: C-contiguous float32, shape (rows, len(feature names)).
 
-    With feature_set="candidate", rows = len(candidates) and a one-context session is broadcast
-    to every candidate (the serving case); with "session", rows = the session's rows.
+    With feature_set="candidate" (or "sequence"), rows = len(candidates) and a one-context
+    session is broadcast to every candidate (the serving case); with "session", rows = the
+    session's rows. "sequence" also needs `sequence`.
     """
     session_block = _block(session_feature_columns(session))
     if feature_set == "session":
         return np.ascontiguousarray(np.atleast_2d(session_block), dtype=np.float32)
-    if feature_set != "candidate":
+    if feature_set not in CANDIDATE_SETS:
         raise ValueError(
             f"unknown feature_set {feature_set!r}; expected one of {list(FEATURE_SETS)}"
         )
     if candidates is None or tables is None:
-        raise ValueError("the candidate feature set needs candidates and product tables")
+        raise ValueError(f"the {feature_set} feature set needs candidates and product tables")
+    if feature_set == "sequence" and sequence is None:
+        raise ValueError("the sequence feature set needs the session histories")
     n_session = len(SESSION_FEATURES)
-    out = np.empty((len(candidates), len(FEATURE_NAMES)), dtype=np.float32)
+    out = np.empty((len(candidates), len(FEATURE_SETS[feature_set])), dtype=np.float32)
     out[:, :n_session] = session_block  # one context broadcasts over the candidates
     for j, column in enumerate(candidate_feature_columns(session, candidates, tables), n_session):
         out[:, j] = column
+    if sequence is not None and feature_set == "sequence":
+        n = len(candidates)
+        current = np.broadcast_to(session.current_index, (n,))
+        previous = np.broadcast_to(session.previous_index, (n, N_PREVIOUS))
+        columns = history_columns(
+            sequence.history,
+            sequence.row,
+            candidates.product_index,
+            current,
+            previous,
+            sequence.slot,
+            sequence.tables,
+        )
+        for j, column in enumerate(columns, len(FEATURE_NAMES)):
+            out[:, j] = column
     return out
 
 
@@ -340,6 +408,52 @@ def candidate_inputs_from_frame(
     )
 
 
+def slots_from_frame(frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """The slot column (NaN = not logged)."""
+    if SLOT not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return _f64(pd.to_numeric(frame[SLOT], errors="coerce"))
+
+
+def sequence_block_from_frame(
+    frame: pd.DataFrame, catalog: Catalog, tables: ProductTables
+) -> npt.NDArray[np.float64]:
+    """SEQUENCE_FEATURES of every row: each session's page views folded in page order.
+
+    A row's history is every page view of its session up to and including its own, as the
+    frame holds them (page views missing from the frame are missing from the history).
+    """
+    sequence_tables = SequenceTables.build(catalog, tables)
+    pages = page_views(frame)
+    candidate = catalog.indices_of(frame["rec_product_id"].astype(str).to_numpy())
+    current = catalog.indices_of(frame["current_product_id"].astype(str).to_numpy())
+    previous = np.stack(
+        [
+            catalog.indices_of(frame[f"prev_product_{k}"].astype(str).to_numpy())
+            for k in range(1, N_PREVIOUS + 1)
+        ],
+        axis=1,
+    ).reshape(len(frame), N_PREVIOUS)
+    slot = slots_from_frame(frame)
+    out = np.empty((len(frame), len(SEQUENCE_FEATURES)))
+    local = np.full(len(pages), -1, dtype=np.int64)
+    for at, history in walk(pages, current[pages.first_row], sequence_tables):
+        local[at] = np.arange(len(at))
+        rows = np.flatnonzero(local[pages.row_page] >= 0)
+        columns = history_columns(
+            history,
+            local[pages.row_page[rows]],
+            candidate[rows],
+            current[rows],
+            previous[rows],
+            slot[rows],
+            sequence_tables,
+        )
+        out[rows] = np.column_stack(columns)
+        local[at] = -1
+    return out
+
+
 def features_from_frame(
     frame: pd.DataFrame,
     encodings: Encodings,
@@ -349,12 +463,16 @@ def features_from_frame(
 ) -> F32:
     """The feature matrix for every row of an impressions (or notebook-schema) frame."""
     session = session_inputs_from_frame(frame, encodings, catalog)
-    candidates = None
+    if feature_set not in CANDIDATE_SETS:
+        return build_features(session, None, tables, feature_set)
+    if catalog is None or tables is None:
+        raise ValueError(f"the {feature_set} feature set needs the catalog")
+    candidates = candidate_inputs_from_frame(frame, encodings, catalog)
+    X = build_features(session, candidates, tables, "candidate")
     if feature_set == "candidate":
-        if catalog is None:
-            raise ValueError("the candidate feature set needs the catalog")
-        candidates = candidate_inputs_from_frame(frame, encodings, catalog)
-    return build_features(session, candidates, tables, feature_set)
+        return X
+    block = sequence_block_from_frame(frame, catalog, tables)
+    return np.ascontiguousarray(np.hstack([X, block.astype(np.float32)]), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

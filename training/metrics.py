@@ -1,4 +1,4 @@
-"""Evaluation: classification metrics, thresholds, ranking quality, segments, projection."""
+"""Evaluation metrics: classification, thresholds, the shown slate, coverage, segments."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+from training.pages import PageViews
 from training.settings import DEFAULT_THRESHOLD, BusinessAssumptions
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 TOP_K = 3
 NOT_APPLICABLE = "not applicable"
+COVERAGE_SEED = 3
+
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
 
 
 def auc_or_none(y: npt.ArrayLike, scores: npt.ArrayLike) -> float | None:
@@ -74,41 +79,68 @@ def classification_metrics(
     }
 
 
-def ranking_metrics(
-    groups: npt.ArrayLike, y: npt.ArrayLike, scores: npt.ArrayLike, k: int = TOP_K
-) -> dict[str, Any]:
-    """Hit rate @k and NDCG @k over the groups (page views) with at least one click.
+def slate_metrics(
+    pages: PageViews, y: npt.ArrayLike, scores: npt.ArrayLike, k: int = TOP_K
+) -> dict[str, F64]:
+    """Per page view, ranking only the candidates it showed: hit@k, NDCG@k and the random floor.
 
-    Within a group, candidates are ranked by score, ties kept in their original order.
-    hit = a clicked candidate is in the top k; NDCG = DCG@k / ideal DCG@k with gain 1 per click
-    and discount 1 / log2(rank + 1).
+    Candidates are ranked by score within their page view, ties in row order. hit = a clicked
+    candidate is in the top k; NDCG = DCG@k / ideal DCG@k with gain 1 per click and discount
+    1 / log2(rank + 1); random = the hit rate a random order gets on that page,
+    1 - C(n - c, k) / C(n, k) for n candidates of which c were clicked. NaN for page views
+    without a click (nothing to find).
     """
-    frame = pd.DataFrame(
-        {"group": np.asarray(groups), "y": np.asarray(y, dtype=np.float64), "s": np.asarray(scores)}
-    )
-    frame["order"] = np.arange(len(frame))
-    clicked_groups = frame.groupby("group", sort=False)["y"].transform("sum") > 0
-    frame = frame[clicked_groups.to_numpy()]
-    if frame.empty:
-        return {"page_views": 0, f"hit_rate_at_{k}": None, f"ndcg_at_{k}": None}
-    frame = frame.sort_values(["group", "s", "order"], ascending=[True, False, True], kind="stable")
-    rank = frame.groupby("group", sort=False).cumcount().to_numpy() + 1
-    discount = 1.0 / np.log2(rank + 1.0)
+    labels = np.asarray(y, dtype=np.float64)
+    values = np.asarray(scores, dtype=np.float64)
+    page = pages.row_page
+    rows = np.arange(len(labels))
+    order = np.lexsort((rows, -values, page))
+    sorted_page = page[order]
+    starts = np.flatnonzero(np.r_[True, sorted_page[1:] != sorted_page[:-1]])
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = rows - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1
+    n_pages = len(pages)
+    clicks = np.bincount(page, labels, minlength=n_pages)
+    shown = np.bincount(page, minlength=n_pages).astype(np.float64)
     top = rank <= k
-    frame = frame.assign(
-        hit=frame["y"].to_numpy() * top,
-        dcg=frame["y"].to_numpy() * discount * top,
-    )
-    per_group = frame.groupby("group", sort=False).agg(
-        hit=("hit", "max"), dcg=("dcg", "sum"), clicks=("y", "sum")
-    )
-    ideal_discounts = np.cumsum(1.0 / np.log2(np.arange(1, k + 1) + 1.0))
-    ideal = ideal_discounts[np.minimum(per_group["clicks"].to_numpy(), k).astype(int) - 1]
+    hits = np.bincount(page, labels * top, minlength=n_pages) > 0
+    dcg = np.bincount(page, labels * top / np.log2(rank + 1.0), minlength=n_pages)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(1, k + 1) + 1.0))
+    best = ideal[np.clip(clicks.astype(np.int64), 1, k) - 1]
+    misses = shown - clicks
+    # C(misses, k) / C(shown, k) as a product of k ratios, 0 once misses < k
+    no_hit = np.ones(n_pages)
+    for j in range(k):
+        no_hit *= np.clip(misses - j, 0, None) / np.maximum(shown - j, 1)
+    clicked = clicks > 0
     return {
-        "page_views": len(per_group),
-        f"hit_rate_at_{k}": float(per_group["hit"].mean()),
-        f"ndcg_at_{k}": float((per_group["dcg"].to_numpy() / ideal).mean()),
+        f"hit_rate_at_{k}": np.where(clicked, hits * 1.0, np.nan),
+        f"ndcg_at_{k}": np.where(clicked, dcg / best, np.nan),
+        f"random_hit_rate_at_{k}": np.where(clicked, 1.0 - no_hit, np.nan),
     }
+
+
+def top_share(scores: npt.ArrayLike, coverage: float, seed: int = COVERAGE_SEED) -> B:
+    """The round(coverage x rows) highest-scoring rows (ties broken at random, seeded)."""
+    values = np.asarray(scores, dtype=np.float64)
+    n = round(coverage * len(values))
+    tie = np.random.default_rng(seed).random(len(values))
+    chosen = np.lexsort((tie, -values))[:n]
+    mask = np.zeros(len(values), dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def coverage_curve(
+    y: npt.ArrayLike, scores: npt.ArrayLike, coverages: Sequence[float]
+) -> list[float | None]:
+    """CTR of the top `coverage` share of rows, for each coverage."""
+    labels = np.asarray(y, dtype=np.float64)
+    out: list[float | None] = []
+    for c in coverages:
+        mask = top_share(scores, c)
+        out.append(float(labels[mask].mean()) if mask.any() else None)
+    return out
 
 
 def segment_metrics(
@@ -130,11 +162,11 @@ def segment_metrics(
 def business_projection(
     baseline_ctr: float, model_ctr: float | None, assumptions: BusinessAssumptions
 ) -> dict[str, Any]:
-    """A PROJECTION, not a measurement: daily clicks and value if every shown recommendation
+    """An ILLUSTRATION, not a measurement: daily clicks and value if every shown recommendation
     clicked at the held-out rate, for the baseline rate and for the model's confident ones."""
     shown = assumptions.sessions_per_day * assumptions.recs_per_session
     result: dict[str, Any] = {
-        "label": "projection under stated assumptions, not a measured outcome",
+        "label": "illustration under stated assumptions (a projection), not a measured outcome",
         "assumptions": {
             "sessions_per_day": assumptions.sessions_per_day,
             "recs_per_session": assumptions.recs_per_session,

@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.affinity import affinity_table
-from training.baselines import BatchModel, PopularityRanker
 from training.bundle import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -31,22 +30,31 @@ from training.bundle import (
 )
 from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables
 from training.dataset import DataSet, load_dataset
-from training.features import FEATURE_SETS, Encodings, Vocabulary, features_from_frame
-from training.metrics import (
-    NOT_APPLICABLE,
-    business_projection,
-    classification_metrics,
-    ranking_metrics,
-    segment_metrics,
+from training.evaluation import MODEL, Evaluation, Fitted, evaluate
+from training.features import (
+    CANDIDATE_SETS,
+    FEATURE_SETS,
+    Encodings,
+    Vocabulary,
+    features_from_frame,
 )
-from training.model import NUM_TREES, PARAMS, predict, train_booster
+from training.metrics import NOT_APPLICABLE, business_projection
+from training.model import NUM_TREES, PARAMS, monotone_constraints, predict, train_booster
 from training.probe import build_probe
+from training.reliability import (
+    SIGNIFICANCE,
+    Platt,
+    ece,
+    ece_noise_floor,
+    reliability_bins,
+)
 from training.report import render_report, write_plots
-from training.schema import CANDIDATE_SET, LABEL, TIMESTAMP
+from training.schema import CANDIDATE_SET, LABEL, DataError
 from training.settings import TrainSettings
 from training.signing import SigningKey
-from training.split import SPLIT_SEED, split_rows
+from training.split import SESSION_SPLIT, SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
+from training.truth import Truth
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,7 @@ class BundleExistsError(FileExistsError):
 def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
     """Vocabularies from the training split only (category covers current and candidate)."""
     categories = train["current_category"].dropna().astype(str)
-    if feature_set == CANDIDATE_SET:
+    if feature_set in CANDIDATE_SETS:
         categories = pd.concat([categories, train["rec_category"].dropna().astype(str)])
     return Encodings(
         category=Vocabulary.fit(categories.to_numpy()),
@@ -74,106 +82,131 @@ def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
     )
 
 
-def page_view_keys(frame: pd.DataFrame) -> npt.NDArray[np.str_]:
-    """One key per page view: candidates shown together share it."""
-    parts = [frame["session_id"].astype(str), frame["current_product_id"].astype(str)]
-    parts.append(
-        frame[TIMESTAMP].astype(str)
-        if TIMESTAMP in frame.columns
-        else frame["products_viewed_count"].astype(str)
-    )
-    key = parts[0]
-    for part in parts[1:]:
-        key = key + "|" + part
-    return key.to_numpy(dtype=str)
+def feature_set_of(data: DataSet, asked: str | None) -> str:
+    """The feature set to train: the one asked for, if the data can train it."""
+    if asked is None:
+        return data.feature_set
+    if asked in CANDIDATE_SETS and data.feature_set != CANDIDATE_SET:
+        raise DataError(
+            f"the {asked} feature set needs impressions (rec_ columns); this data has the "
+            "notebook schema"
+        )
+    return asked
 
 
-@dataclass(frozen=True)
-class _Fitted:
-    """The trained model and what it was trained with."""
-
-    booster: lgb.Booster
-    encodings: Encodings
-    catalog: Catalog | None
-    tables: ProductTables | None
-    affinity: pd.DataFrame | None
-    X_train: npt.NDArray[np.float32]
-    X_test: npt.NDArray[np.float32]
-
-
-def _fit(data: DataSet, train: pd.DataFrame, test: pd.DataFrame, threads: int) -> _Fitted:
-    encodings = fit_encodings(train, data.feature_set)
+def fit(
+    data: DataSet, train: pd.DataFrame, test: pd.DataFrame, feature_set: str, threads: int
+) -> Fitted:
+    """Encodings, affinity and the model, all from the training split."""
+    encodings = fit_encodings(train, feature_set)
     catalog = tables = affinity = None
-    if data.feature_set == CANDIDATE_SET:
+    if feature_set in CANDIDATE_SETS:
         assert data.catalog is not None  # load_dataset always supplies one for impressions
         catalog = Catalog.from_frame(data.catalog)
         affinity = affinity_table(train)
         tables = ProductTables.build(catalog, affinity)
-    X_train = features_from_frame(train, encodings, catalog, tables, data.feature_set)
-    X_test = features_from_frame(test, encodings, catalog, tables, data.feature_set)
-    names = FEATURE_SETS[data.feature_set]
+    X_train = features_from_frame(train, encodings, catalog, tables, feature_set)
+    X_test = features_from_frame(test, encodings, catalog, tables, feature_set)
+    names = FEATURE_SETS[feature_set]
     booster = train_booster(X_train, train[LABEL].to_numpy(), names, threads)
-    return _Fitted(booster, encodings, catalog, tables, affinity, X_train, X_test)
+    return Fitted(booster, feature_set, encodings, catalog, tables, affinity, X_train, X_test)
 
 
-def _ranker_metrics(
-    test: pd.DataFrame, scores: npt.NDArray[np.float64], threshold: float, groups: Any
-) -> dict[str, Any]:
-    metrics = classification_metrics(test[LABEL].to_numpy(), scores, threshold)
-    if groups is not None:
-        metrics["ranking"] = ranking_metrics(groups, test[LABEL].to_numpy(), scores)
-    return metrics
+def calibrate(
+    train: pd.DataFrame, test: pd.DataFrame, fitted: Fitted, settings: TrainSettings
+) -> tuple[Fitted, dict[str, Any]]:
+    """Decides on a Platt step and reports calibration before and after (held-out rows).
 
-
-def evaluate(
-    data: DataSet,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    fitted: _Fitted,
-    settings: TrainSettings,
-) -> tuple[dict[str, Any], dict[str, npt.NDArray[np.float64]]]:
-    """metrics.json's content and the held-out scores of every ranker (for plots)."""
-    y = test[LABEL].to_numpy()
-    scores = {"session-aware model": predict(fitted.booster, fitted.X_test)}
-    candidate = data.feature_set == CANDIDATE_SET
-    groups = page_view_keys(test) if candidate else None
-    metrics = _ranker_metrics(test, scores["session-aware model"], settings.threshold, groups)
-    if not candidate:
-        metrics["ranking"] = NOT_APPLICABLE
-    metrics["segments"] = {
-        column: segment_metrics(test[column].astype(str), y, scores["session-aware model"])
-        for column in ("device_type", "traffic_source")
+    The step is fitted on a validation fifth of the training sessions, scored by a model
+    trained on the other four fifths, never on the held-out rows. "auto" applies it when it
+    fits the validation rows significantly better than no step (likelihood-ratio test at
+    SIGNIFICANCE); it is then folded into the trees, so model.txt, model.so and model.onnx all
+    serve the calibrated probability.
+    """
+    y_test = test[LABEL].to_numpy()
+    raw_test = np.asarray(fitted.booster.predict(fitted.X_test, raw_score=True), np.float64)
+    before = predict(fitted.booster, fitted.X_test)
+    floor_median, floor_high = ece_noise_floor(before)
+    report: dict[str, Any] = {
+        "bins": 10,
+        "ece": ece(y_test, before),
+        "ece_noise_floor": {"median": floor_median, "p95": floor_high},
+        "reliability": reliability_bins(y_test, before),
+        "at_threshold": _threshold_gap(y_test, before, settings.threshold),
     }
-    baselines: dict[str, Any] = {}
-    if candidate:
-        assert data.catalog is not None
-        scores["popularity"] = PopularityRanker.fit(train).score(test)
-        batch = BatchModel.fit(train, data.catalog, fitted.encodings, settings.num_threads)
-        scores["batch (context-free)"] = batch.score(test)
-        baselines["popularity"] = _ranker_metrics(
-            test, scores["popularity"], settings.threshold, groups
+    if settings.calibration == "none":
+        report.update(applied=False, reason="--calibration none")
+        return fitted, report
+    split = split_rows(train, SESSION_SPLIT)
+    y = train[LABEL].to_numpy()
+    names = FEATURE_SETS[fitted.feature_set]
+    part = train_booster(fitted.X_train[split.train], y[split.train], names, settings.num_threads)
+    raw_val = np.asarray(part.predict(fitted.X_train[split.test], raw_score=True), np.float64)
+    y_val = y[split.test]
+    platt = Platt.fit(raw_val, y_val)
+    val_before = 1.0 / (1.0 + np.exp(-raw_val))
+    val_ece = ece(y_val, val_before)
+    val_floor = ece_noise_floor(val_before)[1]
+    p_value = platt.p_value(raw_val, y_val)
+    material = p_value < SIGNIFICANCE
+    after = platt.apply(raw_test)
+    report["platt"] = {
+        **platt.to_manifest(),
+        "fitted_on": f"{len(y_val)} validation rows (1/5 of the training sessions)",
+        "validation": {
+            "ece": val_ece,
+            "ece_noise_floor_p95": val_floor,
+            "ece_after": ece(y_val, platt.apply(raw_val)),
+            "p_value": p_value,
+        },
+        "held_out_ece_after": ece(y_test, after),
+        "held_out_reliability_after": reliability_bins(y_test, after),
+        "at_threshold_after": _threshold_gap(y_test, after, settings.threshold),
+    }
+    apply = settings.calibration == "platt" or (settings.calibration == "auto" and material)
+    report["applied"] = bool(apply)
+    report["reason"] = (
+        "--calibration platt"
+        if settings.calibration == "platt"
+        else (
+            f"on the validation rows ECE {val_ece:.4f} (a calibrated model's noise floor, "
+            f"p95: {val_floor:.4f}); Platt's fit over none: likelihood-ratio p = "
+            f"{p_value:.3f} ({'<' if material else '>='} {SIGNIFICANCE}): "
+            + ("material, applied" if material else "not significant, not applied")
         )
-        baselines["batch"] = _ranker_metrics(
-            test, scores["batch (context-free)"], settings.threshold, groups
-        )
-    else:
-        reason = f"{NOT_APPLICABLE}: the notebook schema has no candidate product"
-        baselines = {"popularity": reason, "batch": reason}
-    metrics["baselines"] = baselines
-    metrics["business_projection"] = business_projection(
-        metrics["baseline_ctr"], metrics["ctr_at_threshold"], settings.business
     )
-    return metrics, scores
+    if not apply:
+        return fitted, report
+    return replace(fitted, booster=platt.fold_into(fitted.booster)), report
 
 
-def live_session_example(fitted: _Fitted) -> dict[str, Any] | str:
+def _threshold_gap(
+    y: npt.NDArray[Any], scores: npt.NDArray[np.float64], threshold: float
+) -> dict[str, Any]:
+    """Rows at or above the serving threshold: how many, mean predicted, observed CTR."""
+    shown = scores >= threshold
+    n = int(shown.sum())
+    return {
+        "threshold": threshold,
+        "rows": n,
+        "predicted": float(scores[shown].mean()) if n else None,
+        "observed": float(y[shown].mean()) if n else None,
+    }
+
+
+def live_session_example(fitted: Fitted) -> dict[str, Any] | str:
     """The camping story scored over the catalog, when the catalog has its products."""
     if fitted.catalog is None or fitted.tables is None:
         return f"{NOT_APPLICABLE}: no catalog"
     story = CAMPING_STORY
     try:
         ranked = rank_catalog(
-            fitted.booster, fitted.encodings, fitted.catalog, fitted.tables, story
+            fitted.booster,
+            fitted.encodings,
+            fitted.catalog,
+            fitted.tables,
+            story,
+            fitted.feature_set,
         )
     except ValueError as exc:  # a user catalog without the story's products
         return f"{NOT_APPLICABLE}: {exc}"
@@ -213,9 +246,28 @@ def _predictions(
     return out
 
 
-def _importance(booster: lgb.Booster) -> dict[str, float]:
+def importance_table(booster: lgb.Booster) -> list[dict[str, Any]]:
+    """Per feature: total gain, its share of all gain, and how many splits use it; by gain."""
     gains = booster.feature_importance(importance_type="gain")
-    return {n: float(g) for n, g in zip(booster.feature_name(), gains, strict=True)}
+    splits = booster.feature_importance(importance_type="split")
+    total = float(gains.sum()) or 1.0
+    rows = [
+        {"feature": n, "gain": float(g), "gain_share": float(g) / total, "splits": int(k)}
+        for n, g, k in zip(booster.feature_name(), gains, splits, strict=True)
+    ]
+    return sorted(rows, key=lambda r: (-r["gain"], r["feature"]))
+
+
+def _ceiling_headline(metrics: dict[str, Any]) -> dict[str, Any] | str:
+    """The manifest's short form of how close the model comes to the simulator's ceiling."""
+    ceiling = metrics["ceiling"]
+    if not ceiling.get("available"):
+        return str(ceiling.get("reason"))
+    out: dict[str, Any] = {"auc_fraction": ceiling["model_auc_fraction"]["value"]}
+    catalog = metrics.get("catalog")
+    if isinstance(catalog, dict) and "share_at_10" in catalog["rankers"].get(MODEL, {}):
+        out["catalog_share_at_10"] = catalog["rankers"][MODEL]["share_at_10"]["value"]
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -240,23 +292,53 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     started = time.perf_counter()
     data = load_dataset(settings.data, settings.max_bad_fraction)
     log.info("data quality:\n%s", data.quality.to_text())
-    split = split_rows(data.frame, data.feature_set)
+    feature_set = feature_set_of(data, settings.feature_set)
+    split = split_rows(data.frame, settings.split)
     train_part = data.frame.iloc[split.train].reset_index(drop=True)
     test_part = data.frame.iloc[split.test].reset_index(drop=True)
-    fitted = _fit(data, train_part, test_part, settings.num_threads)
+    fitted = fit(data, train_part, test_part, feature_set, settings.num_threads)
+    fitted, calibration = calibrate(train_part, test_part, fitted, settings)
     trained_at = time.perf_counter()
-    metrics, scores = evaluate(data, train_part, test_part, fitted, settings)
+    truth = Truth.of(data.frame, data.catalog, data.generation)
+    evaluation = evaluate(
+        train_part,
+        test_part,
+        fitted,
+        data.catalog,
+        truth,
+        settings.threshold,
+        settings.num_threads,
+    )
+    metrics = evaluation.metrics
+    generated = data.generation is not None and not isinstance(truth, str)
     metrics.update(
-        feature_set=data.feature_set,
+        feature_set=feature_set,
         rows={
             "input": data.quality.input_rows,
             "clean": len(data.frame),
             "train": len(train_part),
             "test": len(test_part),
+            "train_sessions": int(train_part["session_id"].nunique()),
+            "test_sessions": int(test_part["session_id"].nunique()),
         },
+        data=_data_description(data, truth),
+        split=split.description,
         data_quality=data.quality.to_dict(),
+        calibration=calibration,
+        importance=importance_table(fitted.booster),
         live_session_example=live_session_example(fitted),
     )
+    if generated and not settings.business_projection:
+        metrics["business_projection"] = (
+            "omitted: the data are generated (pass --business-projection to show the "
+            "illustration anyway)"
+        )
+    else:
+        metrics["business_projection"] = business_projection(
+            metrics["baseline_ctr"], metrics["ctr_at_threshold"], settings.business
+        )
+    for warning in metrics["warnings"]:
+        log.warning("%s", warning)
     log.info(
         "held-out AUC %s, CTR at %s: %s",
         metrics["auc"],
@@ -275,8 +357,7 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
             split.description,
             test_part,
             fitted,
-            metrics,
-            scores,
+            evaluation,
             settings,
             key,
         )
@@ -295,15 +376,26 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     return manifest
 
 
+def _data_description(data: DataSet, truth: Truth | str) -> dict[str, Any]:
+    """Whether the data are generated, by what, and whether the simulator's truth is usable."""
+    generation = data.generation or {}
+    return {
+        "path": str(data.csv_path),
+        "generated": data.generation is not None,
+        "seed": generation.get("seed"),
+        "simulator_version": generation.get("simulator", {}).get("version"),
+        "truth": "available" if isinstance(truth, Truth) else truth,
+    }
+
+
 def _write_bundle(
     staging: Path,
     version: str,
     data: DataSet,
     split_description: str,
     test_part: pd.DataFrame,
-    fitted: _Fitted,
-    metrics: dict[str, Any],
-    scores: dict[str, npt.NDArray[np.float64]],
+    fitted: Fitted,
+    evaluation: Evaluation,
     settings: TrainSettings,
     key: SigningKey | None,
 ) -> dict[str, Any]:
@@ -321,9 +413,9 @@ def _write_bundle(
     np.save(staging / TRAIN_SAMPLE_FILE, np.ascontiguousarray(sample, dtype=np.float32))
     files.append(TRAIN_SAMPLE_FILE)
 
-    y_test = test_part[LABEL].to_numpy()
-    files += write_plots(staging, y_test, scores, _importance(fitted.booster))
-    _predictions(test_part, scores["session-aware model"], settings.threshold).to_csv(
+    metrics = evaluation.metrics
+    files += write_plots(staging, evaluation, metrics["importance"], metrics["calibration"])
+    _predictions(test_part, evaluation.scores[MODEL], settings.threshold).to_csv(
         staging / PREDICTIONS_FILE, index=False, lineterminator="\n"
     )
     files.append(PREDICTIONS_FILE)
@@ -338,7 +430,12 @@ def _write_bundle(
         "rows": metrics["rows"],
         "split": split_description,
         "seed": {"split": SPLIT_SEED, "model": PARAMS["seed"], "train_sample": SAMPLE_SEED},
-        "params": {**PARAMS, "num_boost_round": NUM_TREES, "num_threads": settings.num_threads},
+        "params": {
+            **PARAMS,
+            "num_boost_round": NUM_TREES,
+            "num_threads": settings.num_threads,
+            "monotone_constraints": monotone_constraints(FEATURE_SETS[fitted.feature_set]),
+        },
         "lightgbm_version": lgb.__version__,
         "data_quality": metrics["data_quality"],
     }
@@ -350,7 +447,7 @@ def _write_bundle(
         fitted.booster,
         test_part,
         fitted.X_test,
-        data.feature_set,
+        fitted.feature_set,
         fitted.encodings,
         fitted.catalog,
         fitted.tables,
@@ -359,8 +456,8 @@ def _write_bundle(
         "format_version": FORMAT_VERSION,
         "version": version,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "feature_set": data.feature_set,
-        "feature_names": list(FEATURE_SETS[data.feature_set]),
+        "feature_set": fitted.feature_set,
+        "feature_names": list(FEATURE_SETS[fitted.feature_set]),
         "encodings": fitted.encodings.to_manifest(),
         "default_threshold": settings.threshold,
         "parity_probe": {
@@ -369,10 +466,16 @@ def _write_bundle(
             "kinds": probe.kinds,
         },
         "training": training_info,
+        "calibration": (
+            {key: metrics["calibration"]["platt"][key] for key in ("method", "a", "b", "fitted_on")}
+            if metrics["calibration"]["applied"]
+            else None
+        ),
         "metrics": {
             key: metrics[key]
             for key in ("auc", "accuracy", "baseline_ctr", "ctr_at_threshold", "lift_at_threshold")
-        },
+        }
+        | {"ceiling": _ceiling_headline(metrics)},
         "files": hash_files(staging, files),
     }
     assert MANIFEST_FILE not in manifest["files"]

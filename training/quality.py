@@ -17,6 +17,9 @@ from training.schema import (
     NUMERIC_COLUMNS,
     PREVIOUS_COLUMNS,
     PRICE_COLUMNS,
+    SIM_CONTEXT_FREE,
+    SIM_PROBABILITY,
+    SLOT,
     TIMESTAMP,
     DataError,
     detect_feature_set,
@@ -145,8 +148,11 @@ def check_quality(
     checks.append(
         ("scroll_depth in [0, 1]", "scroll_depth", ((scroll < 0) | (scroll > 1)).to_numpy(bool))
     )
-    for column in NON_NEGATIVE_COLUMNS:
+    for column in (*NON_NEGATIVE_COLUMNS, *(c for c in (SLOT,) if c in numbers)):
         checks.append(("count >= 0", column, (numbers[column] < 0).to_numpy(bool)))
+    for column in (c for c in (SIM_PROBABILITY, SIM_CONTEXT_FREE) if c in numbers):
+        value = numbers[column]
+        checks.append(("probability in [0, 1]", column, ((value < 0) | (value > 1)).to_numpy(bool)))
     for column in BINARY_COLUMNS:
         value = numbers[column]
         bad = value.notna() & ~value.isin([0.0, 1.0])

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from training.features import N_PREVIOUS
+# Previous products carried by a row, most recent first (the notebook's prev_product_1..3).
+N_PREVIOUS = 3
 
 LABEL = "recommendation_clicked"
 TIMESTAMP = "timestamp"
+SLOT = "slot"  # the candidate's position on the page, 0 = first
 PREVIOUS_COLUMNS = tuple(f"prev_product_{k}" for k in range(1, N_PREVIOUS + 1))
 
 # The reference notebook's columns, in its order: one row per session.
@@ -31,9 +33,23 @@ NOTEBOOK_COLUMNS: tuple[str, ...] = (
     LABEL,
 )
 
-# What an impression adds: the recommended candidate shown, and when.
+# What an impression adds: the recommended candidate shown, when, and where on the page.
 CANDIDATE_COLUMNS: tuple[str, ...] = ("rec_product_id", "rec_category", "rec_price")
-IMPRESSION_COLUMNS: tuple[str, ...] = (*NOTEBOOK_COLUMNS, *CANDIDATE_COLUMNS, TIMESTAMP)
+IMPRESSION_COLUMNS: tuple[str, ...] = (*NOTEBOOK_COLUMNS, *CANDIDATE_COLUMNS, TIMESTAMP, SLOT)
+
+# The simulator's truth, written only by the generator and never available in real data: the
+# true click probability of the impression, the best a context-free model could know (the
+# candidate and the customer's favourite category), and the hidden intent and favourite that let
+# the evaluation recompute the true probability of any product. Never used as features.
+SIM_PROBABILITY = "sim_click_probability"
+SIM_CONTEXT_FREE = "sim_context_free_probability"
+SIM_INTENT = "sim_intent_subcategory"
+SIM_FAVOURITE = "sim_favourite_category"
+SIMULATOR_COLUMNS: tuple[str, ...] = (SIM_PROBABILITY, SIM_CONTEXT_FREE, SIM_INTENT, SIM_FAVOURITE)
+GENERATED_COLUMNS: tuple[str, ...] = (*IMPRESSION_COLUMNS, *SIMULATOR_COLUMNS)
+# The notebook-schema export: the notebook's columns, the slot (several rows share a page view)
+# and the true probability of the impression.
+GENERATED_NOTEBOOK_COLUMNS: tuple[str, ...] = (*NOTEBOOK_COLUMNS, SLOT, SIM_PROBABILITY)
 
 ID_COLUMNS = ("session_id", "customer_id", "current_product_id")
 PRICE_COLUMNS = ("current_price", "rec_price")
@@ -45,13 +61,15 @@ NON_NEGATIVE_COLUMNS = (
     "products_viewed_count",
 )
 BINARY_COLUMNS = ("clicked_product_image", LABEL)
+PROBABILITY_COLUMNS = ("scroll_depth", SIM_PROBABILITY, SIM_CONTEXT_FREE)
 NUMERIC_COLUMNS = (
     *PRICE_COLUMNS,
     *NON_NEGATIVE_COLUMNS,
-    "scroll_depth",
+    SLOT,
+    *PROBABILITY_COLUMNS,
     *BINARY_COLUMNS,
 )
-STRING_COLUMNS = tuple(c for c in IMPRESSION_COLUMNS if c not in NUMERIC_COLUMNS)
+STRING_COLUMNS = tuple(c for c in GENERATED_COLUMNS if c not in NUMERIC_COLUMNS)
 
 # Which feature set (training/features.py) each schema trains.
 CANDIDATE_SET = "candidate"
@@ -84,6 +102,12 @@ def detect_feature_set(columns: Iterable[str]) -> str:
 
 
 def notebook_view(impressions: pd.DataFrame) -> pd.DataFrame:
-    """The notebook's schema from impressions: one row per session (its first impression)."""
-    first = impressions.drop_duplicates("session_id", keep="first")
-    return first.loc[:, list(NOTEBOOK_COLUMNS)].reset_index(drop=True)
+    """The notebook's schema from impressions: one row per recommendation shown.
+
+    The notebook's row is a session context and whether its recommendation was clicked. A page
+    view shows several, so each impression keeps its own row, told apart by its slot: the
+    export has exactly the impressions' click rates. (Keeping one slot per page, say the first,
+    would bias them: the first slot is clicked most.)
+    """
+    columns = [c for c in GENERATED_NOTEBOOK_COLUMNS if c in impressions.columns]
+    return impressions.loc[:, columns].reset_index(drop=True)

@@ -11,6 +11,10 @@ DEFAULT_PRODUCTS = 200
 DEFAULT_THRESHOLD = 0.7
 DEFAULT_THREADS = 2  # fixed, so a retrain on the same data gives the same model.txt
 DEFAULT_MAX_BAD_FRACTION = 0.5
+# Feature sets and splits a user may ask for (training/features.py, training/split.py).
+FEATURE_SET_CHOICES = ("candidate", "sequence")
+SPLIT_CHOICES = ("session", "time")
+CALIBRATION_CHOICES = ("auto", "platt", "none")
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,24 @@ class TrainSettings:
     num_threads: int = DEFAULT_THREADS
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     business: BusinessAssumptions = field(default_factory=BusinessAssumptions)
+    # None: what the data's schema trains (impressions: "candidate", notebook rows: "session")
+    feature_set: str | None = None
+    split: str = "session"
+    calibration: str = "auto"  # auto: a Platt step only where validation shows it is material
+    # The business illustration is left out of reports on generated data unless asked for.
+    business_projection: bool = False
 
     def __post_init__(self) -> None:
+        if self.feature_set is not None and self.feature_set not in FEATURE_SET_CHOICES:
+            raise ValueError(
+                f"feature_set must be one of {list(FEATURE_SET_CHOICES)}, got {self.feature_set!r}"
+            )
+        if self.split not in SPLIT_CHOICES:
+            raise ValueError(f"split must be one of {list(SPLIT_CHOICES)}, got {self.split!r}")
+        if self.calibration not in CALIBRATION_CHOICES:
+            raise ValueError(
+                f"calibration must be one of {list(CALIBRATION_CHOICES)}, got {self.calibration!r}"
+            )
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.num_threads < 1:

@@ -1,4 +1,4 @@
-"""The held-out split: grouped by session for impressions, plain stratified for notebook rows."""
+"""The held-out split: sessions grouped at random (stratified on the label), or by time."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold
 
-from training.schema import CANDIDATE_SET, LABEL, DataError
+from training.schema import LABEL, TIMESTAMP, DataError
 
 SPLIT_SEED = 42
 TEST_FOLDS = 5  # one fold of five = 20% held out
+SESSION_SPLIT = "session"
+TIME_SPLIT = "time"
+SPLITS = (SESSION_SPLIT, TIME_SPLIT)
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,10 @@ class Split:
     description: str
 
 
-def require_splittable(frame: pd.DataFrame, feature_set: str) -> None:
+def require_splittable(frame: pd.DataFrame) -> None:
     """Raises DataError unless every fold can get both classes (clicks and non-clicks)."""
     counts = frame[LABEL].value_counts()
-    units = frame["session_id"].nunique() if feature_set == CANDIDATE_SET else len(frame)
+    units = frame["session_id"].nunique()
     if len(counts) < 2 or counts.min() < TEST_FOLDS or units < TEST_FOLDS:
         raise DataError(
             f"cannot hold out 1/{TEST_FOLDS} of the data: {LABEL} counts "
@@ -36,21 +39,45 @@ def require_splittable(frame: pd.DataFrame, feature_set: str) -> None:
         )
 
 
-def split_rows(frame: pd.DataFrame, feature_set: str) -> Split:
-    """80/20 split, stratified on the label; impressions keep each session on one side."""
-    require_splittable(frame, feature_set)
+def split_rows(frame: pd.DataFrame, how: str = SESSION_SPLIT) -> Split:
+    """80/20 split keeping each session on one side.
+
+    "session": sessions assigned to folds at random, stratified on the label (the first fold
+    is held out). "time": the sessions that started last (by their first timestamp) are held
+    out, as a model trained on the past and judged on the future would be.
+    """
+    require_splittable(frame)
     labels = frame[LABEL].to_numpy()
     positions = np.arange(len(frame), dtype=np.int64)
-    if feature_set == CANDIDATE_SET:
-        folds = StratifiedGroupKFold(TEST_FOLDS, shuffle=True, random_state=SPLIT_SEED)
-        train, test = next(folds.split(positions, labels, groups=frame["session_id"].to_numpy()))
-        description = (
-            f"StratifiedGroupKFold({TEST_FOLDS}, shuffle=True, random_state={SPLIT_SEED}) "
-            "grouped by session_id, stratified on the label; first fold held out"
-        )
-    else:
-        train, test = train_test_split(
-            positions, test_size=1 / TEST_FOLDS, stratify=labels, random_state=SPLIT_SEED
-        )
-        description = f"train_test_split(test_size=0.2, stratify=label, random_state={SPLIT_SEED})"
+    sessions = frame["session_id"].astype(str).to_numpy()
+    if how == TIME_SPLIT:
+        return _time_split(frame, sessions, positions)
+    if how != SESSION_SPLIT:
+        raise ValueError(f"unknown split {how!r}; expected one of {list(SPLITS)}")
+    folds = StratifiedGroupKFold(TEST_FOLDS, shuffle=True, random_state=SPLIT_SEED)
+    train, test = next(folds.split(positions, labels, groups=sessions))
+    description = (
+        f"StratifiedGroupKFold({TEST_FOLDS}, shuffle=True, random_state={SPLIT_SEED}) "
+        "grouped by session_id, stratified on the label; first fold held out"
+    )
     return Split(np.sort(train).astype(np.int64), np.sort(test).astype(np.int64), description)
+
+
+def _time_split(
+    frame: pd.DataFrame, sessions: npt.NDArray[np.str_], positions: npt.NDArray[np.int64]
+) -> Split:
+    if TIMESTAMP not in frame.columns or frame[TIMESTAMP].isna().all():
+        raise DataError(f"--split time needs the {TIMESTAMP} column; this data has none")
+    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True, errors="coerce")
+    started = stamps.groupby(sessions).min().sort_values(kind="stable")
+    n_test = max(1, round(len(started) / TEST_FOLDS))
+    held_out = started.index[len(started) - n_test :]
+    test = np.isin(sessions, held_out)
+    cutoff = started.iloc[len(started) - n_test]
+    if frame.loc[test, LABEL].nunique() < 2 or frame.loc[~test, LABEL].nunique() < 2:
+        raise DataError("the time split leaves one side with a single label value")
+    description = (
+        f"by time: the {n_test} sessions (1/{TEST_FOLDS}) that started last, from "
+        f"{cutoff:%Y-%m-%dT%H:%M:%SZ}, held out; sessions never straddle the split"
+    )
+    return Split(positions[~test], positions[test], description)

@@ -13,6 +13,7 @@ from training.features import (
     CandidateInputs,
     Encodings,
     build_features,
+    sequence_inputs_from_views,
     session_inputs_from_context,
 )
 from training.model import predict
@@ -44,10 +45,13 @@ def rank_catalog(
     catalog: Catalog,
     tables: ProductTables,
     context: LiveContext,
+    feature_set: str = "candidate",
 ) -> pd.DataFrame:
     """Every eligible product scored for the context, best first.
 
     Eligible as the server's rules say: in stock, not in the cart, not the product on screen.
+    The sequence feature set reads the session's views in order: the previous products, oldest
+    first, then the current one.
     """
     by_name = {str(n): str(p) for p, n in zip(catalog.product_ids, catalog.names, strict=True)}
     missing = [
@@ -81,7 +85,12 @@ def rank_catalog(
         price=catalog.prices[eligible],
         product_index=eligible,
     )
-    scores = predict(booster, build_features(session, candidates, tables))
+    sequence = None
+    if feature_set == "sequence":
+        views = [by_name[n] for n in reversed(context.previous)] + [current]
+        sequence = sequence_inputs_from_views(views, catalog, tables, len(eligible))
+    rows = build_features(session, candidates, tables, feature_set, sequence)
+    scores = predict(booster, rows)
     ranked = pd.DataFrame(
         {
             "product_id": catalog.product_ids[eligible],

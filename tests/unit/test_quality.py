@@ -37,6 +37,7 @@ def good_row(i: int) -> dict[str, str]:
         "rec_category": "Sports",
         "rec_price": "30",
         "timestamp": "2025-12-01T10:00:00Z",
+        "slot": "0",
     }
 
 
@@ -68,6 +69,7 @@ def touched(report: object, rule: str, column: str) -> int:
         ({"session_length_mins": "-2"}, "count >= 0", "session_length_mins"),
         ({"products_viewed_count": "-4"}, "count >= 0", "products_viewed_count"),
         ({"time_on_page_sec": "-1"}, "count >= 0", "time_on_page_sec"),
+        ({"slot": "-1"}, "count >= 0", "slot"),
         ({"clicked_product_image": "2"}, "value is 0 or 1", "clicked_product_image"),
         ({LABEL: None}, "value is 0 or 1", LABEL),
         ({LABEL: "yes"}, "value is a number", LABEL),
@@ -81,6 +83,14 @@ def test_each_rule_drops_exactly_the_bad_row(bad: dict[str, str], rule: str, col
     assert touched(report, rule, column) == 1
     assert sum(r.rows for r in report.results) == 1  # no other rule fired
     assert f"{rule} [{column}]" in report.to_text()
+
+
+def test_simulator_probabilities_outside_0_1_are_dropped() -> None:
+    rows = [good_row(i) | {"sim_click_probability": "0.4"} for i in range(4)]
+    rows.append(good_row(4) | {"sim_click_probability": "1.5"})
+    clean, report = check_quality(pd.DataFrame(rows, dtype=object), now=NOW)
+    assert len(clean) == 4
+    assert touched(report, "probability in [0, 1]", "sim_click_probability") == 1
 
 
 def test_duplicates_are_removed_and_counted() -> None:

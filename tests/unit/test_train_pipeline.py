@@ -22,7 +22,7 @@ from training.bundle import (
 from training.catalog import load_tables
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
-from training.features import FEATURE_NAMES, SESSION_FEATURES, UNKNOWN_CODE, Encodings
+from training.features import FEATURE_NAMES, FEATURE_SETS, SESSION_FEATURES, UNKNOWN_CODE, Encodings
 from training.generator import generate
 from training.pipeline import BundleExistsError, train
 from training.schema import DataError
@@ -40,6 +40,8 @@ BUNDLE_FILES = {
     "roc.png",
     "precision_recall.png",
     "ctr_by_threshold.png",
+    "coverage_ctr.png",
+    "reliability.png",
     "feature_importance.png",
 }
 
@@ -135,7 +137,7 @@ def _nodes(node: dict[str, object]) -> list[dict[str, object]]:
 
 def test_affinity_comes_from_the_training_split_only(bundle: Path, data_dir: Path) -> None:
     data = load_dataset(data_dir)
-    split = split_rows(data.frame, data.feature_set)
+    split = split_rows(data.frame)
     from_train = affinity_table(data.frame.iloc[split.train])
     written = pd.read_csv(bundle / "affinity.csv")
     pd.testing.assert_frame_equal(written, from_train, check_dtype=False)
@@ -170,10 +172,115 @@ def test_metrics_cover_the_notebook_report_and_both_baselines(bundle: Path) -> N
         baseline = metrics["baselines"][name]
         assert 0.3 < baseline["auc"] < 0.8
         assert set(baseline["ranking"]) == {"page_views", "hit_rate_at_3", "ndcg_at_3"}
-    assert "projection" in metrics["business_projection"]["label"]
+    assert metrics["ranking"]["random_hit_rate_at_3"] < metrics["ranking"]["hit_rate_at_3"]
     assert metrics["live_session_example"]["top"][0]["score"] > 0.5
     report = (bundle / "report.md").read_text()
-    assert "batch baseline" in report and "![roc](roc.png)" in report
+    assert "batch (context-free)" in report and "![roc](roc.png)" in report
+
+
+def test_every_headline_number_has_an_interval_and_the_ceiling_is_reported(bundle: Path) -> None:
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["bootstrap"]["unit"] == "session" and metrics["bootstrap"]["replicates"] >= 200
+    for ranker, m in metrics["shown"].items():
+        for key in ("auc", "log_loss"):
+            interval = m[key]
+            assert interval["low"] <= interval["value"] <= interval["high"], (ranker, key)
+    rankers = set(metrics["shown"])
+    assert {"simulator ceiling", "context-free ceiling", "random", "popularity"} <= rankers
+    ceiling = metrics["ceiling"]
+    assert ceiling["available"] and 0.8 < ceiling["model_auc_fraction"]["value"] < 1.02
+    assert set(metrics["equal_coverage"]["ctr"]) == rankers
+    catalog = metrics["catalog"]
+    assert catalog["page_views"] > 100 and catalog["mean_eligible"] > 150
+    assert set(catalog["rankers"]["session-aware model"]) == {
+        "share_at_3",
+        "share_at_10",
+        "recall_at_10",
+        "ndcg_at_10",
+        "next_recall_at_10",
+        "next_reciprocal_rank",
+    }
+    for segments in metrics["segments"].values():
+        for s in segments.values():
+            assert s["auc"]["low"] < s["auc"]["value"] < s["auc"]["high"]
+    names = [r["feature"] for r in metrics["importance"]]
+    assert names == sorted(
+        names, key=lambda n: -next(r["gain"] for r in metrics["importance"] if r["feature"] == n)
+    )
+    assert all(r["splits"] >= 0 for r in metrics["importance"])
+    calibration = metrics["calibration"]
+    assert 0 < calibration["ece"] < 0.2 and "held_out_ece_after" in calibration["platt"]
+    assert calibration["ece_noise_floor"]["median"] < calibration["ece_noise_floor"]["p95"]
+    assert metrics["business_projection"].startswith("omitted: the data are generated")
+    report = (bundle / "report.md").read_text()
+    first = report.split("\n\n")[1]
+    assert first.startswith("**These data are GENERATED**") and "of the ceiling" in first
+    assert "Business illustration" in report and "+$" not in report
+    for heading in ("## Calibration", "## Feature importance", "## Equal coverage"):
+        assert heading in report
+    manifest = read_manifest(bundle)
+    assert 0.8 < manifest["metrics"]["ceiling"]["auc_fraction"] < 1.02
+
+
+def test_the_sequence_set_trains_a_bundle_the_compiler_can_take(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sequence"
+    train(TrainSettings(data=data_dir, out=out, feature_set="sequence", split="time"))
+    manifest = read_manifest(out)
+    assert manifest["feature_set"] == "sequence"
+    assert manifest["feature_names"] == list(FEATURE_SETS["sequence"])
+    rows, probabilities = probe_from_manifest(manifest)
+    assert rows.shape[1] == len(FEATURE_SETS["sequence"])
+    booster = lgb.Booster(model_file=str(out / "model.txt"))
+    np.testing.assert_array_equal(booster.predict(rows), probabilities)
+    assert "by time" in manifest["training"]["split"]
+    report = (out / "report.md").read_text()
+    assert "sequence feature set" in report and "not served yet" in report.split("\n\n")[1]
+
+
+def test_a_platt_step_is_folded_into_the_served_model(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "platt"
+    train(TrainSettings(data=data_dir, out=out, calibration="platt", business_projection=True))
+    manifest = read_manifest(out)
+    step = manifest["calibration"]
+    assert step["method"] == "platt" and step["a"] > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["calibration"]["applied"] is True
+    # The probe (what every backend must reproduce) holds the calibrated probabilities.
+    rows, probabilities = probe_from_manifest(manifest)
+    booster = lgb.Booster(model_file=str(out / "model.txt"))
+    np.testing.assert_array_equal(booster.predict(rows), probabilities)
+    uncalibrated = train_unfolded(data_dir, tmp_path)
+    raw = uncalibrated.predict(rows, raw_score=True)
+    np.testing.assert_allclose(
+        probabilities, 1 / (1 + np.exp(-(step["a"] * raw + step["b"]))), atol=1e-12
+    )
+    assert isinstance(metrics["business_projection"], dict)
+    assert "+$" in (out / "report.md").read_text()
+
+
+def train_unfolded(data_dir: Path, tmp_path: Path) -> lgb.Booster:
+    out = tmp_path / "plain"
+    train(TrainSettings(data=data_dir, out=out, calibration="none"))
+    return lgb.Booster(model_file=str(out / "model.txt"))
+
+
+def test_small_data_are_warned_about_in_the_log_and_the_report(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.read_csv(data_dir / "impressions.csv", dtype=str).head(900)
+    small = tmp_path / "small"
+    small.mkdir()
+    frame.to_csv(small / "impressions.csv", index=False)
+    (small / "catalog.csv").write_bytes((data_dir / "catalog.csv").read_bytes())
+    out = tmp_path / "small-bundle"
+    with caplog.at_level("WARNING", logger="training.pipeline"):
+        train(TrainSettings(data=small, out=out))
+    assert any("only 900 rows" in r.getMessage() for r in caplog.records)
+    assert "> **Warning:** only 900 rows" in (out / "report.md").read_text()
+    opening = (out / "report.md").read_text().split("\n\n")[1]
+    assert "not generated" in opening  # no generation.json beside the copy
 
 
 def test_existing_bundle_is_never_overwritten(bundle: Path, data_dir: Path) -> None:
@@ -213,7 +320,10 @@ def test_notebook_schema_trains_the_19_feature_session_model(session_bundle: Pat
     assert "catalog.csv" not in manifest["files"]
     metrics = json.loads((session_bundle / "metrics.json").read_text())
     assert 0.5 < metrics["auc"] < 1.0
-    assert metrics["ranking"] == "not applicable"
+    assert metrics["ranking"].startswith("not applicable")
+    # sessions.csv keeps the true probability of each impression: the ceiling is known
+    assert metrics["ceiling"]["available"]
+    assert metrics["catalog"].startswith("not applicable")
     for name in ("popularity", "batch"):
         assert metrics["baselines"][name].startswith("not applicable")
     assert metrics["live_session_example"].startswith("not applicable")
@@ -222,6 +332,16 @@ def test_notebook_schema_trains_the_19_feature_session_model(session_bundle: Pat
     booster = lgb.Booster(model_file=str(session_bundle / "model.txt"))
     np.testing.assert_array_equal(booster.predict(rows), probabilities)
     assert "not applicable" in (session_bundle / "report.md").read_text()
+
+
+def test_the_notebook_schema_cannot_train_the_sequence_set(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="sequence feature set needs impressions"):
+        train(
+            TrainSettings(
+                data=data_dir / "sessions.csv", out=tmp_path / "x", feature_set="sequence"
+            )
+        )
+    assert not (tmp_path / "x").exists()
 
 
 def test_bad_settings_are_refused_by_name(data_dir: Path, tmp_path: Path) -> None:
@@ -243,3 +363,30 @@ def test_data_with_one_label_value_is_refused_before_training(
     with pytest.raises(DataError, match=r"recommendation_clicked counts \{0: 3000\}"):
         train(TrainSettings(data=tmp_path / "no_clicks.csv", out=tmp_path / "v"))
     assert not (tmp_path / "v").exists()
+
+
+def test_the_time_split_holds_out_the_sessions_that_started_last(data_dir: Path) -> None:
+    frame = load_dataset(data_dir).frame
+    split = split_rows(frame, "time")
+    started = pd.to_datetime(frame["timestamp"]).groupby(frame["session_id"]).min()
+    train_sessions = frame.iloc[split.train]["session_id"].unique()
+    test_sessions = frame.iloc[split.test]["session_id"].unique()
+    assert set(train_sessions).isdisjoint(test_sessions)
+    assert started[test_sessions].min() >= started[train_sessions].max()
+    assert abs(len(test_sessions) / started.size - 0.2) < 0.01
+    with pytest.raises(DataError, match="needs the timestamp column"):
+        split_rows(frame.drop(columns=["timestamp"]), "time")
+
+
+def test_compare_prints_both_feature_sets_and_their_paired_difference(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "--data", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == "| metric | candidate | sequence | sequence - candidate |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[4:]}
+    assert {"AUC (shown slate)", "AUC / ceiling AUC", "whole catalog: share at 10"} <= set(rows)
+    cells = rows["AUC (shown slate)"].strip("| ").split(" | ")
+    candidate, sequence, gain = (float(c.split()[0]) for c in cells[1:])
+    assert gain == pytest.approx(sequence - candidate, abs=1e-4)
+    assert "[" in cells[3]  # the difference has its interval
