@@ -272,15 +272,17 @@ class RequestKernel:
 
     def check_parity(self, rows: F32, expected: F64, tolerance: float = 0.0) -> float:
         """The largest difference from expected (LightGBM's probabilities for rows) over every
-        mode and every block scorer this CPU can run, with each row its own session and with
-        runs of rows sharing one; raises RequestKernelError above tolerance. The load-time
-        check (the bundle's parity probe is the natural rows)."""
+        mode and every kernel this CPU can run; and, with the rows regrouped into runs sharing
+        one session (as requests are), the largest difference of the fold from the flat walk.
+        Raises RequestKernelError above tolerance. The load-time check: the bundle's parity
+        probe is the natural rows."""
         shared = shared_session_rows(rows, self.n_session)
+        shared_flat = self.predict_rows(shared, "flat")
         worst = 0.0
         for kernel in self.usable_kernels:
             for mode in MODES:
-                for given in (rows, shared):
-                    diff = np.abs(self.predict_rows(given, mode, kernel) - expected)
+                for given, reference in ((rows, expected), (shared, shared_flat)):
+                    diff = np.abs(self.predict_rows(given, mode, kernel) - reference)
                     worst = max(worst, float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0)))
         if worst > tolerance:
             raise RequestKernelError(
