@@ -1,4 +1,4 @@
-"""Command line: `python -m compiler build|bench|synthetic ...` (see --help of each)."""
+"""Command line: `python -m compiler build|bench|request-bench|synthetic ...` (see --help)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
 from compiler.codegen_choice import CODEGENS
 from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
+from compiler.request_bench import RequestBenchError, RequestBenchOptions, run_request_bench
+from compiler.request_kernel import RequestKernelError
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
 from training.bundle import BundleError
@@ -143,6 +145,30 @@ def _parser() -> argparse.ArgumentParser:
         help="batches as the server builds them: one session's columns shared by every row",
     )
 
+    request_bench = commands.add_parser(
+        "request-bench",
+        help="one request's rows and scores: numpy vs native rows, flat vs folded (Markdown)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    request_bench.add_argument("bundle", type=Path, help="a compiled bundle of the candidate set")
+    request_defaults = RequestBenchOptions()
+    request_bench.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default=request_defaults.batch_sizes,
+        help="comma-separated candidates per request",
+    )
+    request_bench.add_argument(
+        "--rounds", type=int, default=request_defaults.rounds, help="interleaved rounds"
+    )
+    request_bench.add_argument("--seed", type=int, default=request_defaults.seed)
+    request_bench.add_argument(
+        "--callgrind",
+        action=argparse.BooleanOptionalAction,
+        default=request_defaults.callgrind,
+        help="count the C instructions per request with valgrind's callgrind",
+    )
+
     synthetic = commands.add_parser(
         "synthetic",
         help="write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
@@ -195,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                 other_codegens=args.other_codegens,
             )
             print(run_bench(args.bundle, options_bench))
+        elif args.command == "request-bench":
+            options_request = RequestBenchOptions(
+                batch_sizes=args.batch_sizes,
+                rounds=args.rounds,
+                seed=args.seed,
+                callgrind=args.callgrind,
+            )
+            print(run_request_bench(args.bundle, options_request))
         else:
             spec = SyntheticSpec(
                 n_trees=args.trees,
@@ -205,7 +239,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             write_synthetic_bundle(args.out, spec)
             logger.info("wrote synthetic bundle %s", args.out)
-    except (BuildError, BackendError, BundleError, BenchError) as exc:
+    except (
+        BuildError,
+        BackendError,
+        BundleError,
+        BenchError,
+        RequestBenchError,
+        RequestKernelError,
+    ) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:  # e.g. a read-only bundle directory or a full disk

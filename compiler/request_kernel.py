@@ -317,14 +317,12 @@ class RequestKernel:
             index,
             width,
             n,
-            self._column("category_codes", codes, n),
-            self._column("prices", prices, n),
+            _NULL if codes is None else self._column("category_codes", codes, n),
+            _NULL if prices is None else self._column("prices", prices, n),
         )
 
     @staticmethod
-    def _column(name: str, values: F32 | None, n: int) -> object:
-        if values is None:
-            return _NULL
+    def _column(name: str, values: F32, n: int) -> object:
         if not (
             isinstance(values, np.ndarray)
             and values.dtype == _F32
