@@ -233,7 +233,18 @@ class Driver:
         if cc is None:
             raise RequestBenchError("gcc not found: the C driver cannot be built")
         self.binary = work / "request_driver"
-        subprocess.run([cc, "-O2", str(DRIVER_SOURCE), "-ldl", "-o", str(self.binary)], check=True)
+        subprocess.run(
+            [
+                cc,
+                "-O2",
+                f"-I{DRIVER_SOURCE.parent}",
+                str(DRIVER_SOURCE),
+                "-ldl",
+                "-o",
+                str(self.binary),
+            ],
+            check=True,
+        )
         self.data = work / "requests.bin"
         with self.data.open("wb") as out:
             out.write(np.array([info["n_products"], len(pool.sessions)], dtype=np.int64).tobytes())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ import numpy.typing as npt
 from compiler.cpu import cpu_flags
 from compiler.flatgen import NotEligibleError
 from compiler.parity import GroupedCheck
-from compiler.request_forest import KERNEL_SOURCE, generate_request_header, read_request_forest
+from compiler.request_forest import (
+    KERNEL_HEADER,
+    KERNEL_SOURCE,
+    generate_request_header,
+    read_request_forest,
+)
 from compiler.request_kernel import RequestKernel, RequestKernelError, shared_session_rows
 from training.features import SESSION_FEATURES
 
@@ -35,8 +41,10 @@ def request_kernel_refusal(model_file: Path, feature_names: Sequence[str]) -> st
 def request_kernel_sources(
     model_file: Path, source_dir: Path, feature_names: Sequence[str]
 ) -> list[Path]:
-    """Generates request_forest.h into source_dir; the C files to compile with it."""
+    """Generates request_forest.h into source_dir, beside a copy of the kernel's interface
+    header; the C files to compile with them."""
     generate_request_header(model_file, source_dir, feature_names)
+    shutil.copy2(KERNEL_HEADER, source_dir / KERNEL_HEADER.name)
     return [KERNEL_SOURCE]
 
 

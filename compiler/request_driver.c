@@ -1,5 +1,5 @@
 /*
- * A driver for `python -m compiler request-bench`: scores fresh requests through a model
+ * A driver for `python -m compiler request-bench` (compiled with -I compiler/): scores fresh requests through a model
  * library's C entry points with no Python in the loop, for kernel-only wall times and for
  * callgrind (whose --toggle-collect counts the instructions of one entry point).
  *
@@ -18,24 +18,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct {
-  int64_t n_products;
-  const float* category_code;
-  const float* price;
-  const float* popularity;
-  const float* affinity;
-} RecoProductTables;
+#include "request_kernel.h"
 
-typedef struct {
-  double inputs[10];
-  int64_t current_index;
-  int64_t previous_index[3];
-} RecoSession;
-
-typedef int64_t (*ScoreFn)(const RecoProductTables*, const RecoSession*, int32_t, int32_t,
-                           const void*, int32_t, int64_t, const float*, const float*, double*);
-typedef int64_t (*RowsFn)(const RecoProductTables*, const RecoSession*, const void*, int32_t,
-                          int64_t, const float*, const float*, float*);
+typedef int64_t (*ScoreFn)(const RecoProductTables*, const void*, int32_t, int32_t, const void*,
+                           int32_t, int64_t, const void*, const void*, void*);
+typedef int64_t (*RowsFn)(const RecoProductTables*, const void*, const void*, int32_t, int64_t,
+                          const void*, const void*, void*);
 typedef int32_t (*DenseFn)(const float*, int64_t, int32_t, double*);
 
 #define N_COLUMNS 27

@@ -43,32 +43,11 @@ _KERNEL_BITS = {"portable": 1, "avx2": 2}  # reco_request_kernels()'s answer
 # check_parity's runs of rows sharing a session: blocks of 8 rows plus a ragged tail.
 SHARED_SESSION_RUN = 37
 
+HEADER = Path(__file__).with_name("request_kernel.h")  # the kernel's interface, C and cdef alike
+
 _FFI = cffi.FFI()
-_FFI.cdef(
-    """
-    typedef struct {
-      int64_t n_products;
-      const float* category_code;
-      const float* price;
-      const float* popularity;
-      const float* affinity;
-    } RecoProductTables;
-    int32_t reco_request_abi_version(void);
-    const char* reco_request_feature_names(void);
-    int32_t reco_request_kernels(void);
-    int32_t reco_request_session_columns(void);
-    int64_t reco_request_score(const RecoProductTables* tables, const char* session,
-        int32_t mode, int32_t kernel, const void* candidates, int32_t index_width, int64_t n,
-        const void* codes, const void* prices, void* out);
-    int64_t reco_request_rows(const RecoProductTables* tables, const char* session,
-        const void* candidates, int32_t index_width, int64_t n, const void* codes,
-        const void* prices, void* rows);
-    int64_t reco_request_predict_rows(int32_t mode, int32_t kernel, const void* X,
-        int64_t n_rows, int32_t n_cols, void* out);
-    """
-)
-# Pointers are declared void* (typed in the C) so that cffi takes any buffer without a type
-# string, and the session is packed into one RecoSession: each cffi argument costs about 45 ns.
+_FFI.cdef(HEADER.read_text())
+# The session is packed into one RecoSession: each argument of a cffi call costs about 45 ns.
 _SESSION = struct.Struct(f"<{len(SESSION_INPUTS)}d{1 + N_PREVIOUS}q")
 _from_buffer = _FFI.from_buffer
 _NULL = _FFI.NULL
@@ -196,19 +175,12 @@ class RequestKernel:
         N_PREVIOUS previous products' indices (-1 = none). category_codes and prices (float32,
         one per candidate) replace the catalog's for every candidate when given; an unknown
         candidate needs them. Raises ValueError naming the bad argument."""
-        index, width, n, codes, given_prices = self._check(candidates, category_codes, prices)
-        out = np.empty(n)
+        args = self._request(
+            session, current_index, previous_indices, candidates, category_codes, prices
+        )
+        out = np.empty(args[3])
         status = self._score(
-            self._tables,
-            _SESSION.pack(*session, current_index, *previous_indices),
-            MODES[mode],
-            self._kernel,
-            index,
-            width,
-            n,
-            codes,
-            given_prices,
-            _from_buffer(out),
+            self._tables, args[0], MODES[mode], self._kernel, *args[1:], _from_buffer(out)
         )
         if status:
             raise ValueError(self._describe(status, candidates, current_index, previous_indices))
@@ -224,18 +196,11 @@ class RequestKernel:
         prices: F32 | None = None,
     ) -> F32:
         """The feature rows score() scores, (n, len(feature_names)) float32 (for checks)."""
-        index, width, n, codes, given_prices = self._check(candidates, category_codes, prices)
-        out = np.empty((n, len(self.feature_names)), dtype=np.float32)
-        status = self._rows(
-            self._tables,
-            _SESSION.pack(*session, current_index, *previous_indices),
-            index,
-            width,
-            n,
-            codes,
-            given_prices,
-            _from_buffer(out),
+        args = self._request(
+            session, current_index, previous_indices, candidates, category_codes, prices
         )
+        out = np.empty((args[3], len(self.feature_names)), dtype=np.float32)
+        status = self._rows(self._tables, *args, _from_buffer(out))
         if status:
             raise ValueError(self._describe(status, candidates, current_index, previous_indices))
         return out
@@ -291,11 +256,18 @@ class RequestKernel:
             )
         return worst
 
-    def _check(
-        self, candidates: Indices, codes: F32 | None, prices: F32 | None
-    ) -> tuple[object, int, int, object, object]:
-        """The candidates' buffer, index width and count, and the codes' and prices' buffers
-        (NULL when not given); ValueError naming what is wrong."""
+    def _request(
+        self,
+        session: Sequence[float],
+        current_index: int,
+        previous_indices: Sequence[int],
+        candidates: Indices,
+        codes: F32 | None,
+        prices: F32 | None,
+    ) -> tuple[bytes, object, int, int, object, object]:
+        """The C arguments of one request: the packed RecoSession, the candidates' buffer,
+        index width and count, the codes' and prices' buffers (NULL when not given). Raises
+        ValueError naming what is wrong."""
         if type(candidates) is not np.ndarray or candidates.ndim != 1:
             raise ValueError(
                 f"candidates must be a 1-D int32 or int64 array, got {type(candidates).__name__}"
@@ -310,10 +282,17 @@ class RequestKernel:
             raise ValueError(f"candidates must be int32 or int64, got {dtype}")
         try:
             index = _from_buffer(candidates)
+            packed = _SESSION.pack(*session, current_index, *previous_indices)
         except (BufferError, ValueError, TypeError) as exc:
             raise ValueError(f"candidates must be a contiguous array: {exc}") from exc
+        except struct.error as exc:
+            raise ValueError(
+                f"session must be {len(SESSION_INPUTS)} numbers ({', '.join(SESSION_INPUTS)}) and "
+                f"the indices {1 + N_PREVIOUS} integers: {exc}"
+            ) from exc
         n = len(candidates)
         return (
+            packed,
             index,
             width,
             n,
