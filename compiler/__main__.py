@@ -37,6 +37,12 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _add_batch_sizes(parser: argparse.ArgumentParser, default: tuple[int, ...], what: str) -> None:
+    parser.add_argument(
+        "--batch-sizes", type=_batch_sizes, default=default, help=f"comma-separated {what}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__)
     parser.add_argument(
@@ -115,12 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("bundle", type=Path, help="a compiled bundle directory")
     bench_defaults = BenchOptions()
-    bench.add_argument(
-        "--batch-sizes",
-        type=_batch_sizes,
-        default=bench_defaults.batch_sizes,
-        help="comma-separated rows per call",
-    )
+    _add_batch_sizes(bench, bench_defaults.batch_sizes, "rows per call")
     bench.add_argument("--repeats", type=int, default=bench_defaults.repeats, help="runs per cell")
     bench.add_argument(
         "--pool-rows", type=int, default=bench_defaults.pool_rows, help="fresh rows generated"
@@ -152,12 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     request_bench.add_argument("bundle", type=Path, help="a compiled bundle of the candidate set")
     request_defaults = RequestBenchOptions()
-    request_bench.add_argument(
-        "--batch-sizes",
-        type=_batch_sizes,
-        default=request_defaults.batch_sizes,
-        help="comma-separated candidates per request",
-    )
+    _add_batch_sizes(request_bench, request_defaults.batch_sizes, "candidates per request")
     request_bench.add_argument(
         "--rounds", type=int, default=request_defaults.rounds, help="interleaved rounds"
     )
