@@ -240,6 +240,11 @@ typedef struct {
   uint32_t tree; /* its index in request_forest.h's tables */
 } FoldedTree;
 
+/* The leaf of a tree the session decided alone (no reachable candidate test left). */
+static inline double constant_leaf(const FoldedTree* tree) {
+  return RK_LEAF[RK_TREE_LEAF[tree->tree] + (uint32_t)__builtin_ctz(tree->mask)];
+}
+
 typedef struct {
   double start; /* the base score plus the leading trees the session decided alone, in order */
   uint32_t n_trees;
@@ -266,11 +271,12 @@ static inline void double_session(const float session[N_SESSION], float doubled[
  * the same order. */
 static inline void add_tree(Folded* f, double* start, uint32_t t, uint32_t mask, uint32_t first,
                             uint32_t count) {
+  const FoldedTree tree = {mask, first, count, t};
   if (count == 0 && f->n_trees == 0) {
-    *start += RK_LEAF[RK_TREE_LEAF[t] + (uint32_t)__builtin_ctz(mask)];
+    *start += constant_leaf(&tree);
     return;
   }
-  f->trees[f->n_trees++] = (FoldedTree){mask, first, count, t};
+  f->trees[f->n_trees++] = tree;
 }
 
 /* Evaluates every tree's session tests once: what is left of a tree is its mask (its leaves
@@ -421,6 +427,11 @@ static void score_block_portable(const Folded* f, const Block* b, double* margin
   for (uint32_t t = 0; t < f->n_trees; ++t) {
     const FoldedTree* tree = &f->trees[t];
     const uint32_t m = tree->mask;
+    if (tree->count == 0) { /* the session decided this tree alone: one leaf for every lane */
+      const double value = constant_leaf(tree);
+      for (int r = 0; r < LANES; ++r) sum[r] += value;
+      continue;
+    }
     v4u leaves[NARROW];
     for (int h = 0; h < NARROW; ++h) leaves[h] = (v4u){m, m, m, m};
     for (uint32_t i = tree->first; i < tree->first + tree->count; ++i) {
@@ -445,6 +456,11 @@ __attribute__((target("avx2"))) static void score_block_avx2(const Folded* f, co
   for (uint32_t t = 0; t < f->n_trees; ++t) {
     const FoldedTree* tree = &f->trees[t];
     const uint32_t m = tree->mask;
+    if (tree->count == 0) { /* the session decided this tree alone: one leaf for every lane */
+      const __m256d value = _mm256_set1_pd(constant_leaf(tree));
+      for (int h = 0; h < 2 * WIDE; ++h) sum[h] = _mm256_add_pd(sum[h], value);
+      continue;
+    }
     v8u leaves[WIDE];
     for (int h = 0; h < WIDE; ++h) leaves[h] = (v8u){m, m, m, m, m, m, m, m};
     for (uint32_t i = tree->first; i < tree->first + tree->count; ++i) {
