@@ -205,12 +205,23 @@ def _calls(batch: int, options: RequestBenchOptions) -> int:
     return max(5, min(options.max_calls_per_round, options.rows_per_round // batch))
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One path at one batch size: the median of the rounds' medians, and the tail over every
+    call timed (microseconds per request)."""
+
+    median: float
+    p99: float
+    max: float
+
+
 def measure_python(
     paths: list[ScoringPath], pool: RequestPool, options: RequestBenchOptions
-) -> dict[tuple[str, int], float]:
-    """Median microseconds per request of each path at each batch size (fresh requests)."""
+) -> dict[tuple[str, int], Timing]:
+    """Each path at each batch size, every call a fresh request, rounds interleaved."""
     rng = np.random.default_rng(options.seed)
     medians: dict[tuple[str, int], list[float]] = {}
+    every: dict[tuple[str, int], list[float]] = {}
     for _ in range(options.rounds):
         for batch in options.batch_sizes:
             for i in rng.permutation(len(paths)).tolist():
@@ -220,9 +231,17 @@ def measure_python(
                 for request in requests:
                     began = time.perf_counter_ns()
                     path.score(request)
-                    timings.append(time.perf_counter_ns() - began)
-                medians.setdefault((path.label, batch), []).append(statistics.median(timings) / 1e3)
-    return {key: statistics.median(values) for key, values in medians.items()}
+                    timings.append((time.perf_counter_ns() - began) / 1e3)
+                medians.setdefault((path.label, batch), []).append(statistics.median(timings))
+                every.setdefault((path.label, batch), []).extend(timings)
+    return {
+        key: Timing(
+            statistics.median(values),
+            float(np.percentile(every[key], 99)),
+            max(every[key]),
+        )
+        for key, values in medians.items()
+    }
 
 
 class Driver:
@@ -366,27 +385,27 @@ def _machine() -> str:
 def markdown(
     paths: list[ScoringPath],
     options: RequestBenchOptions,
-    python_us: dict[tuple[str, int], float],
+    python_us: dict[tuple[str, int], Timing],
     c_us: dict[tuple[str, int], float],
     counts: dict[tuple[str, int], float],
 ) -> str:
     """The table: per request and per row, through Python and C only, with instruction counts."""
     lines = [
-        "| path | batch | us/request | us/row | vs (a) | C only: us/request | us/row "
-        "| C instructions/request | /row |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | batch | us/request | us/row | vs (a) | p99 / max us | C only: us/request "
+        "| us/row | C instructions/request | /row |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     baseline = paths[0].label
     for batch in options.batch_sizes:
         for path in paths:
             key = (path.label, batch)
-            us = python_us[key]
-            ratio = python_us[(baseline, batch)] / us
+            timing = python_us[key]
+            ratio = python_us[(baseline, batch)].median / timing.median
             c = f"{c_us[key]:.2f} | {c_us[key] / batch:.3f}" if key in c_us else "- | -"
             count = f"{counts[key]:,.0f} | {counts[key] / batch:,.0f}" if key in counts else "- | -"
             lines.append(
-                f"| {path.label} | {batch} | {us:.2f} | {us / batch:.3f} | {ratio:.2f}x "
-                f"| {c} | {count} |"
+                f"| {path.label} | {batch} | {timing.median:.2f} | {timing.median / batch:.3f} "
+                f"| {ratio:.2f}x | {timing.p99:.1f} / {timing.max:.0f} | {c} | {count} |"
             )
     return "\n".join(lines)
 
