@@ -3,7 +3,17 @@
 Self-contained on purpose (numpy, cffi and plain arguments; nothing from server/ or training/),
 so that it moves into the runtime package as it is. The C is compiler/request_kernel.c; the
 product tables are handed over once, at construction, and every call scores one session
-against a batch of candidate catalog indices with no intermediate array but the output.
+against a batch of candidate catalog indices with no intermediate array but the output::
+
+    kernel = RequestKernel(bundle / "model.so", feature_names=manifest["feature_names"],
+                           category_codes=codes, prices=prices,      # padded: [n] = NaN
+                           popularity=tables.popularity, affinity=tables.affinity,
+                           cpu_flags=compiler.cpu.cpu_flags())       # kernel="auto"
+    kernel.check_parity(probe_rows, probe_probabilities)             # at load; raises
+    scores = kernel.score(inputs, current_index, previous_indices, candidate_indices)
+
+inputs are SessionInputs' SESSION_INPUTS fields (NaN = missing); category_codes and prices
+arrays (one per candidate) replace the catalog's when a request overrides them.
 """
 
 from __future__ import annotations

@@ -114,3 +114,37 @@ def test_header_pads_every_test_table_for_the_vector_fold() -> None:
     needs = header.split("RK_CANDIDATE_NEEDS[] = {")[1].split("}")[0].split(", ")
     right = header.split("RK_CANDIDATE_NEEDS_RIGHT[] = {")[1].split("}")[0].split(", ")
     assert needs[-1] == "0" and right[-1] == "1"
+
+
+def test_the_runtime_module_imports_only_numpy_cffi_and_the_standard_library() -> None:
+    import ast
+    import sys
+    from pathlib import Path
+
+    import compiler.request_kernel
+
+    tree = ast.parse(Path(compiler.request_kernel.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported - sys.stdlib_module_names == {"cffi", "numpy"}
+
+
+def test_session_inputs_are_the_feature_builders_numeric_session_fields() -> None:
+    from dataclasses import fields
+
+    from compiler.request_kernel import N_PREVIOUS, SESSION_INPUTS
+    from training.features import N_PREVIOUS as BUILDER_PREVIOUS
+    from training.features import SessionInputs
+
+    names = [f.name for f in fields(SessionInputs)]
+    assert tuple(names[: len(SESSION_INPUTS)]) == SESSION_INPUTS
+    assert names[len(SESSION_INPUTS) :] == ["current_index", "previous_index"]
+    assert N_PREVIOUS == BUILDER_PREVIOUS
