@@ -1,4 +1,4 @@
-"""Command line: `python -m compiler build|bench|synthetic ...` (see --help of each)."""
+"""Command line: `python -m compiler build|bench|request-bench|synthetic ...` (see --help)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
 from compiler.codegen_choice import CODEGENS
 from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
+from compiler.request_bench import RequestBenchError, RequestBenchOptions, run_request_bench
+from compiler.request_kernel import RequestKernelError
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
 from training.bundle import BundleError
@@ -34,6 +36,12 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--batch-sizes must be >= 1, got {text!r}")
     return sizes
+
+
+def _add_batch_sizes(parser: argparse.ArgumentParser, default: tuple[int, ...], what: str) -> None:
+    parser.add_argument(
+        "--batch-sizes", type=_batch_sizes, default=default, help=f"comma-separated {what}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,12 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("bundle", type=Path, help="a compiled bundle directory")
     bench_defaults = BenchOptions()
-    bench.add_argument(
-        "--batch-sizes",
-        type=_batch_sizes,
-        default=bench_defaults.batch_sizes,
-        help="comma-separated rows per call",
-    )
+    _add_batch_sizes(bench, bench_defaults.batch_sizes, "rows per call")
     bench.add_argument("--repeats", type=int, default=bench_defaults.repeats, help="runs per cell")
     bench.add_argument(
         "--pool-rows", type=int, default=bench_defaults.pool_rows, help="fresh rows generated"
@@ -149,6 +152,25 @@ def _parser() -> argparse.ArgumentParser:
         "--serving-shape",
         action="store_true",
         help="batches as the server builds them: one session's columns shared by every row",
+    )
+
+    request_bench = commands.add_parser(
+        "request-bench",
+        help="one request's rows and scores: numpy vs native rows, flat vs folded (Markdown)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    request_bench.add_argument("bundle", type=Path, help="a compiled bundle of the candidate set")
+    request_defaults = RequestBenchOptions()
+    _add_batch_sizes(request_bench, request_defaults.batch_sizes, "candidates per request")
+    request_bench.add_argument(
+        "--rounds", type=int, default=request_defaults.rounds, help="interleaved rounds"
+    )
+    request_bench.add_argument("--seed", type=int, default=request_defaults.seed)
+    request_bench.add_argument(
+        "--callgrind",
+        action=argparse.BooleanOptionalAction,
+        default=request_defaults.callgrind,
+        help="count the C instructions per request with valgrind's callgrind",
     )
 
     synthetic = commands.add_parser(
@@ -204,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
                 other_codegens=args.other_codegens,
             )
             print(run_bench(args.bundle, options_bench))
+        elif args.command == "request-bench":
+            options_request = RequestBenchOptions(
+                batch_sizes=args.batch_sizes,
+                rounds=args.rounds,
+                seed=args.seed,
+                callgrind=args.callgrind,
+            )
+            print(run_request_bench(args.bundle, options_request))
         else:
             spec = SyntheticSpec(
                 n_trees=args.trees,
@@ -214,7 +244,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             write_synthetic_bundle(args.out, spec)
             logger.info("wrote synthetic bundle %s", args.out)
-    except (BuildError, BackendError, BundleError, BenchError, SigningKeyError) as exc:
+    except (
+        BuildError,
+        BackendError,
+        BundleError,
+        BenchError,
+        RequestBenchError,
+        RequestKernelError,
+        SigningKeyError,
+    ) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:  # e.g. a read-only bundle directory or a full disk

@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -32,6 +33,12 @@ from compiler.flatgen import (
 from compiler.native import ENTRY_SOURCE, NativeLibrary
 from compiler.onnx_model import OnnxModel, export_onnx
 from compiler.parity import GroupedCheck, ParityError
+from compiler.request_build import (
+    check_request_kernel,
+    request_kernel_refusal,
+    request_kernel_sources,
+    with_shared_sessions,
+)
 from compiler.toolchain import (
     LDFLAGS,
     ToolchainError,
@@ -149,10 +156,12 @@ def compile_library(
     annotation_rows: F32 | None,
     cc_path: str,
     codegen: str,
+    request_features: Sequence[str] | None = None,
 ) -> Path:
     """Generates C for model_file with the given generator ("flat", or "tl2cgen" plus the dense
-    entry point) and compiles model.so in work_dir. Raises ToolchainError if gcc fails, and
-    NotEligibleError if the model cannot be generated flat."""
+    entry point), with the request kernel for request_features when given, and compiles model.so
+    in work_dir. Raises ToolchainError if gcc fails, and NotEligibleError if the model cannot be
+    generated flat (or, with request_features, cannot carry the request kernel)."""
     source_dir = work_dir / "src"
     if codegen == FLAT:
         sources = [generate_flat_source(model_file, source_dir, options.block_rows)]
@@ -165,6 +174,8 @@ def compile_library(
             annotation_rows=annotation_rows if options.annotate else None,
         )
         sources.append(options.entry_source)
+    if request_features is not None:
+        sources += request_kernel_sources(model_file, source_dir, request_features)
     library = work_dir / LIBRARY_FILE
     compile_shared(
         cc_path,
@@ -225,7 +236,11 @@ def _outputs_intact(bundle_dir: Path, manifest: dict[str, Any], section: dict[st
 
 
 def _check_library(check: GroupedCheck, path: Path) -> tuple[dict[str, Any], str]:
-    return check.run("compiled", NativeLibrary(path).predict_unchecked)
+    record, message = check.run("compiled", NativeLibrary(path).predict_unchecked)
+    request_record, request_message = check_request_kernel(check, path)
+    if request_record is not None:
+        record["request_kernel"] = request_record
+    return record, message or request_message
 
 
 def _check_onnx(check: GroupedCheck, path: Path) -> tuple[dict[str, Any], str]:
@@ -240,6 +255,7 @@ def _fresh_artifacts(
     annotation_rows: F32,
     check: GroupedCheck,
     codegen: str,
+    request_features: Sequence[str] | None,
 ) -> dict[str, dict[str, Any]]:
     """Builds model.so and model.onnx into out; returns each backend's record.
 
@@ -252,7 +268,9 @@ def _fresh_artifacts(
         records["compiled"] = {"status": "skipped", "reason": reason}
     else:
         try:
-            library = compile_library(model_file, out, options, annotation_rows, cc_path, codegen)
+            library = compile_library(
+                model_file, out, options, annotation_rows, cc_path, codegen, request_features
+            )
         except (
             ToolchainError,
             treelite.TreeliteError,
@@ -353,6 +371,9 @@ def build_bundle(
         raise BuildError(f"LightGBM cannot load {model_file}: {exc}") from exc
     _check_model(booster, names, model_file)
     codegen = _choose_codegen(model_file, options.codegen)
+    request_refusal = request_kernel_refusal(model_file, names)
+    if request_refusal:
+        logger.warning("model.so gets no request kernel: %s", request_refusal)
 
     cc_path = find_cc(options.cc)
     target_cpu = _target_cpu(cc_path, options.target)
@@ -365,6 +386,7 @@ def build_bundle(
         "codegen": codegen.used,
         "tools": tool_versions(cc_path),
         "target_cpu": target_cpu,
+        "request_kernel": not request_refusal,
     }
     key = cache_key(key_inputs)
     previous = manifest.get("compiler")
@@ -390,6 +412,8 @@ def build_bundle(
         "source": f"{bundle_dir.name}/{'parity_probe' if sample is None else TRAIN_SAMPLE_FILE}",
     }
     groups = parity_check_rows(probe_rows, sample, booster.dump_model())
+    if not request_refusal:
+        groups = with_shared_sessions(groups)
     check = GroupedCheck(groups, booster.predict, names)
     logger.info(
         "parity check rows: %s", ", ".join(f"{len(rows)} {name}" for name, rows in groups.items())
@@ -407,7 +431,14 @@ def build_bundle(
         else:
             state = "miss"
             records = _fresh_artifacts(
-                model_file, out, options, cc_path, annotation_rows, check, codegen.used
+                model_file,
+                out,
+                options,
+                cc_path,
+                annotation_rows,
+                check,
+                codegen.used,
+                None if request_refusal else names,
             )
         produced = {
             name: out / name
@@ -429,6 +460,7 @@ def build_bundle(
         "tools": key_inputs["tools"],
         "flags": options.flags(),
         "codegen": codegen.to_manifest(),
+        "request_kernel": {"built": not request_refusal, "reason": request_refusal or None},
         "target_cpu": {**target_cpu, "build_host_cpu": cpu_model()},
         "inputs": {
             MODEL_FILE: model_sha,

@@ -28,11 +28,11 @@ def default_cache_dir() -> Path:
 
 
 def compiler_source_sha256() -> str:
-    """sha256 over this package's code (the .py and .c files): a change to how models are
+    """sha256 over this package's code (the .py, .c and .h files): a change to how models are
     generated, compiled or checked must never reuse a build made by the old code."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
-    for path in sorted(package.glob("*.py")) + sorted(package.glob("*.c")):
+    for path in sorted(package.glob("*.py")) + sorted(package.glob("*.[ch]")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -206,7 +206,8 @@ def _place(
     _place(fields, right, 2 * slot + 2, n_features, feature, threshold, leaf)
 
 
-def _c_float(value: float) -> str:
+def c_float(value: float) -> str:
+    """A float32 as a C literal that gcc reads back to exactly that float32."""
     if math.isinf(value):
         return "INFINITY" if value > 0 else "-INFINITY"
     return f"{value!r}f"  # repr round-trips the float32 exactly; gcc rounds it back to it
@@ -288,14 +289,19 @@ int32_t reco_predict_dense(const float* X, int64_t n_rows, int32_t n_cols, doubl
 """
 
 
+def postprocess_expression(forest: FlatForest) -> str:
+    """The C expression turning `margin` into the model's output (every kernel must use this one,
+    so that their results agree bit for bit)."""
+    if forest.postprocessor == "sigmoid":
+        return f"(1.0 / (1.0 + exp(-({forest.sigmoid_alpha!r}) * (margin))))"
+    return "(margin)"
+
+
 def render_c(forest: FlatForest, block_rows: int = DEFAULT_BLOCK_ROWS, source: str = "") -> str:
     """The complete C source: constants, the padded tables, the kernel and the entry points."""
     if block_rows not in BLOCK_ROWS:
         raise ValueError(f"block_rows must be one of {BLOCK_ROWS}, got {block_rows}")
-    if forest.postprocessor == "sigmoid":
-        postprocess = f"(1.0 / (1.0 + exp(-({forest.sigmoid_alpha!r}) * (margin))))"
-    else:
-        postprocess = "(margin)"
+    postprocess = postprocess_expression(forest)
     extra = -forest.n_trees % TREES_PER_ROW_STEP
     tables = (
         ("uint16_t", "FEATURE", np.pad(forest.feature, ((0, extra), (0, 0))), str),
@@ -303,7 +309,7 @@ def render_c(forest: FlatForest, block_rows: int = DEFAULT_BLOCK_ROWS, source: s
             "float",
             "THRESHOLD",
             np.pad(forest.threshold, ((0, extra), (0, 0)), constant_values=np.inf),
-            _c_float,
+            c_float,
         ),
         ("double", "LEAF", np.pad(forest.leaf, ((0, extra), (0, 0))), repr),
     )

@@ -12,8 +12,10 @@ logger = logging.getLogger(__name__)
 
 TARGETS = ("portable", "native")
 OPT_LEVELS = ("O2", "O3")  # the gcc -O levels offered
-# No -ffast-math ever: it would let gcc assume no NaN (our "missing") and reorder the sums.
-BASE_CFLAGS = ("-fPIC", "-std=gnu99")
+# No -ffast-math ever: it would let gcc assume no NaN (our "missing") and reorder the sums. No
+# FMA contraction either (gcc's default in GNU C): the request kernel's feature formulas must
+# round after every operation, as numpy does, to build rows bit-identical to numpy's.
+BASE_CFLAGS = ("-fPIC", "-std=gnu99", "-ffp-contract=off")
 LDFLAGS = ("-shared", "-lm")
 
 # gcc's predefined instruction-set macros and the /proc/cpuinfo flag each needs, for the

@@ -15,7 +15,9 @@ def test_compare_finds_the_worst_row_and_applies_the_tolerance() -> None:
     assert result.worst_row == 1 and not result.passed
     assert result.max_abs_diff == pytest.approx(2e-6)
     assert compare("onnx", expected, expected + 2e-6).passed
-    assert TOLERANCES == {"compiled": 1e-6, "onnx": 1e-4, "lightgbm": 1e-9}
+    assert TOLERANCES == {"compiled": 1e-6, "onnx": 1e-4, "lightgbm": 1e-9, "request_kernel": 0.0}
+    assert compare("request_kernel", expected, expected.copy()).passed
+    assert not compare("request_kernel", expected, np.nextafter(expected, 1.0)).passed
 
 
 def test_nan_output_is_an_infinite_error() -> None:

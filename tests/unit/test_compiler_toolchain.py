@@ -24,6 +24,7 @@ def test_cflags_never_use_fast_math_and_name_the_target() -> None:
         "-O3",
         "-fPIC",
         "-std=gnu99",
+        "-ffp-contract=off",
         "-march=x86-64",
         "-mtune=generic",
     ]

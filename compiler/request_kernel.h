@@ -1,0 +1,59 @@
+/*
+ * The request kernel's interface (compiler/request_kernel.c): included by the kernel and by
+ * compiler/request_driver.c, and read as it is by cffi's cdef in compiler/request_kernel.py,
+ * so declarations only, no preprocessor lines. Buffers are void* so that cffi passes any
+ * buffer (a numpy array, the bytes of a packed RecoSession) without a type conversion.
+ */
+
+/* The catalog as handed over at load. Index i in [0, n_products) is a product; -1 is "no
+ * product" and reads entry n_products of each table: NaN code, price and popularity, zero
+ * affinity (the padding of training.catalog.ProductTables). */
+typedef struct {
+  int64_t n_products;
+  const float* category_code; /* n_products + 1 */
+  const float* price;         /* n_products + 1 */
+  const float* popularity;    /* n_products + 1 */
+  const float* affinity;      /* (n_products + 1) x (n_products + 1), row-major */
+} RecoProductTables;
+
+/* One session (112 bytes, Python's struct format "<10d4q"): training.features.SessionInputs'
+ * 10 numeric fields in order (NaN = missing; rounded to float32 by the kernel), then the
+ * catalog indices of the current and the 3 previous products (-1 = none). */
+typedef struct {
+  double inputs[10];
+  int64_t current_index;
+  int64_t previous_index[3];
+} RecoSession;
+
+/* The interface version (bumped on any change to this file). */
+int32_t reco_request_abi_version(void);
+/* The features the rows hold, comma-separated, in row order. */
+const char* reco_request_feature_names(void);
+/* The session's columns, which lead every row (the candidate's follow). */
+int32_t reco_request_session_columns(void);
+/* Kernels usable on this CPU: bit 0 portable, bit 1 AVX2. */
+int32_t reco_request_kernels(void);
+
+/*
+ * Scores one request: the session (a RecoSession) and n candidates (catalog indices, int32 or
+ * int64 by index_width; -1 = unknown, whose category code and price then come from codes and
+ * prices: float32 arrays of n, or NULL to read every candidate's from the tables). Writes n
+ * float64 probabilities to out. mode: 0 auto (fold from the kernel's threshold on), 1 flat,
+ * 2 fold; kernel: 0 portable, 1 AVX2 (one this CPU can run). Returns 0, a negative code (-1 a
+ * bad argument, -2 a session index out of range, -3 no memory), or 1 + the position of the
+ * first candidate whose index is out of range.
+ */
+int64_t reco_request_score(const RecoProductTables* tables, const void* session, int32_t mode,
+                           int32_t kernel, const void* candidates, int32_t index_width,
+                           int64_t n, const void* codes, const void* prices, void* out);
+
+/* The feature rows reco_request_score scores: n x 27 float32 into rows. Same codes. */
+int64_t reco_request_rows(const RecoProductTables* tables, const void* session,
+                          const void* candidates, int32_t index_width, int64_t n,
+                          const void* codes, const void* prices, void* rows);
+
+/* Scores given feature rows (n_rows x 27 float32, NaN = missing) as reco_request_score would:
+ * each run of consecutive rows whose session columns are bitwise equal is one session. For
+ * parity checks against LightGBM on any rows; mode and kernel as there. */
+int64_t reco_request_predict_rows(int32_t mode, int32_t kernel, const void* X, int64_t n_rows,
+                                  int32_t n_cols, void* out);
