@@ -8,18 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from compiler.backends import BackendError
 from compiler.bench import BenchError, BenchOptions, run_bench
 from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
 from compiler.codegen_choice import CODEGENS
 from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
 from compiler.request_bench import RequestBenchError, RequestBenchOptions, run_request_bench
-from compiler.request_kernel import RequestKernelError
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
-from training.bundle import BundleError
-from training.signing import SigningKeyError, signing_key_for
+from reco import BackendError, BundleError, RequestKernelError, SigningKeyError, signing_key_for
 
 logger = logging.getLogger("compiler")
 

@@ -7,15 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
-from compiler.cpu import missing_cpu_flags
-from compiler.native import LibraryCheckError, NativeLibrary
-from compiler.onnx_model import OnnxModel
-from compiler.parity import ParityResult, compare, failure_message
-from training.bundle import (
+from reco._bundle import (
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
@@ -24,6 +19,10 @@ from training.bundle import (
     read_manifest,
     verify_files,
 )
+from reco._cpu import missing_cpu_flags
+from reco._native import LibraryCheckError, NativeLibrary
+from reco._onnx_model import OnnxModel
+from reco._parity import ParityResult, compare, failure_message
 
 logger = logging.getLogger(__name__)
 
@@ -141,15 +140,29 @@ def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
 
 def _open_lightgbm(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     path = _verified(bundle_dir, manifest, MODEL_FILE, "")
-    try:
-        booster = lgb.Booster(model_file=str(path))
-    except lgb.basic.LightGBMError as exc:
-        raise BackendUnavailableError(f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
+    booster = open_booster(model_file=path)
 
     def score(rows: F32) -> F64:
         return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
 
     return Backend("lightgbm", booster.num_feature(), score)
+
+
+def open_booster(model_file: Path | None = None, model_text: str | None = None) -> Any:
+    """A LightGBM booster from a file or its text; LightGBM is imported here, so only a
+    process that serves with it (or explains) loads it. Raises BackendUnavailableError."""
+    try:
+        import lightgbm as lgb  # noqa: PLC0415 - see the docstring
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"LightGBM is not installed ({exc.name}); install the explain extra"
+        ) from None
+    try:
+        if model_text is not None:
+            return lgb.Booster(model_str=model_text)
+        return lgb.Booster(model_file=str(model_file))
+    except lgb.basic.LightGBMError as exc:
+        raise BackendUnavailableError(f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
 
 
 _OPENERS: dict[str, Callable[[Path, dict[str, Any]], Backend]] = {

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.signing import SIGNATURE_FILE, SignatureError, SigningKey
+from reco._signing import SIGNATURE_FILE, SignatureError, SigningKey
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.txt"

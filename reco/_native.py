@@ -12,8 +12,6 @@ import cffi
 import numpy as np
 import numpy.typing as npt
 
-ENTRY_SOURCE = Path(__file__).with_name("dense_entry.c")
-
 _FFI = cffi.FFI()
 _FFI.cdef(
     """

@@ -1,14 +1,14 @@
 """The model library's request kernel: one request's feature rows and scores, computed in C.
 
-Self-contained on purpose (numpy, cffi and plain arguments; nothing from server/ or training/),
-so that it moves into the runtime package as it is. The C is compiler/request_kernel.c; the
-product tables are handed over once, at construction, and every call scores one session
-against a batch of candidate catalog indices with no intermediate array but the output::
+Plain arguments only (numpy arrays and numbers, nothing from server/ or training/). The C is
+compiler/request_kernel.c; the product tables are handed over once, at construction, and every
+call scores one session against a batch of candidate catalog indices with no intermediate
+array but the output::
 
     kernel = RequestKernel(bundle / "model.so", feature_names=manifest["feature_names"],
                            category_codes=codes, prices=prices,      # padded: [n] = NaN
                            popularity=tables.popularity, affinity=tables.affinity,
-                           cpu_flags=compiler.cpu.cpu_flags())       # kernel="auto"
+                           cpu_flags=reco.cpu_flags())           # kernel="auto"
     kernel.check_parity(probe_rows, probe_probabilities)             # at load; raises
     scores = kernel.score(inputs, current_index, previous_indices, candidate_indices)
 
@@ -25,6 +25,8 @@ from pathlib import Path
 import cffi
 import numpy as np
 import numpy.typing as npt
+
+from reco._features import N_PREVIOUS
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -45,15 +47,14 @@ SESSION_INPUTS = (
     "session_length_mins",
     "products_viewed_count",
 )
-N_PREVIOUS = 3  # previous products a session carries, most recent first
-NO_PRODUCT = -1
 MODES = {"auto": 0, "flat": 1, "fold": 2}  # how rows are scored (see request_kernel.c)
 KERNELS = {"portable": 0, "avx2": 1}  # the fold's block scorers
 _KERNEL_BITS = {"portable": 1, "avx2": 2}  # reco_request_kernels()'s answer
 # check_parity's runs of rows sharing a session: blocks of 8 rows plus a ragged tail.
 SHARED_SESSION_RUN = 37
 
-HEADER = Path(__file__).with_name("request_kernel.h")  # the kernel's interface, C and cdef alike
+# The kernel's interface, read by the C, the benchmark's driver and the cffi cdef alike.
+REQUEST_KERNEL_HEADER = HEADER = Path(__file__).with_name("request_kernel.h")
 
 _FFI = cffi.FFI()
 _FFI.cdef(HEADER.read_text())

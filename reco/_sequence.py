@@ -11,30 +11,27 @@ and of the page the session landed on; plus the slot it is shown in.
 Training and serving run the same two functions (History.advance, history_columns) on the same
 float64 operations, so a serving-side history folded from a session's views reproduces the
 training rows bit for bit (tests/unit/test_sequence.py). Training walks all sessions at once,
-one page position at a time; serving folds one session's views with history_from_views.
+one page position at a time (training/sequence.py); serving folds one session's views with
+history_from_views.
 Serving scores every candidate as if shown in slot 0 (SERVING_SLOT): the slot only corrects
 the position bias of logged clicks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from training.catalog import NO_PRODUCT, Catalog, ProductTables
-from training.pages import PageViews
+from reco._catalog import NO_PRODUCT, Catalog, ProductTables
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 DECAY = 0.5  # per page view: the view before the current one weighs half as much
 SERVING_SLOT = 0.0
-# Sessions whose histories are folded together; bounds training memory (about 3.5 kB a session
-# for a 200-product catalog).
-SESSIONS_PER_BLOCK = 20_000
 
 SEQUENCE_FEATURES: tuple[str, ...] = (
     "hist_subcategory_share",
@@ -180,26 +177,6 @@ def history_columns(
         ((sub == history.landing[row]) & known) * 1.0,
         np.asarray(slot, dtype=np.float64),
     ]
-
-
-def walk(pages: PageViews, viewed: I64, tables: SequenceTables) -> Iterator[tuple[I64, History]]:
-    """Every page's history just after its own view: (pages at one position, their History).
-
-    viewed[p] is the catalog index of page p's product on screen. Sessions are folded
-    SESSIONS_PER_BLOCK at a time, page position by page position.
-    """
-    for first in range(0, pages.n_sessions, SESSIONS_PER_BLOCK):
-        in_block = (pages.session >= first) & (pages.session < first + SESSIONS_PER_BLOCK)
-        block = np.flatnonzero(in_block)
-        if not len(block):
-            continue
-        history = History.empty(min(SESSIONS_PER_BLOCK, pages.n_sessions - first), tables)
-        position = pages.position[block]
-        for t in range(int(position.max()) + 1):
-            at = block[position == t]
-            rows = pages.session[at] - first
-            history.advance(rows, viewed[at], tables)
-            yield at, history.take(rows)
 
 
 def history_from_views(

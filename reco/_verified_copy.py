@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.bundle import MANIFEST_FILE, BundleError, parse_manifest
-from training.signing import SIGNATURE_FILE, SignatureError, SigningKey
+from reco._bundle import MANIFEST_FILE, BundleError, parse_manifest
+from reco._signing import SIGNATURE_FILE, SignatureError, SigningKey
 
 # No bundle file comes near this; a larger one is refused before it fills the disk.
 MAX_FILE_BYTES = 1 << 30

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from reco.settings import SettingError
 from server.core.errors import Unavailable
-from server.flags import SettingError
 from server.preflight import prepare
 from server.settings import parse_settings
 

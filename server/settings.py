@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.flags import (
+from reco.settings import (
     SettingError,
     SettingsParser,
     boolean,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from reco import SigningKeyError, generate_key_file, signing_key_for
 from training.schema import DataError
 from training.settings import (
     CALIBRATION_CHOICES,
@@ -25,7 +26,6 @@ from training.settings import (
     GenerationSettings,
     TrainSettings,
 )
-from training.signing import SigningKeyError, generate_key_file, signing_key_for
 
 log = logging.getLogger("training")
 

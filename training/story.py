@@ -8,10 +8,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.catalog import Catalog, ProductTables
-from training.features import (
+from reco import (
     CandidateInputs,
+    Catalog,
     Encodings,
+    ProductTables,
     build_features,
     sequence_inputs_from_views,
     session_inputs_from_context,

@@ -13,13 +13,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from compiler import Backend, BackendError, load_backend
+from reco import (
+    AFFINITY_FILE,
+    CATALOG_FILE,
+    FEATURE_NAMES,
+    LIBRARY_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    Backend,
+    BackendError,
+    BundleError,
+    Catalog,
+    Encodings,
+    OutsideRootError,
+    ProductTables,
+    SigningKey,
+    copy_verified,
+    load_backend,
+    load_tables,
+    name_under_root,
+)
 from server.core.errors import Unavailable
-from training.bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
-from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
-from training.features import FEATURE_NAMES, Encodings
-from training.signing import SigningKey
-from training.verified_copy import OutsideRootError, copy_verified, name_under_root
 
 log = logging.getLogger(__name__)
 

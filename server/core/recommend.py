@@ -11,6 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from reco import FEATURE_NAMES, MODEL_FILE, NO_PRODUCT, CandidateInputs
 from server.core.errors import InvalidArgument, Unavailable
 from server.core.model import LoadedModel
 from server.core.ranking import rank
@@ -19,9 +20,6 @@ from server.core.requests import Context
 from server.core.scoring import check_deadline, context_features
 from server.core.sessions import SessionState, SessionStore
 from server.core.validation import unit_interval
-from training.bundle import MODEL_FILE
-from training.catalog import NO_PRODUCT
-from training.features import FEATURE_NAMES, CandidateInputs
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from reco import NO_PRODUCT, CandidateInputs, build_features, session_inputs_from_context
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.model import LoadedModel
 from server.core.ranking import rank
@@ -19,12 +20,6 @@ from server.core.validation import (
     validate_candidates,
     validate_context,
     validate_feature_rows,
-)
-from training.catalog import NO_PRODUCT
-from training.features import (
-    CandidateInputs,
-    build_features,
-    session_inputs_from_context,
 )
 
 F32 = npt.NDArray[np.float32]

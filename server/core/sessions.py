@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from reco import N_PREVIOUS
 from server.core.errors import InvalidArgument, SessionFull
 from server.core.requests import Context
 from server.core.validation import non_negative, unit_interval
-from training.features import N_PREVIOUS
 
 MS_PER_MINUTE = 60_000.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from reco import N_PREVIOUS
 from server.core.errors import InvalidArgument, LimitExceeded
 from server.core.requests import Candidates, Context, FeatureRows
-from training.features import N_PREVIOUS
 
 FLOAT32_BYTES = 4
 

@@ -14,20 +14,20 @@ import pytest
 
 import compiler.build
 import compiler.flatgen
-from compiler import load_backend
 from compiler.bench import BenchOptions, run_bench
 from compiler.build import BuildError
-from compiler.native import ENTRY_SOURCE
 from compiler.synthetic import write_synthetic_bundle
-from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
-from training.bundle import (
+from reco import (
+    ENTRY_SOURCE,
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
     TRAIN_SAMPLE_FILE,
+    load_backend,
     read_manifest,
     verify_files,
 )
+from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
 
 REPO = Path(__file__).resolve().parents[2]
 

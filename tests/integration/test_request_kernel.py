@@ -18,31 +18,32 @@ from hypothesis import strategies as st
 import compiler.request_build
 import compiler.request_forest
 from compiler.build import BuildError, BuildOptions, compile_library
-from compiler.cpu import cpu_flags
-from compiler.native import NativeLibrary
-from compiler.request_kernel import (
+from compiler.synthetic import SyntheticSpec, synthetic_rows
+from reco import (
+    FEATURE_NAMES,
     KERNELS,
+    LIBRARY_FILE,
+    MODEL_FILE,
     MODES,
+    SESSION_FEATURES,
     SESSION_INPUTS,
+    CandidateInputs,
+    Catalog,
+    Encodings,
+    NativeLibrary,
+    ProductTables,
     RequestKernel,
     RequestKernelError,
-    choose_kernel,
-    shared_session_rows,
-)
-from compiler.synthetic import SyntheticSpec, synthetic_rows
-from tests.integration.compiler_support import SMALL, build, make_bundle, shared_cache
-from training.bundle import LIBRARY_FILE, MODEL_FILE
-from training.catalog import Catalog, ProductTables
-from training.features import (
-    FEATURE_NAMES,
-    SESSION_FEATURES,
-    CandidateInputs,
-    Encodings,
     SessionInputs,
     Vocabulary,
     build_features,
+    choose_kernel,
+    cpu_flags,
     session_inputs_from_context,
+    shared_session_rows,
 )
+from tests.integration.compiler_support import SMALL, build, make_bundle, shared_cache
+from training.catalog import catalog_from_frame
 
 F32 = np.float32
 # The serving feature set, small enough to build in seconds; up to 30 leaves a tree, so trees
@@ -221,7 +222,7 @@ def test_every_formula_at_its_edges_matches_the_numpy_builder(
 
 
 def _catalog(n: int, rng: np.random.Generator) -> Catalog:
-    return Catalog.from_frame(
+    return catalog_from_frame(
         pd.DataFrame(
             {
                 "product_id": [f"P{i:03d}" for i in range(n)],

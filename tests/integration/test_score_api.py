@@ -13,15 +13,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from compiler import load_backend
+from reco import FEATURE_NAMES, Catalog, load_backend
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.model import load_model
 from server.core.requests import Candidates, Context
 from server.core.scoring import context_features, resolve_candidates
 from tests.integration.servers import ServerProcess, running
-from training.catalog import Catalog
-from training.features import FEATURE_NAMES
 
 CONTEXT = pb.SessionContext(
     session_id="it-1", customer_id="c1", current_product_id="PROD0001",

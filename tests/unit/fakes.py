@@ -8,10 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from compiler import Backend
+from reco import FEATURE_NAMES, Backend, Encodings, Vocabulary
 from server.core.model import LoadedModel
-from training.catalog import Catalog, ProductTables
-from training.features import FEATURE_NAMES, Encodings, Vocabulary
+from training.catalog import catalog_from_frame, tables_from_frame
 
 PRICE = FEATURE_NAMES.index("rec_price")
 
@@ -32,7 +31,7 @@ class PriceBackend(Backend):
 
 def fake_model(frame: pd.DataFrame, affinity: pd.DataFrame | None = None) -> LoadedModel:
     """A LoadedModel over a catalog frame (CATALOG_COLUMNS), scored by PriceBackend."""
-    catalog = Catalog.from_frame(frame)
+    catalog = catalog_from_frame(frame)
     encodings = Encodings(
         Vocabulary(("Electronics", "Sports")), Vocabulary(("Desktop",)), Vocabulary(("Direct",))
     )
@@ -45,7 +44,7 @@ def fake_model(frame: pd.DataFrame, affinity: pd.DataFrame | None = None) -> Loa
         rejected_backends=(),
         encodings=encodings,
         catalog=catalog,
-        tables=ProductTables.build(catalog, affinity),
+        tables=tables_from_frame(catalog, affinity),
         threshold=0.7,
         product_category_codes=np.append(codes, np.float32(np.nan)),
         product_prices=np.append(catalog.prices, np.float32(np.nan)),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.bundle import (
+from reco import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     BundleError,

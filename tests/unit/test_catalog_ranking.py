@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from training.catalog import NO_PRODUCT, Catalog
+from reco import NO_PRODUCT
+from training.catalog import catalog_from_frame
 from training.catalog_ranking import CatalogPages, catalog_frame, per_page_metrics, rank_positions
 from training.pages import page_views
 
@@ -85,7 +86,7 @@ def test_the_ceiling_ranking_scores_one_and_needs_no_truth_for_click_metrics() -
 
 
 def test_pages_of_a_frame_know_eligibility_clicks_and_the_next_click() -> None:
-    catalog = Catalog.from_frame(
+    catalog = catalog_from_frame(
         pd.DataFrame(
             {
                 "product_id": [f"P{i}" for i in range(1, 6)],

@@ -9,11 +9,11 @@ import numpy as np
 
 from compiler.onnx_model import (
     ZERO_THRESHOLD,
-    OnnxModel,
     export_onnx,
     float32_exact_thresholds,
     onnx_threshold,
 )
+from reco import OnnxModel
 
 
 def _model_with_adjacent_values(tmp_path: Path) -> tuple[Path, np.ndarray]:

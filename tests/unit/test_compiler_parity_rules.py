@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compiler.check_rows import THRESHOLD_EDGES
-from compiler.parity import TOLERANCES, GroupedCheck, ParityError, compare
+from reco import TOLERANCES, GroupedCheck, ParityError, compare
 
 
 def test_compare_finds_the_worst_row_and_applies_the_tolerance() -> None:

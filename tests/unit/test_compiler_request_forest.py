@@ -16,8 +16,8 @@ from compiler.request_forest import (
     render_header,
     split_forest,
 )
+from reco import FEATURE_NAMES
 from tests.flat_models import EVERY_OPERATOR, Tree, build_model, edge_rows, walk_margins, zeroed
-from training.features import FEATURE_NAMES
 
 F32 = np.float32
 
@@ -116,14 +116,14 @@ def test_header_pads_every_test_table_for_the_vector_fold() -> None:
     assert needs[-1] == "0" and right[-1] == "1"
 
 
-def test_the_runtime_module_imports_only_numpy_cffi_and_the_standard_library() -> None:
+def test_the_runtime_module_imports_only_numpy_cffi_the_runtime_and_the_standard_library() -> None:
     import ast
     import sys
     from pathlib import Path
 
-    import compiler.request_kernel
+    import reco._request_kernel
 
-    tree = ast.parse(Path(compiler.request_kernel.__file__).read_text())
+    tree = ast.parse(Path(reco._request_kernel.__file__).read_text())
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)
@@ -134,13 +134,13 @@ def test_the_runtime_module_imports_only_numpy_cffi_and_the_standard_library() -
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module
     }
-    assert imported - sys.stdlib_module_names == {"cffi", "numpy"}
+    assert imported - sys.stdlib_module_names == {"cffi", "numpy", "reco"}
 
 
 def test_session_inputs_are_the_feature_builders_numeric_session_fields() -> None:
     from dataclasses import fields
 
-    from compiler.request_kernel import N_PREVIOUS, SESSION_INPUTS
+    from reco import N_PREVIOUS, SESSION_INPUTS
     from training.features import N_PREVIOUS as BUILDER_PREVIOUS
     from training.features import SessionInputs
 

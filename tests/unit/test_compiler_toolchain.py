@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from compiler.cache import BuildCache, cache_key
-from compiler.cpu import cpu_flags, cpu_model, missing_cpu_flags
 from compiler.toolchain import cflags, find_cc, required_cpu_flags
+from reco import cpu_flags, cpu_model, missing_cpu_flags
 
 CPUINFO = """processor\t: 0
 model name\t: Test CPU 9000

@@ -10,19 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.catalog import NO_PRODUCT, Catalog, ProductTables
-from training.features import (
+from reco import (
     CANDIDATE_FEATURES,
     FEATURE_NAMES,
+    NO_PRODUCT,
     SESSION_FEATURES,
     UNKNOWN_CODE,
     CandidateInputs,
+    Catalog,
     Encodings,
+    ProductTables,
     Vocabulary,
     build_features,
-    features_from_frame,
     session_inputs_from_context,
 )
+from training.catalog import catalog_from_frame, tables_from_frame
+from training.features import features_from_frame
 
 CATEGORIES = ("Electronics", "Home", "Sports")
 ENCODINGS = Encodings(
@@ -34,7 +37,7 @@ ENCODINGS = Encodings(
 
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
-    return Catalog.from_frame(
+    return catalog_from_frame(
         pd.DataFrame(
             {
                 "product_id": ["PROD0001", "PROD0002", "PROD0003", "PROD0004"],
@@ -61,7 +64,7 @@ def tables(catalog: Catalog) -> ProductTables:
             "strength": [1.0, 0.8, 0.1],
         }
     )
-    return ProductTables.build(catalog, affinity)
+    return tables_from_frame(catalog, affinity)
 
 
 def impression(**overrides: object) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.flags import (
+from reco.settings import (
     SettingError,
     SettingsParser,
     boolean,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reco import CATALOG_COLUMNS
 from training.behaviour import (
     DEVICES,
     EXAMINATION,
@@ -18,7 +19,7 @@ from training.behaviour import (
     click_probability,
     simulate,
 )
-from training.catalog import CATALOG_COLUMNS, Catalog
+from training.catalog import catalog_from_frame
 from training.dataset import load_dataset
 from training.generator import REFERENCE_TIME, ROWS_PER_CUSTOMER, generate
 from training.marginals import TARGET_DEVICE, TARGET_TRAFFIC, Offsets, fit_offsets
@@ -149,7 +150,7 @@ def test_candidates_carry_their_catalog_category_and_price(
 
 def test_catalog_has_complement_structure_and_story_items_in_stock() -> None:
     frame = generate_catalog(seed=7)
-    catalog = Catalog.from_frame(frame)  # the shared loader accepts it
+    catalog = catalog_from_frame(frame)  # the shared loader accepts it
     assert tuple(frame.columns) == CATALOG_COLUMNS
     assert len(catalog) == 200
     assert list(frame["product_id"][:2]) == ["PROD0001", "PROD0002"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.native import LibraryCheckError, NativeLibrary, check_library
+from reco import LibraryCheckError, NativeLibrary, check_library
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.flags import SettingError
+from reco.settings import SettingError
 from server.preflight import check_bindable, private_runtime_dir, read_token
 
 

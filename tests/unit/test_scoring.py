@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reco import FEATURE_NAMES
 from server.core.errors import DeadlineExceeded, InvalidArgument, LimitExceeded, NotFound
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel
@@ -15,7 +16,6 @@ from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery
 from server.core.scoring import Limits, Scorer, context_features
 from tests.unit.fakes import PRICE, PriceBackend, fake_model
-from training.features import FEATURE_NAMES
 
 
 @pytest.fixture

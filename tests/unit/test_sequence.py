@@ -9,24 +9,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.affinity import affinity_table
-from training.catalog import Catalog, ProductTables
-from training.dataset import load_dataset
-from training.features import (
+from reco import (
+    DECAY,
     FEATURE_NAMES,
     FEATURE_SETS,
+    SEQUENCE_FEATURES,
     CandidateInputs,
+    Catalog,
     Encodings,
+    ProductTables,
+    SequenceTables,
     Vocabulary,
     build_features,
-    features_from_frame,
+    history_from_views,
     sequence_inputs_from_views,
     session_inputs_from_context,
 )
+from training.affinity import affinity_table
+from training.catalog import catalog_from_frame, tables_from_frame
+from training.dataset import load_dataset
+from training.features import features_from_frame
 from training.generator import generate
 from training.pages import page_views
 from training.pipeline import fit_encodings
-from training.sequence import DECAY, SEQUENCE_FEATURES, SequenceTables, history_from_views
 from training.settings import GenerationSettings
 
 ENCODINGS = Encodings(
@@ -38,7 +43,7 @@ ENCODINGS = Encodings(
 
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
-    return Catalog.from_frame(
+    return catalog_from_frame(
         pd.DataFrame(
             {
                 "product_id": ["A", "B", "C", "D"],
@@ -65,7 +70,7 @@ def tables(catalog: Catalog) -> ProductTables:
             "strength": [1.0, 0.25],
         }
     )
-    return ProductTables.build(catalog, affinity)
+    return tables_from_frame(catalog, affinity)
 
 
 def page(viewed: int, current: str, previous: list[str], candidate: str, slot: int) -> dict:
@@ -155,8 +160,8 @@ def test_serving_side_history_reproduces_the_training_rows_bit_for_bit(generated
     data = load_dataset(generated)
     frame = data.frame
     assert data.catalog is not None
-    catalog = Catalog.from_frame(data.catalog)
-    tables = ProductTables.build(catalog, affinity_table(frame))
+    catalog = catalog_from_frame(data.catalog)
+    tables = tables_from_frame(catalog, affinity_table(frame))
     encodings = fit_encodings(frame, "candidate")
     trained = features_from_frame(frame, encodings, catalog, tables, "sequence")
     pages = page_views(frame)

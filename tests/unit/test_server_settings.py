@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.flags import SettingError
+from reco.settings import SettingError
 from server.settings import MIN_MESSAGE_BYTES, parse_settings
 
 

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_bundle import minimal_manifest
-from training.bundle import BundleError, read_manifest, write_manifest
-from training.signing import (
+from reco import (
     MIN_KEY_CHARS,
     SIGNATURE_FILE,
+    BundleError,
     SignatureError,
     SigningKey,
     SigningKeyError,
     generate_key_file,
     key_file_is_private,
     load_key,
+    read_manifest,
+    write_manifest,
 )
+from tests.unit.test_bundle import minimal_manifest
 
 KEY = SigningKey(b"k" * 64, "test")
 OTHER = SigningKey(b"o" * 64, "other")

@@ -11,18 +11,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.affinity import affinity_table
-from training.bundle import (
+from reco import (
+    FEATURE_NAMES,
+    FEATURE_SETS,
     MANIFEST_FILE,
     REQUIRED_KEYS,
+    SESSION_FEATURES,
+    UNKNOWN_CODE,
+    Encodings,
+    load_tables,
     probe_from_manifest,
     read_manifest,
     verify_files,
 )
-from training.catalog import load_tables
+from training.affinity import affinity_table
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
-from training.features import FEATURE_NAMES, FEATURE_SETS, SESSION_FEATURES, UNKNOWN_CODE, Encodings
 from training.generator import generate
 from training.pipeline import BundleExistsError, train
 from training.schema import DataError

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from reco import (
+    BundleError,
+    OutsideRootError,
+    SigningKey,
+    copy_verified,
+    resolve_under_root,
+    write_manifest,
+)
 from tests.unit.test_bundle import minimal_manifest
-from training.bundle import BundleError, write_manifest
-from training.signing import SigningKey
-from training.verified_copy import OutsideRootError, copy_verified, resolve_under_root
 
 KEY = SigningKey(b"k" * 64, "test")
 
