@@ -77,10 +77,11 @@ demo: $(STAMP) $(BUNDLE_KEY)  ## Start a server, score a camping session, then p
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(SIGNED) $(PY) scripts/demo.py --start-server --bundle $(BUNDLE)
 
-lint: $(STAMP)  ## ruff (format + check) and mypy
+lint: $(STAMP)  ## ruff (format + check), mypy and the import contracts (lint-imports)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)  ## Apply ruff's formatter and safe fixes
 	$(VENV)/bin/ruff format .

@@ -15,10 +15,9 @@ import pytest
 import compiler.build
 import compiler.flatgen
 from compiler.bench import BenchOptions, run_bench
-from compiler.build import BuildError
+from compiler.build import ENTRY_SOURCE, BuildError
 from compiler.synthetic import write_synthetic_bundle
 from reco import (
-    ENTRY_SOURCE,
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
