@@ -201,7 +201,7 @@ def _load_train_sample(bundle_dir: Path, manifest: dict[str, Any], n_features: i
         )
         return None
     if TRAIN_SAMPLE_FILE in manifest["files"]:
-        verify_files(bundle_dir, manifest, [TRAIN_SAMPLE_FILE])
+        verify_files(bundle_dir, manifest["files"], [TRAIN_SAMPLE_FILE])
     sample = np.load(path, allow_pickle=False)
     if sample.ndim != 2 or sample.shape[1] != n_features or sample.dtype != np.float32:
         raise BuildError(
@@ -233,7 +233,7 @@ def _choose_codegen(model_file: Path, requested: str) -> CodegenChoice:
 
 def _outputs_intact(bundle_dir: Path, manifest: dict[str, Any], section: dict[str, Any]) -> bool:
     try:
-        verify_files(bundle_dir, manifest, list(section.get("outputs", {})))
+        verify_files(bundle_dir, manifest["files"], list(section.get("outputs", {})))
     except BundleError as exc:
         logger.info("rebuilding: %s", exc)
         return False
@@ -365,7 +365,7 @@ def build_bundle(
     started = time.perf_counter()
     try:
         manifest = read_manifest(bundle_dir, signing_key)
-        verify_files(bundle_dir, manifest, [MODEL_FILE])
+        verify_files(bundle_dir, manifest["files"], [MODEL_FILE])
     except BundleError as exc:
         raise BuildError(str(exc)) from exc
     model_file = bundle_dir / MODEL_FILE

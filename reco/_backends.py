@@ -15,11 +15,11 @@ from reco._bundle import (
     MODEL_FILE,
     ONNX_FILE,
     BundleError,
-    probe_from_manifest,
     read_manifest,
     verify_files,
 )
 from reco._cpu import missing_cpu_flags
+from reco._manifest import Manifest
 from reco._native import LibraryCheckError, NativeLibrary
 from reco._onnx_model import OnnxModel
 from reco._parity import ParityResult, compare, failure_message
@@ -79,30 +79,30 @@ class Backend:
 
 
 def _verified(
-    bundle_dir: Path, manifest: dict[str, Any], name: str, why_absent: str, hashed: bool = True
+    bundle_dir: Path, manifest: Manifest, name: str, why_absent: str, hashed: bool = True
 ) -> Path:
     """The path of a listed bundle file that exists; with `hashed`, its sha256 checked too."""
     path = bundle_dir / name
     if not path.is_file():
         raise BackendUnavailableError(f"{name} is missing{why_absent}")
-    if name not in manifest["files"]:
+    if name not in manifest.files:
         raise BackendUnavailableError(f"{name} is not recorded in the manifest")
     if hashed:
         try:
-            verify_files(bundle_dir, manifest, [name])
+            verify_files(bundle_dir, manifest.files, [name])
         except BundleError as exc:
             raise BackendUnavailableError(f"corrupt file: {exc}") from exc
     return path
 
 
-def _build_reason(manifest: dict[str, Any], kind: str) -> str:
+def _build_reason(manifest: Manifest, kind: str) -> str:
     """Why the build did not produce this backend's file, if it recorded a reason."""
-    record = manifest.get("compiler", {}).get("backends", {}).get(kind, {})
+    record = manifest.build_record(kind)
     return f" (build: {record['reason']})" if record.get("reason") else ""
 
 
-def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
-    section = manifest.get("compiler")
+def _open_compiled(bundle_dir: Path, manifest: Manifest) -> Backend:
+    section = manifest.compiler
     if not section:
         raise BackendUnavailableError(
             "no library: the bundle was never compiled (run: python -m compiler build)"
@@ -121,7 +121,7 @@ def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
             f"(built with -march={target.get('march')}) may use"
         )
     try:
-        library = NativeLibrary(path, expected_sha256=manifest["files"][LIBRARY_FILE])
+        library = NativeLibrary(path, expected_sha256=manifest.files[LIBRARY_FILE])
     except LibraryCheckError as exc:
         raise BackendUnavailableError(f"corrupt file, refused before dlopen: {exc}") from exc
     except OSError as exc:
@@ -129,7 +129,7 @@ def _open_compiled(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     return Backend("compiled", library.n_features, library.predict_unchecked)
 
 
-def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
+def _open_onnx(bundle_dir: Path, manifest: Manifest) -> Backend:
     path = _verified(bundle_dir, manifest, ONNX_FILE, _build_reason(manifest, "onnx"))
     try:
         model = OnnxModel(path)
@@ -138,7 +138,7 @@ def _open_onnx(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
     return Backend("onnx", model.n_features, model.predict)
 
 
-def _open_lightgbm(bundle_dir: Path, manifest: dict[str, Any]) -> Backend:
+def _open_lightgbm(bundle_dir: Path, manifest: Manifest) -> Backend:
     path = _verified(bundle_dir, manifest, MODEL_FILE, "")
     booster = open_booster(model_file=path)
 
@@ -165,17 +165,16 @@ def open_booster(model_file: Path | None = None, model_text: str | None = None) 
         raise BackendUnavailableError(f"LightGBM cannot load {MODEL_FILE}: {exc}") from exc
 
 
-_OPENERS: dict[str, Callable[[Path, dict[str, Any]], Backend]] = {
+_OPENERS: dict[str, Callable[[Path, Manifest], Backend]] = {
     "compiled": _open_compiled,
     "onnx": _open_onnx,
     "lightgbm": _open_lightgbm,
 }
 
 
-def _check_probe(
-    backend: Backend, manifest: dict[str, Any], rows: F32, expected: F64
-) -> ParityResult:
-    names = manifest["feature_names"]
+def _check_probe(backend: Backend, manifest: Manifest) -> ParityResult:
+    names = manifest.feature_names
+    rows, expected = manifest.probe.rows, manifest.probe.probabilities
     if backend.n_features != len(names):
         raise BackendUnavailableError(
             f"model has {backend.n_features} features, manifest lists {len(names)}"
@@ -198,7 +197,7 @@ def _check_probe(
 def load_backend(
     bundle_dir: Path | str,
     kind: str = "auto",
-    manifest: dict[str, Any] | None = None,
+    manifest: Manifest | None = None,
     label: str | None = None,
 ) -> Backend:
     """Loads a bundle's model: the named backend, or with "auto" the first of compiled, onnx,
@@ -214,17 +213,14 @@ def load_backend(
     bundle_dir = Path(bundle_dir)
     label = str(bundle_dir) if label is None else label
     try:
-        manifest = read_manifest(bundle_dir) if manifest is None else manifest
-        probe_rows, probe_expected = probe_from_manifest(manifest)
-    except (BundleError, KeyError, TypeError, ValueError) as exc:
+        manifest = Manifest.parse(read_manifest(bundle_dir)) if manifest is None else manifest
+    except BundleError as exc:
         raise BackendError(f"cannot load a backend from {label}: {exc}") from exc
-    if probe_rows.ndim != 2 or len(probe_rows) == 0:
-        raise BackendError(f"{label}: the manifest's parity probe has no rows")
     rejected: list[str] = []
     for name in BACKEND_KINDS if kind == "auto" else (kind,):
         try:
             backend = _OPENERS[name](bundle_dir, manifest)
-            backend.parity = _check_probe(backend, manifest, probe_rows, probe_expected)
+            backend.parity = _check_probe(backend, manifest)
         except BackendUnavailableError as exc:
             reason = f"{name}: {exc}"
             logger.warning("backend rejected for %s: %s", label, reason)

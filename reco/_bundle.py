@@ -7,7 +7,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,12 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         raise BundleError(f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict):
         raise BundleError(f"{where} is not a JSON object")
+    check_keys(manifest, where)
+    return manifest
+
+
+def check_keys(manifest: Mapping[str, Any], where: str) -> None:
+    """Every required key, a known format, and files as a {name: sha256} object."""
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise BundleError(f"{where} lacks {', '.join(missing)}")
@@ -90,9 +96,11 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         raise BundleError(
             f"{where} has format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
         )
-    if not isinstance(manifest["files"], dict):
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
         raise BundleError(f"{where}: files must map file names to sha256")
-    return manifest
 
 
 def write_manifest(
@@ -123,10 +131,10 @@ def _write_atomically(bundle_dir: Path, name: str, data: bytes) -> None:
         raise
 
 
-def verify_files(bundle_dir: Path, manifest: dict[str, Any], names: Iterable[str]) -> None:
+def verify_files(bundle_dir: Path, recorded: Mapping[str, str], names: Iterable[str]) -> None:
     """Raises BundleError naming the first listed file that is missing or whose hash differs
-    (by file name: messages may reach clients, which must not learn server paths)."""
-    recorded: dict[str, str] = manifest["files"]
+    from `recorded` (the manifest's files: {name: sha256}), by file name: messages may reach
+    clients, which must not learn server paths."""
     for name in names:
         path = bundle_dir / name
         if name not in recorded:
@@ -149,14 +157,3 @@ def probe_to_manifest(
         "rows": as_lists,
         "probabilities": np.asarray(probabilities, dtype=np.float64).tolist(),
     }
-
-
-def probe_from_manifest(
-    manifest: dict[str, Any],
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-    """The parity probe as (float32 rows with NaN, float64 reference probabilities)."""
-    probe = manifest["parity_probe"]
-    rows = np.array(
-        [[np.nan if v is None else v for v in row] for row in probe["rows"]], dtype=np.float32
-    )
-    return rows, np.asarray(probe["probabilities"], dtype=np.float64)

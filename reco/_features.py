@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reco._catalog import NO_PRODUCT, Catalog, ProductTables
+from reco._context import SessionContext
 from reco._sequence import (
     SEQUENCE_FEATURES,
     SERVING_SLOT,
@@ -373,50 +374,39 @@ def _code(vocabulary: Vocabulary, value: str | None) -> float:
     return np.nan if not value else vocabulary.code(value)
 
 
-def session_inputs_from_context(
-    *,
-    encodings: Encodings,
-    catalog: Catalog,
-    current_product_id: str,
-    current_category: str | None,
-    current_price: float | None,
-    previous_product_ids: Sequence[str],
-    products_in_cart: float | None,
-    device_type: str | None,
-    traffic_source: str | None,
-    time_on_page_sec: float | None,
-    scroll_depth: float | None,
-    clicked_product_image: bool | None,
-    session_length_mins: float | None,
-    products_viewed_count: float | None,
+def session_inputs(
+    context: SessionContext, encodings: Encodings, catalog: Catalog
 ) -> SessionInputs:
-    """Session inputs for one live context (Python floats); category/price default to the catalog's.
+    """Session inputs for one live context (Python floats); the current product's category and
+    price default to the catalog's.
 
     None means "not given" and becomes NaN (missing); an unseen string becomes UNKNOWN_CODE.
     """
-    current = catalog.index.get(current_product_id, NO_PRODUCT)
-    if current_category is None and current != NO_PRODUCT:
-        current_category = str(catalog.categories[current])
-    if current_price is None and current != NO_PRODUCT:
-        current_price = float(catalog.prices[current])
-    previous = [catalog.index.get(p, NO_PRODUCT) for p in previous_product_ids[:N_PREVIOUS]]
+    current = catalog.index.get(context.current_product_id, NO_PRODUCT)
+    category, price = context.current_category, context.current_price
+    if category is None and current != NO_PRODUCT:
+        category = str(catalog.categories[current])
+    if price is None and current != NO_PRODUCT:
+        price = float(catalog.prices[current])
+    previous = [catalog.index.get(p, NO_PRODUCT) for p in context.previous_product_ids[:N_PREVIOUS]]
     previous += [NO_PRODUCT] * (N_PREVIOUS - len(previous))
-    (category, price, cart, device, traffic, time, scroll, image, minutes, viewed) = _round32(
+    image = context.clicked_product_image
+    (category_code, price, cart, device, traffic, time, scroll, image, minutes, viewed) = _round32(
         [
-            _code(encodings.category, current_category),
-            _opt(current_price),
-            _opt(products_in_cart),
-            _code(encodings.device_type, device_type),
-            _code(encodings.traffic_source, traffic_source),
-            _opt(time_on_page_sec),
-            _opt(scroll_depth),
-            np.nan if clicked_product_image is None else float(clicked_product_image),
-            _opt(session_length_mins),
-            _opt(products_viewed_count),
+            _code(encodings.category, category),
+            _opt(price),
+            _opt(context.products_in_cart),
+            _code(encodings.device_type, context.device_type),
+            _code(encodings.traffic_source, context.traffic_source),
+            _opt(context.time_on_page_sec),
+            _opt(context.scroll_depth),
+            np.nan if image is None else float(image),
+            _opt(context.session_length_mins),
+            _opt(context.products_viewed_count),
         ]
     )
     return SessionInputs(
-        category_code=category,
+        category_code=category_code,
         current_price=price,
         products_in_cart=cart,
         device_code=device,

@@ -110,16 +110,18 @@ class App:
         self.reloader = Reloader(
             self.registry, self.load, self._on_reload, self.bundles, self.bundle_root
         )
+        self.scorer = Scorer(
+            self.registry, Limits(max_candidates=settings.max_candidates), self.store
+        )
+        self.recommender = Recommender(
+            self.registry,
+            self.store,
+            RecommendLimits(settings.catalog_limit, settings.retrieval_size),
+        )
         self.handlers = Handlers(
             registry=self.registry,
-            scorer=Scorer(
-                self.registry, Limits(max_candidates=settings.max_candidates), self.store
-            ),
-            recommender=Recommender(
-                self.registry,
-                self.store,
-                RecommendLimits(settings.catalog_limit, settings.retrieval_size),
-            ),
+            scorer=self.scorer,
+            recommender=self.recommender,
             store=self.store,
             reloader=self.reloader,
             metrics=self.metrics,
@@ -136,8 +138,9 @@ class App:
             root=self.bundle_root,
             key=self.key,
             scratch_dir=self.settings.runtime_dir,
+            explain=self.settings.explain,
         )
-        warm_up(model, self.settings.warmup_requests)
+        warm_up(model, self.scorer, self.recommender, self.settings.warmup_requests)
         return model
 
     def load_all(self) -> None:

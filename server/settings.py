@@ -72,6 +72,7 @@ class Settings:
     watch_seconds: float
     ab_bundle: Path | None
     ab_share: float
+    explain: bool
     log_level: str
 
     @property
@@ -327,6 +328,14 @@ def build_parser() -> SettingsParser:
         "0.5",
         "share of sessions routed to variant B (between 0 and 1), by a stable hash of the "
         "session id",
+    )
+    p.add(
+        "--explain",
+        boolean,
+        "false",
+        "serve Recommend's explain (top feature contributions): LightGBM's booster is built at "
+        "load from the verified model.txt (slower warm-up, more memory); off, explain is "
+        "INVALID_ARGUMENT",
     )
     p.add("--log-level", choice(*LOG_LEVELS, case_insensitive=True), "INFO", "logging level")
     return p

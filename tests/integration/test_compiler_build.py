@@ -51,7 +51,7 @@ def _forbid_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_build_writes_library_onnx_and_manifest(built: Path) -> None:
     manifest = read_manifest(built)
-    verify_files(built, manifest, [MODEL_FILE, LIBRARY_FILE, ONNX_FILE, TRAIN_SAMPLE_FILE])
+    verify_files(built, manifest["files"], [MODEL_FILE, LIBRARY_FILE, ONNX_FILE, TRAIN_SAMPLE_FILE])
     section = manifest["compiler"]
     assert set(section["tools"]) >= {"treelite", "tl2cgen", "gcc", "onnxmltools", "onnxruntime"}
     assert section["tools"]["gcc"].startswith("gcc ")

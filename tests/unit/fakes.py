@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reco import FEATURE_NAMES, Backend, Encodings, Vocabulary
+from reco import FEATURE_NAMES, Backend, Contribution, Encodings, Vocabulary
 from server.core.model import LoadedModel
 from training.catalog import catalog_from_frame, tables_from_frame
 
@@ -29,23 +29,32 @@ class PriceBackend(Backend):
         return np.asarray(rows[:, PRICE], dtype=np.float64) / 100.0
 
 
-def fake_model(frame: pd.DataFrame, affinity: pd.DataFrame | None = None) -> LoadedModel:
-    """A LoadedModel over a catalog frame (CATALOG_COLUMNS), scored by PriceBackend."""
+def fake_model(frame: pd.DataFrame, affinity: pd.DataFrame | None = None,
+               explain: bool = False) -> LoadedModel:  # fmt: skip
+    """A LoadedModel over a catalog frame (CATALOG_COLUMNS), scored by PriceBackend; with
+    `explain`, an explainer that credits each row's price (FakeExplainer)."""
     catalog = catalog_from_frame(frame)
     encodings = Encodings(
         Vocabulary(("Electronics", "Sports")), Vocabulary(("Desktop",)), Vocabulary(("Direct",))
     )
-    codes = encodings.category.encode(catalog.categories)
-    return LoadedModel(
-        bundle_dir=Path("/nonexistent"),
-        version="v-test",
-        manifest={"feature_names": list(FEATURE_NAMES)},
-        backend=PriceBackend(),
-        rejected_backends=(),
+    backend = PriceBackend()
+    model = LoadedModel.prepare(
+        backend=backend,
         encodings=encodings,
         catalog=catalog,
         tables=tables_from_frame(catalog, affinity),
         threshold=0.7,
-        product_category_codes=np.append(codes, np.float32(np.nan)),
-        product_prices=np.append(catalog.prices, np.float32(np.nan)),
+        version="v-test",
+        bundle_dir=Path("/nonexistent"),
+        explainer=FakeExplainer() if explain else None,  # type: ignore[arg-type]
     )
+    backend.calls.clear()  # the cold-start ranking scored at prepare() is not a request's call
+    return model
+
+
+class FakeExplainer:
+    """Explains a row by its candidate price alone (the PriceBackend's whole reason)."""
+
+    def contributions(self, rows: npt.NDArray[np.float32]) -> list[list[Contribution]]:
+        return [[Contribution("rec_price", float(row[PRICE]), float(row[PRICE]) / 100.0)]
+                for row in rows]  # fmt: skip

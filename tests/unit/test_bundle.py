@@ -66,10 +66,10 @@ def test_missing_or_incomplete_manifest_is_refused_by_name(tmp_path: Path) -> No
 
 def test_verify_files_names_the_tampered_file(tmp_path: Path) -> None:
     manifest = minimal_manifest(tmp_path)
-    verify_files(tmp_path, manifest, ["model.txt"])
+    verify_files(tmp_path, manifest["files"], ["model.txt"])
     (tmp_path / "model.txt").write_text("tampered\n")
     with pytest.raises(BundleError, match=r"model.txt sha256"):
-        verify_files(tmp_path, manifest, ["model.txt"])
+        verify_files(tmp_path, manifest["files"], ["model.txt"])
     (tmp_path / "model.txt").unlink()
     with pytest.raises(BundleError, match=r"model\.txt is missing"):
-        verify_files(tmp_path, manifest, ["model.txt"])
+        verify_files(tmp_path, manifest["files"], ["model.txt"])

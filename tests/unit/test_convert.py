@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reco import SessionContext
 from reco.v1 import recommender_pb2 as pb
 from server.core.errors import InvalidArgument
-from server.core.requests import Candidates, Context, ScoreResult
+from server.core.requests import Candidates, ScoreResult
 from server.transport.convert import (
     candidates_from_proto,
     context_from_proto,
@@ -102,7 +103,7 @@ def test_score_query_carries_features_and_threshold() -> None:
     query = score_query_from_proto(request)
     assert query.features is not None and query.features.rows == 1
     assert query.min_score == 0.25 and query.top_k == 3
-    assert query.context == Context()
+    assert query.context == SessionContext()
     assert score_query_from_proto(pb.ScoreRequest()).min_score is None
 
 

@@ -20,9 +20,10 @@ from reco import (
     Catalog,
     Encodings,
     ProductTables,
+    SessionContext,
     Vocabulary,
     build_features,
-    session_inputs_from_context,
+    session_inputs,
 )
 from training.catalog import catalog_from_frame, tables_from_frame
 from training.features import features_from_frame
@@ -238,7 +239,7 @@ def serve_features(
     catalog: Catalog,
     tables: ProductTables,
 ) -> np.ndarray:
-    session = session_inputs_from_context(encodings=ENCODINGS, catalog=catalog, **context)  # type: ignore[arg-type]
+    session = session_inputs(SessionContext(**context), ENCODINGS, catalog)  # type: ignore[arg-type]
     cand = CandidateInputs(
         category_code=ENCODINGS.category.encode([c[1] for c in candidates]),
         price=np.array([c[2] for c in candidates], dtype=np.float32),
@@ -327,12 +328,10 @@ def test_missing_context_values_become_nan_not_zero(
             "products_viewed_count",
         ]
     )
-    session = session_inputs_from_context(
-        encodings=ENCODINGS,
-        catalog=catalog,
-        current_product_id="",
-        previous_product_ids=[],
-        **context,  # type: ignore[arg-type]
+    session = session_inputs(
+        SessionContext(current_product_id="", **context),
+        ENCODINGS,
+        catalog,
     )
     cand = CandidateInputs(
         np.array([2.0], np.float32), np.array([10.0], np.float32), np.array([0], np.int64)

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reco import FEATURE_NAMES
+from reco import FEATURE_NAMES, SessionContext
 from server.core.errors import DeadlineExceeded, InvalidArgument, LimitExceeded, NotFound
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel
 from server.core.registry import ModelRegistry
-from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery
+from server.core.requests import Candidates, FeatureRows, ScoreQuery
 from server.core.scoring import Limits, Scorer, context_features
 from tests.unit.fakes import PRICE, PriceBackend, fake_model
 
@@ -44,7 +44,7 @@ def scorer(model: LoadedModel) -> Scorer:
 
 def query(*ids: str, **kw: object) -> ScoreQuery:
     candidates = kw.pop("candidates", Candidates(list(ids)))
-    return ScoreQuery(context=kw.pop("context", Context()), candidates=candidates, **kw)  # type: ignore[arg-type]
+    return ScoreQuery(context=kw.pop("context", SessionContext()), candidates=candidates, **kw)  # type: ignore[arg-type]
 
 
 def test_one_backend_call_for_the_whole_batch_and_catalog_prices(
@@ -89,10 +89,10 @@ def test_skip_unknown_scores_the_rest_and_lists_the_unknown(
         (query("P1", candidates=Candidates(["P1", ""])), r"candidates\[1\]\.product_id must not be empty"),
         (query(candidates=Candidates(["P1"], prices={0: float("nan")})), r"candidates\[0\]\.price .* got NaN"),
         (query(candidates=Candidates(["P1"], prices={0: -2.0})), r"candidates\[0\]\.price .* got -2\.0"),
-        (query("P1", context=Context(scroll_depth=1.5)), r"context\.scroll_depth must be between 0 and 1, got 1\.5"),
-        (query("P1", context=Context(current_price=0.0)), r"context\.current_price .* got 0\.0"),
-        (query("P1", context=Context(products_in_cart=-1)), r"context\.products_in_cart .* got -1"),
-        (query("P1", context=Context(previous_product_ids=("a", "b", "c", "d"))), r"at most 3"),
+        (query("P1", context=SessionContext(scroll_depth=1.5)), r"context\.scroll_depth must be between 0 and 1, got 1\.5"),
+        (query("P1", context=SessionContext(current_price=0.0)), r"context\.current_price .* got 0\.0"),
+        (query("P1", context=SessionContext(products_in_cart=-1)), r"context\.products_in_cart .* got -1"),
+        (query("P1", context=SessionContext(previous_product_ids=("a", "b", "c", "d"))), r"at most 3"),
         (query("P1", min_score=1.5), r"min_score must be between 0 and 1"),
         (query("P1", top_k=-1), r"top_k must be >= 0"),
         (query(), r"candidates must hold at least one candidate"),
@@ -135,7 +135,7 @@ def test_context_features_use_the_shared_builder(model: LoadedModel) -> None:
     from server.core.scoring import resolve_candidates
 
     resolved = resolve_candidates(model, Candidates(["P1", "P2"]), skip_unknown=False)
-    rows = context_features(model, Context(current_product_id="P3"), resolved.inputs)
+    rows = context_features(model, SessionContext(current_product_id="P3"), resolved.inputs)
     assert rows.shape == (2, len(FEATURE_NAMES))
     assert rows[:, FEATURE_NAMES.index("current_price")].tolist() == [50.0, 50.0]  # from catalog
     assert rows[:, FEATURE_NAMES.index("same_category")].tolist() == [0.0, 0.0]
@@ -149,7 +149,7 @@ def test_a_session_only_context_is_completed_from_the_tracked_session(model: Loa
     store = MemoryStore()
     scorer = Scorer(registry, Limits(), store)
     backend: PriceBackend = model.backend  # type: ignore[assignment]
-    session_only = query("P2", context=Context(session_id="s1"), min_score=0.0)
+    session_only = query("P2", context=SessionContext(session_id="s1"), min_score=0.0)
     current_price = FEATURE_NAMES.index("current_price")
     scorer.score(session_only)
     assert backend.last_rows is not None and np.isnan(backend.last_rows[0, current_price])

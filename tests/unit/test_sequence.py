@@ -19,11 +19,12 @@ from reco import (
     Encodings,
     ProductTables,
     SequenceTables,
+    SessionContext,
     Vocabulary,
     build_features,
     history_from_views,
     sequence_inputs_from_views,
-    session_inputs_from_context,
+    session_inputs,
 )
 from training.affinity import affinity_table
 from training.catalog import catalog_from_frame, tables_from_frame
@@ -175,23 +176,29 @@ def test_serving_side_history_reproduces_the_training_rows_bit_for_bit(generated
             (pages.session == pages.session[p]) & (pages.position <= pages.position[p])
         )
         views = current[same_session[np.argsort(pages.position[same_session])]].tolist()
-        session = session_inputs_from_context(
-            encodings=encodings,
-            catalog=catalog,
-            current_product_id=row["current_product_id"],
-            current_category=row["current_category"],
-            current_price=row["current_price"],
-            previous_product_ids=[
-                row[f"prev_product_{k}"] for k in (1, 2, 3) if row[f"prev_product_{k}"] != "NONE"
-            ],
-            products_in_cart=row["products_in_cart"],
-            device_type=row["device_type"],
-            traffic_source=row["traffic_source"],
-            time_on_page_sec=row["time_on_page_sec"],
-            scroll_depth=row["scroll_depth"],
-            clicked_product_image=bool(row["clicked_product_image"]),
-            session_length_mins=row["session_length_mins"],
-            products_viewed_count=row["products_viewed_count"],
+        session = session_inputs(
+            SessionContext(
+                current_product_id=row["current_product_id"],
+                current_category=row["current_category"],
+                current_price=row["current_price"],
+                previous_product_ids=tuple(
+                    [
+                        row[f"prev_product_{k}"]
+                        for k in (1, 2, 3)
+                        if row[f"prev_product_{k}"] != "NONE"
+                    ]
+                ),
+                products_in_cart=row["products_in_cart"],
+                device_type=row["device_type"],
+                traffic_source=row["traffic_source"],
+                time_on_page_sec=row["time_on_page_sec"],
+                scroll_depth=row["scroll_depth"],
+                clicked_product_image=bool(row["clicked_product_image"]),
+                session_length_mins=row["session_length_mins"],
+                products_viewed_count=row["products_viewed_count"],
+            ),
+            encodings,
+            catalog,
         )
         index = catalog.index[row["rec_product_id"]]
         candidates = CandidateInputs(

@@ -21,8 +21,8 @@ from server.core.sessions import (
     absorb,
     apply,
     fold,
-    validate_event,
 )
+from server.core.validation import validate_event
 
 T0 = 1_700_000_000_000
 
