@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reco.settings import (
+    BUNDLE_KEY_FILE,
+    LOG_LEVEL,
     SettingError,
     SettingsParser,
     boolean,
@@ -19,7 +21,6 @@ from reco.settings import (
 )
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Below this, ordinary requests (a few hundred candidate ids, a Recommend answer with reasons
 # and explanations) no longer fit; gRPC itself cannot go beyond 2 GiB - 1.
 MIN_MESSAGE_BYTES = 64 * 1024
@@ -108,14 +109,7 @@ def build_parser() -> SettingsParser:
         "bundles are loaded only from under this directory (symlinks resolved; unset = the "
         "directory holding what --bundle resolves to)",
     )
-    p.add(
-        "--bundle-key-file",
-        optional_path,
-        "",
-        "HMAC-SHA256 key that training and the compiler signed manifests with; set, every "
-        "bundle must carry a valid manifest.json.sig (the key itself may come from "
-        "RECO_BUNDLE_KEY instead)",
-    )
+    p.add_flag(BUNDLE_KEY_FILE, "; set, every bundle must carry a valid signature")
     p.add("--host", str, "127.0.0.1", "public listen address")
     p.add("--port", port(zero="picks a free one; one worker only"), "50051", "public gRPC port")
     p.add(
@@ -337,7 +331,7 @@ def build_parser() -> SettingsParser:
         "load from the verified model.txt (slower warm-up, more memory); off, explain is "
         "INVALID_ARGUMENT",
     )
-    p.add("--log-level", choice(*LOG_LEVELS, case_insensitive=True), "INFO", "logging level")
+    p.add_flag(LOG_LEVEL)
     return p
 
 

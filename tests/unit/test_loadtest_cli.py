@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from loadtest.__main__ import main
 from loadtest.cli import parse_settings
 from loadtest.server_process import SERVER_COMMAND_ENV, ServerSpec
+from reco.settings import SettingError
 
 
 def test_defaults_describe_a_short_score_run() -> None:
@@ -25,8 +28,8 @@ def test_defaults_describe_a_short_score_run() -> None:
 
 
 def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOADTEST_TARGET", "10.1.1.1:7000")
-    monkeypatch.setenv("LOADTEST_RATE", "750")
+    monkeypatch.setenv("RECO_LOADTEST_TARGET", "10.1.1.1:7000")
+    monkeypatch.setenv("RECO_LOADTEST_RATE", "750")
     monkeypatch.setenv(SERVER_COMMAND_ENV, "my-server --flag")
     settings, _ = parse_settings([])
     assert settings.target == "10.1.1.1:7000"
@@ -37,8 +40,10 @@ def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOADTEST_RATE", "fast")
-    with pytest.raises(SystemExit, match="LOADTEST_RATE='fast'"):
+    monkeypatch.setenv("RECO_LOADTEST_RATE", "fast")
+    with pytest.raises(
+        SettingError, match=r"RECO_LOADTEST_RATE \(--rate\) must be a finite number > 0, got 'fast'"
+    ):
         parse_settings([])
 
 
@@ -67,18 +72,20 @@ def test_ramp_capacity_and_compare_modes() -> None:
         (["--compare", "h:1"], "at least two targets"),
         (["--compare", "a=h:1", "a=h:2"], "labels must be distinct"),
         (["--scenario", "score=x"], "weight of 'score'"),
-        (["--rate", "0"], "nothing to send"),
+        (["--rate", "0"], "--rate must be a finite number > 0, got '0'"),
         (["--capacity", "--capacity-max", "10"], "capacity max"),
         (["--rounds", "0"], "--rounds"),
     ],
 )
-def test_bad_flags_exit_with_a_message(
+def test_bad_flags_exit_with_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SettingError, match=re.escape(message)):
         parse_settings(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m loadtest: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_server_command_gets_the_standard_flags_appended() -> None:
