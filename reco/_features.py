@@ -390,7 +390,7 @@ def session_inputs(
         price = float(catalog.prices[current])
     previous = [catalog.index.get(p, NO_PRODUCT) for p in context.previous_product_ids[:N_PREVIOUS]]
     previous += [NO_PRODUCT] * (N_PREVIOUS - len(previous))
-    image = context.clicked_product_image
+    clicked = context.clicked_product_image
     (category_code, price, cart, device, traffic, time, scroll, image, minutes, viewed) = _round32(
         [
             _code(encodings.category, category),
@@ -400,7 +400,7 @@ def session_inputs(
             _code(encodings.traffic_source, context.traffic_source),
             _opt(context.time_on_page_sec),
             _opt(context.scroll_depth),
-            np.nan if image is None else float(image),
+            np.nan if clicked is None else float(clicked),
             _opt(context.session_length_mins),
             _opt(context.products_viewed_count),
         ]

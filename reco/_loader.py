@@ -11,6 +11,7 @@ from pathlib import Path
 from reco._backends import Backend, load_backend
 from reco._bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
 from reco._catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
+from reco._features import Encodings
 from reco._manifest import Manifest
 from reco._signing import SigningKey
 from reco._verified_copy import copy_verified
@@ -27,6 +28,7 @@ class Bundle:
     source: Path  # its real path, inside the root
     name: str  # relative to the root: the only name clients see
     manifest: Manifest
+    encodings: Encodings  # the manifest's, always present in a servable bundle
     backend: Backend
     catalog: Catalog
     tables: ProductTables
@@ -63,12 +65,15 @@ def load_bundle(
                 f"({len(manifest.feature_names)} features); this server scores "
                 f"{len(feature_names)} features of the candidate set"
             )
+        if manifest.encodings is None:
+            raise BundleError("the manifest holds no encodings (category, device, traffic)")
         absent = [name for name in REQUIRED_FILES if name not in manifest.files]
         if absent:
             raise BundleError(f"the manifest lists no {', '.join(absent)}")
         catalog, tables = load_tables(scratch)
         model = load_backend(scratch, kind=backend, manifest=manifest, label=copy.name)
         text = (scratch / MODEL_FILE).read_text() if keep_model_text else None
-        return Bundle(copy.source, copy.name, manifest, model, catalog, tables, copy.key_id, text)
+        return Bundle(copy.source, copy.name, manifest, manifest.encodings, model, catalog, tables,
+                      copy.key_id, text)  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -31,7 +31,7 @@ class Manifest:
     created_at: str
     feature_set: str
     feature_names: tuple[str, ...]
-    encodings: Encodings
+    encodings: Encodings | None  # None for a bundle without categorical inputs (synthetic)
     default_threshold: float
     files: Mapping[str, str]
     probe: ParityProbe
@@ -52,7 +52,8 @@ class Manifest:
         if not isinstance(compiler, dict):
             raise BundleError(f"{where}: compiler must be an object")
         try:
-            encodings = Encodings.from_manifest(data["encodings"])
+            entry = data["encodings"]
+            encodings = Encodings.from_manifest(entry) if entry else None
             probe = _probe(data, len(names))
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: {type(exc).__name__} in {exc}") from None

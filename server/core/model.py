@@ -171,7 +171,7 @@ def load_model(
             explainer = Explainer(bundle.model_text, manifest.feature_names)
         model = LoadedModel.prepare(
             backend=bundle.backend,
-            encodings=manifest.encodings,
+            encodings=bundle.encodings,
             catalog=bundle.catalog,
             tables=bundle.tables,
             threshold=manifest.default_threshold,
