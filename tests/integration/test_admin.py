@@ -61,6 +61,7 @@ def admin_server(root: Path, private: Path, logs: Path) -> Iterator[ServerProces
         "--admin-address", f"unix:{private / 'admin.sock'}",
         "--admin-token-file", str(private / "token"),
         "--watch-seconds", "0",
+        "--explain",
         log_dir=logs,
     ) as server:  # fmt: skip
         yield server

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loadtest.gcwatch import read_pauses
 
-GCWATCH = Path(__file__).resolve().parents[2] / "loadtest" / "gcwatch.py"
+GCWATCH = Path(__file__).resolve().parents[3] / "loadtest" / "gcwatch.py"
 
 
 def test_every_collection_of_the_watched_module_is_written(tmp_path: Path) -> None:

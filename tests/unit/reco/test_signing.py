@@ -20,7 +20,7 @@ from reco import (
     read_manifest,
     write_manifest,
 )
-from tests.unit.test_bundle import minimal_manifest
+from tests.unit.reco.test_bundle import minimal_manifest
 
 KEY = SigningKey(b"k" * 64, "test")
 OTHER = SigningKey(b"o" * 64, "other")

@@ -16,7 +16,7 @@ from reco import (
     resolve_under_root,
     write_manifest,
 )
-from tests.unit.test_bundle import minimal_manifest
+from tests.unit.reco.test_bundle import minimal_manifest
 
 KEY = SigningKey(b"k" * 64, "test")
 

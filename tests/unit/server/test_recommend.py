@@ -14,7 +14,7 @@ from server.core.model import LoadedModel
 from server.core.recommend import Recommender, RecommendLimits, RecommendQuery
 from server.core.registry import ModelRegistry
 from server.core.sessions import Event, EventType, SessionState
-from tests.unit.fakes import fake_model
+from tests.unit.server.fakes import fake_model
 
 PRODUCTS = 12
 OUT_OF_STOCK = {"P11"}

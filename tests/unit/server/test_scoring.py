@@ -15,7 +15,7 @@ from server.core.model import LoadedModel
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, FeatureRows, ScoreQuery
 from server.core.scoring import Limits, Scorer, context_features
-from tests.unit.fakes import PRICE, PriceBackend, fake_model
+from tests.unit.server.fakes import PRICE, PriceBackend, fake_model
 
 
 @pytest.fixture
