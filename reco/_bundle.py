@@ -1,4 +1,4 @@
-"""The model bundle on disk: file names, manifest read/write, hashes and the parity probe."""
+"""The model bundle on disk: file names, manifest read/write and the sha256 of its files."""
 
 from __future__ import annotations
 
