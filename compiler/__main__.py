@@ -7,6 +7,7 @@ import os
 import sys
 from types import SimpleNamespace
 
+import reco.settings as flags
 from compiler.bench import BenchError, BenchOptions, run_bench
 from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
@@ -16,17 +17,6 @@ from compiler.request_bench import RequestBenchError, RequestBenchOptions, run_r
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
 from reco import BackendError, BundleError, RequestKernelError, SigningKeyError, signing_key_for
-from reco.settings import (
-    BUNDLE_KEY_FILE,
-    LOG_LEVEL,
-    SettingsParser,
-    boolean,
-    choice,
-    comma_list,
-    integer,
-    required_path,
-    run_cli,
-)
 
 logger = logging.getLogger("compiler")
 
@@ -34,94 +24,102 @@ logger = logging.getLogger("compiler")
 PROG = "python -m compiler"
 
 
-def _parser() -> SettingsParser:
+def _parser() -> flags.SettingsParser:
     """Every command's flags: RECO_COMPILER_<FLAG> fallbacks (the key, log level and CC as
     everywhere else)."""
-    p = SettingsParser(PROG, __doc__ or "", env_prefix="RECO_COMPILER_")
-    p.add(LOG_LEVEL.flag, LOG_LEVEL.parse, LOG_LEVEL.default, LOG_LEVEL.help, env="RECO_LOG_LEVEL")
+    p = flags.SettingsParser(PROG, __doc__ or "", env_prefix="RECO_COMPILER_")
+    p.add(
+        flags.LOG_LEVEL.flag,
+        flags.LOG_LEVEL.parse,
+        flags.LOG_LEVEL.default,
+        flags.LOG_LEVEL.help,
+        env="RECO_LOG_LEVEL",
+    )
     defaults = BuildOptions()
 
     build = p.command(
         "build", "compile a bundle's model.txt into model.so and model.onnx, checked for parity"
     )
-    build.add("bundle", required_path, "", "bundle directory written by training")
+    build.add("bundle", flags.required_path, "", "bundle directory written by training")
     build.add(
         "--codegen",
-        choice(*CODEGENS),
+        flags.choice(*CODEGENS),
         defaults.codegen,
         "C generator: flat (branch-free, padded trees), tl2cgen, or auto = flat when the model "
         f"is eligible (numerical splits, depth <= {MAX_DEPTH}), else tl2cgen",
     )
     build.add(
         "--block-rows",
-        choice(*map(str, BLOCK_ROWS)),
+        flags.choice(*map(str, BLOCK_ROWS)),
         str(defaults.block_rows),
         "flat: rows walked through each tree together",
     )
     build.add(
         "--target",
-        choice(*TARGETS),
+        flags.choice(*TARGETS),
         defaults.target,
         "portable: any x86-64 CPU; native: this CPU only",
     )
     build.add(
         "--quantize",
-        boolean,
+        flags.boolean,
         str(defaults.quantize).lower(),
-        "tl2cgen: quantize, compare integer bin indices instead of doubles",
+        "tl2cgen: quantize, compare flags.integer bin indices instead of doubles",
     )
     build.add(
         "--annotate",
-        boolean,
+        flags.boolean,
         str(defaults.annotate).lower(),
         "tl2cgen: mark branches LIKELY/UNLIKELY from train_sample.npy (annotate_branch)",
     )
     build.add(
         "--parallel-comp",
-        integer(0),
+        flags.integer(0),
         str(defaults.parallel_comp),
         "tl2cgen: split the trees over N C files compiled in parallel (0: one file)",
         metavar="N",
     )
-    build.add("--opt-level", choice(*OPT_LEVELS), defaults.opt_level, "gcc -O level")
+    build.add("--opt-level", flags.choice(*OPT_LEVELS), defaults.opt_level, "gcc -O level")
     build.add("--cc", str, defaults.cc, "C compiler", env="CC")
-    build.add("--jobs", integer(1), str(os.cpu_count() or 1), "parallel compiler processes")
+    build.add("--jobs", flags.integer(1), str(os.cpu_count() or 1), "parallel compiler processes")
     build.add(
         "--cache-dir",
-        required_path,
+        flags.required_path,
         str(default_cache_dir()),
         "content-addressed build cache",
         env=CACHE_ENV,
     )
-    build.add("--no-cache", boolean, "false", "neither use nor fill the cache")
+    build.add("--no-cache", flags.boolean, "false", "neither use nor fill the cache")
     build.add_flag(
-        BUNDLE_KEY_FILE,
+        flags.BUNDLE_KEY_FILE,
         ": the signature is checked before building and the updated manifest signed",
     )
 
     bench = p.command("bench", "latency of every backend per call and per row on fresh rows")
-    bench.add("bundle", required_path, "", "a compiled bundle directory")
+    bench.add("bundle", flags.required_path, "", "a compiled bundle directory")
     bench_defaults = BenchOptions()
     _add_batch_sizes(bench, bench_defaults.batch_sizes, "rows per call")
-    bench.add("--repeats", integer(1), str(bench_defaults.repeats), "runs per cell")
-    bench.add("--pool-rows", integer(1), str(bench_defaults.pool_rows), "fresh rows generated")
-    bench.add("--seed", integer(), str(bench_defaults.seed), "row pool seed")
+    bench.add("--repeats", flags.integer(1), str(bench_defaults.repeats), "runs per cell")
+    bench.add(
+        "--pool-rows", flags.integer(1), str(bench_defaults.pool_rows), "fresh rows generated"
+    )
+    bench.add("--seed", flags.integer(), str(bench_defaults.seed), "row pool seed")
     bench.add(
         "--variants",
-        boolean,
+        flags.boolean,
         "false",
         "also build and time compile variants (flat: rows per block, -O2, native; tl2cgen: "
         "quantize, annotation, -O2, native)",
     )
     bench.add(
         "--other-codegens",
-        boolean,
+        flags.boolean,
         str(bench_defaults.other_codegens).lower(),
         "also build and time the library of each code generator the bundle's is not from",
     )
     bench.add(
         "--serving-shape",
-        boolean,
+        flags.boolean,
         "false",
         "batches as the server builds them: one session's columns shared by every row",
     )
@@ -130,14 +128,16 @@ def _parser() -> SettingsParser:
         "request-bench",
         "one request's rows and scores: numpy vs native rows, flat vs folded (Markdown)",
     )
-    request_bench.add("bundle", required_path, "", "a compiled bundle of the candidate set")
+    request_bench.add("bundle", flags.required_path, "", "a compiled bundle of the candidate set")
     request_defaults = RequestBenchOptions()
     _add_batch_sizes(request_bench, request_defaults.batch_sizes, "candidates per request")
-    request_bench.add("--rounds", integer(1), str(request_defaults.rounds), "interleaved rounds")
-    request_bench.add("--seed", integer(), str(request_defaults.seed), "request seed")
+    request_bench.add(
+        "--rounds", flags.integer(1), str(request_defaults.rounds), "interleaved rounds"
+    )
+    request_bench.add("--seed", flags.integer(), str(request_defaults.seed), "request seed")
     request_bench.add(
         "--callgrind",
-        boolean,
+        flags.boolean,
         str(request_defaults.callgrind).lower(),
         "count the C instructions per request with valgrind's callgrind",
     )
@@ -147,19 +147,19 @@ def _parser() -> SettingsParser:
         "write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
     )
     spec = SyntheticSpec()
-    synthetic.add("out", required_path, "", "bundle directory to create")
-    synthetic.add("--trees", integer(1), str(spec.n_trees), "trees")
-    synthetic.add("--max-depth", integer(1), str(spec.max_depth), "deepest tree")
-    synthetic.add("--num-leaves", integer(2), str(spec.num_leaves), "most leaves per tree")
-    synthetic.add("--rows", integer(1), str(spec.n_rows), "training rows")
-    synthetic.add("--seed", integer(), str(spec.seed), "random seed")
+    synthetic.add("out", flags.required_path, "", "bundle directory to create")
+    synthetic.add("--trees", flags.integer(1), str(spec.n_trees), "trees")
+    synthetic.add("--max-depth", flags.integer(1), str(spec.max_depth), "deepest tree")
+    synthetic.add("--num-leaves", flags.integer(2), str(spec.num_leaves), "most leaves per tree")
+    synthetic.add("--rows", flags.integer(1), str(spec.n_rows), "training rows")
+    synthetic.add("--seed", flags.integer(), str(spec.seed), "random seed")
     return p
 
 
-def _add_batch_sizes(parser: SettingsParser, default: tuple[int, ...], what: str) -> None:
+def _add_batch_sizes(parser: flags.SettingsParser, default: tuple[int, ...], what: str) -> None:
     parser.add(
         "--batch-sizes",
-        comma_list(integer(1)),
+        flags.comma_list(flags.integer(1)),
         ",".join(map(str, default)),
         f"comma-separated {what}",
     )
@@ -167,7 +167,7 @@ def _add_batch_sizes(parser: SettingsParser, default: tuple[int, ...], what: str
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the process exit code (2 for a bad setting, 1 for a failure)."""
-    return run_cli(PROG, lambda: _main(argv))
+    return flags.run_cli(PROG, lambda: _main(argv))
 
 
 def _main(argv: list[str] | None) -> int:

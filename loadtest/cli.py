@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import reco.settings as flags
 from loadtest import slo
 from loadtest.capacity import SearchPlan
 from loadtest.compare import Contender
@@ -15,17 +16,6 @@ from loadtest.generator import DEFAULT_MAX_CPU, DEFAULT_MAX_SEND_LAG_MS, Saturat
 from loadtest.schedule import ARRIVALS, RateSchedule
 from loadtest.server_process import DEFAULT_SERVER_COMMAND, SERVER_COMMAND_ENV, ServerSpec
 from loadtest.workload import KINDS, Mix
-from reco.settings import (
-    SettingError,
-    SettingsParser,
-    boolean,
-    choice,
-    integer,
-    number,
-    optional,
-    optional_path,
-    required_path,
-)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_BUNDLE = Path("artifacts/latest")
@@ -89,12 +79,12 @@ def _optional_bound(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise ValueError("must be a number, or off") from None
+        raise ValueError("must be a flags.number, or off") from None
 
 
-def build_parser() -> SettingsParser:
+def build_parser() -> flags.SettingsParser:
     """The flags (RECO_LOADTEST_<FLAG> fallbacks; defaults shown in --help)."""
-    p = SettingsParser(
+    p = flags.SettingsParser(
         "python -m loadtest",
         "Open-loop gRPC load generator for the reco.v1.Recommender server: fixed arrival rate (or "
         "ramp), latency from the intended send time, SLO verdict (exit 0 PASS, 1 FAIL, 2 could "
@@ -105,12 +95,17 @@ def build_parser() -> SettingsParser:
     p.add("--target", str, DEFAULT_TARGET, "host:port of a running server")
     p.add(
         "--start-server",
-        boolean,
+        flags.boolean,
         "false",
         "start the server on a free port with --bundle, wait for SERVING, stop it after",
     )
-    p.add("--bundle", required_path, str(DEFAULT_BUNDLE), "model bundle for a server started here")
-    p.add("--backend", choice(*BACKENDS), "auto", "--backend for a server started here")
+    p.add(
+        "--bundle",
+        flags.required_path,
+        str(DEFAULT_BUNDLE),
+        "model bundle for a server started here",
+    )
+    p.add("--backend", flags.choice(*BACKENDS), "auto", "--backend for a server started here")
     p.add(
         "--server-cmd",
         str,
@@ -121,47 +116,49 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--server-ready-timeout",
-        number(positive=True),
+        flags.number(positive=True),
         "180",
         "seconds to wait for a started server to report SERVING",
     )
     p.add(
         "--ready-timeout",
-        number(positive=True),
+        flags.number(positive=True),
         "10",
         "seconds to wait for an already running --target to report SERVING",
     )
     # load
-    p.add("--rate", number(positive=True), "200", "arrival rate, requests/s over all workers")
+    p.add("--rate", flags.number(positive=True), "200", "arrival rate, requests/s over all workers")
     p.add(
         "--ramp",
-        optional(_rate_pair),
+        flags.optional(_rate_pair),
         "",
         "ramp the rate linearly from FROM to TO over --duration instead (warm-up runs at FROM)",
         metavar="FROM:TO",
     )
-    p.add("--arrival", choice(*ARRIVALS), "constant", "arrival process")
-    p.add("--duration", number(positive=True), "20", "measured seconds (per step in --capacity)")
-    p.add("--warmup", number(0), "3", "seconds sent first and excluded from results")
+    p.add("--arrival", flags.choice(*ARRIVALS), "constant", "arrival process")
+    p.add(
+        "--duration", flags.number(positive=True), "20", "measured seconds (per step in --capacity)"
+    )
+    p.add("--warmup", flags.number(0), "3", "seconds sent first and excluded from results")
     p.add("--scenario", str, "score", f"request mix, kind=weight,... with kinds {', '.join(KINDS)}")
-    p.add("--candidates", integer(1), "100", "candidates per Score request")
+    p.add("--candidates", flags.integer(1), "100", "candidates per Score request")
     p.add(
         "--catalog",
-        optional_path,
+        flags.optional_path,
         "",
         "catalog CSV with a product_id column (default: <bundle>/catalog.csv, else "
         "PROD0001..PROD0200)",
     )
     p.add(
         "--concurrency",
-        integer(1),
+        flags.integer(1),
         "256",
         "in-flight cap over all workers; a request due beyond it is counted as DROPPED",
     )
-    p.add("--workers", integer(1), "1", "generator processes, each with its own event loop")
-    p.add("--channels", integer(1), "1", "gRPC channels per worker")
-    p.add("--timeout", number(positive=True), "1", "per-request deadline, seconds")
-    p.add("--seed", integer(), "7", "seed for requests and arrivals")
+    p.add("--workers", flags.integer(1), "1", "generator processes, each with its own event loop")
+    p.add("--channels", flags.integer(1), "1", "gRPC channels per worker")
+    p.add("--timeout", flags.number(positive=True), "1", "per-request deadline, seconds")
+    p.add("--seed", flags.integer(), "7", "seed for requests and arrivals")
     # SLO verdict ('off' disables a bound)
     p.add(
         "--slo-p99-per-prediction-ms",
@@ -184,31 +181,31 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--max-client-cpu",
-        number(0),
+        flags.number(0),
         f"{DEFAULT_MAX_CPU:g}",
         "warn (generator saturated) above this share of a core per worker",
     )
     p.add(
         "--max-send-lag-ms",
-        number(0),
+        flags.number(0),
         f"{DEFAULT_MAX_SEND_LAG_MS:g}",
         "generator behind schedule (saturated) when the median send lag exceeds this; a "
         "warning when only the p99 does",
     )
     # capacity search
-    p.add("--capacity", boolean, "false", "step the rate up until the SLO breaks")
-    p.add("--capacity-start", number(positive=True), "100", "first rate, requests/s")
-    p.add("--capacity-step", number(positive=True), "100", "rate increment")
-    p.add("--capacity-max", number(positive=True), "5000", "highest rate to try")
+    p.add("--capacity", flags.boolean, "false", "step the rate up until the SLO breaks")
+    p.add("--capacity-start", flags.number(positive=True), "100", "first rate, requests/s")
+    p.add("--capacity-step", flags.number(positive=True), "100", "rate increment")
+    p.add("--capacity-max", flags.number(positive=True), "5000", "highest rate to try")
     p.add(
         "--capacity-bisect",
-        integer(0),
+        flags.integer(0),
         "2",
         "midpoints tried between the last rate that held and the first that broke",
     )
     p.add(
         "--capacity-confirm",
-        integer(0),
+        flags.integer(0),
         "0",
         "re-run a breaking rate this many times; it breaks only if every try does (for "
         "noisy machines)",
@@ -231,20 +228,20 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--rounds",
-        integer(1),
+        flags.integer(1),
         "1",
         "alternate the contenders this many times; medians over the rounds",
     )
     # output
     p.add(
         "--results-dir",
-        optional_path,
+        flags.optional_path,
         "",
         f"where result.json, summary.md and the PNGs go (unset: {DEFAULT_RESULTS_ROOT}/<UTC "
         "time>-<mode>)",
     )
-    p.add("--no-progress", boolean, "false", "no progress line")
-    p.add("--verbose", boolean, "false", "debug logging", short="-v")
+    p.add("--no-progress", flags.boolean, "false", "no progress line")
+    p.add("--verbose", flags.boolean, "false", "debug logging", short="-v")
     return p
 
 
@@ -252,12 +249,12 @@ def parse_settings(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, bool]:
     """Parses and validates the command line; returns the settings and the verbose flag.
-    Raises SettingError (one line naming the flag) for a bad value or combination."""
+    Raises flags.SettingError (one line naming the flag) for a bad value or combination."""
     args = SimpleNamespace(**build_parser().parse(argv, environ))
     try:
         settings = _settings(args)
     except ValueError as exc:
-        raise SettingError(str(exc)) from None
+        raise flags.SettingError(str(exc)) from None
     return settings, bool(args.verbose)
 
 

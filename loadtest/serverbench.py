@@ -16,6 +16,7 @@ Every request scores a fresh random set of candidates from the catalog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -262,53 +263,50 @@ LAYOUTS = (
 )
 
 
+def rounds(args: SimpleNamespace) -> Iterator[tuple[str, str]]:
+    """(row label, server command) of each checkout, alternating for --rounds rounds."""
+    for round_ in range(args.rounds):
+        for label, command in args.checkouts:
+            yield (f"{label}, round {round_ + 1}" if args.rounds > 1 else label), command
+
+
 def score_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("Score on the default server: back to back (1 in flight), and 8 in flight\n")
     print(table_header("server, candidates"))
-    for round_ in range(args.rounds):
-        for label, command in args.checkouts:
-            name = f"{label}, round {round_ + 1}" if args.rounds > 1 else label
-            with (
-                server(args.bundle, logs, command=command) as running,
-                grpc.insecure_channel(running.target) as channel,
-            ):
-                stub = pb_grpc.RecommenderStub(channel)
-                for size in BATCH_SIZES:
-                    timings = sequential_score(stub, requests, size, args.requests)
-                    print(timings.row(f"{name}: {size}, 1 in flight"))
-                for size in (100, 1000):
-                    timings = sequential_score(stub, requests, size, args.requests, packed=True)
-                    print(timings.row(f"{name}: {size} as candidate_ids, 1 in flight"))
-                for size in BATCH_SIZES:
-                    timings = concurrent_score(running.target, requests, size, 8, args.seconds)
-                    rate = len(timings.server_us) / timings.seconds
-                    print(timings.row(f"{name}: {size}, 8 in flight ({rate:.0f}/s)"), flush=True)
+    for name, command in rounds(args):
+        with (
+            server(args.bundle, logs, command=command) as running,
+            grpc.insecure_channel(running.target) as channel,
+        ):
+            stub = pb_grpc.RecommenderStub(channel)
+            for size in BATCH_SIZES:
+                timings = sequential_score(stub, requests, size, args.requests)
+                print(timings.row(f"{name}: {size}, 1 in flight"))
+            for size in (100, 1000):
+                timings = sequential_score(stub, requests, size, args.requests, packed=True)
+                print(timings.row(f"{name}: {size} as candidate_ids, 1 in flight"))
+            for size in BATCH_SIZES:
+                timings = concurrent_score(running.target, requests, size, 8, args.seconds)
+                rate = len(timings.server_us) / timings.seconds
+                print(timings.row(f"{name}: {size}, 8 in flight ({rate:.0f}/s)"), flush=True)
     print()
 
 
 def session_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("TrackEvent and Recommend (k=3, whole 200-product catalog), back to back\n")
     print(table_header("server, RPC, store"))
-    for round_ in range(args.rounds):
-        for label, command in args.checkouts:
-            name = f"{label}, round {round_ + 1}" if args.rounds > 1 else label
-            with (
-                server(args.bundle, logs, command=command) as running,
-                grpc.insecure_channel(running.target) as channel,
-            ):
+    for name, command in rounds(args):
+        for store in ("in-process", "Redis"):
+            with contextlib.ExitStack() as stack:
+                flags: tuple[str, ...] = ()
+                if store == "Redis":
+                    flags = ("--session-store", stack.enter_context(redis_server()))
+                running = stack.enter_context(server(args.bundle, logs, *flags, command=command))
+                channel = stack.enter_context(grpc.insecure_channel(running.target))
                 stub = pb_grpc.RecommenderStub(channel)
                 track, recommend = session_rpcs(stub, requests, args.sessions)
-            print(track.row(f"{name}: TrackEvent, in-process"))
-            print(recommend.row(f"{name}: Recommend, in-process"), flush=True)
-            with (
-                redis_server() as url,
-                server(args.bundle, logs, "--session-store", url, command=command) as running,
-                grpc.insecure_channel(running.target) as channel,
-            ):
-                stub = pb_grpc.RecommenderStub(channel)
-                track, recommend = session_rpcs(stub, requests, args.sessions)
-            print(track.row(f"{name}: TrackEvent, Redis"))
-            print(recommend.row(f"{name}: Recommend, Redis"), flush=True)
+            print(track.row(f"{name}: TrackEvent, {store}"))
+            print(recommend.row(f"{name}: Recommend, {store}"), flush=True)
     print()
 
 

@@ -12,138 +12,106 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reco._backends import (
-        BACKEND_KINDS,
-        Backend,
-        BackendError,
-        BackendUnavailableError,
-        load_backend,
-        open_booster,
-    )
-    from reco._bundle import (
-        FORMAT_VERSION,
-        LIBRARY_FILE,
-        MANIFEST_FILE,
-        MODEL_FILE,
-        ONNX_FILE,
-        REQUIRED_KEYS,
-        TRAIN_SAMPLE_FILE,
-        BundleError,
-        check_keys,
-        hash_files,
-        probe_to_manifest,
-        read_manifest,
-        sha256_file,
-        verify_files,
-        write_manifest,
-    )
-    from reco._catalog import (
-        AFFINITY_COLUMNS,
-        AFFINITY_FILE,
-        CATALOG_COLUMNS,
-        CATALOG_FILE,
-        NO_PRODUCT,
-        Catalog,
-        ProductTables,
-        load_tables,
-    )
-    from reco._context import (
-        MAX_VIEWS,
-        SessionContext,
-    )
-    from reco._cpu import (
-        cpu_flags,
-        cpu_model,
-        missing_cpu_flags,
-    )
-    from reco._explain import (
-        EXPLAIN_TOP,
-        Contribution,
-        Explainer,
-    )
-    from reco._features import (
-        CANDIDATE_FEATURES,
-        CANDIDATE_SETS,
-        FEATURE_NAMES,
-        FEATURE_SETS,
-        N_PREVIOUS,
-        NONE_PRODUCT,
-        SESSION_FEATURES,
-        UNKNOWN_CODE,
-        CandidateInputs,
-        Encodings,
-        SessionInputs,
-        Vocabulary,
-        build_features,
-        input_column,
-        sequence_inputs_from_views,
-        session_feature_columns,
-        session_inputs,
-    )
-    from reco._loader import (
-        SERVED_FILES,
-        Bundle,
-        load_bundle,
-    )
-    from reco._manifest import (
-        Manifest,
-        ParityProbe,
-        probe_from_manifest,
-    )
-    from reco._native import (
-        LibraryCheckError,
-        NativeLibrary,
-        check_library,
-    )
-    from reco._onnx_model import (
-        ONNX_INPUT_NAME,
-        ONNX_PROBABILITIES_OUTPUT,
-        OnnxModel,
-    )
-    from reco._parity import (
-        TOLERANCES,
-        GroupedCheck,
-        ParityError,
-        compare,
-    )
-    from reco._request_kernel import (
-        KERNELS,
-        MODES,
-        REQUEST_KERNEL_HEADER,
-        SESSION_INPUTS,
-        RequestKernel,
-        RequestKernelError,
-        choose_kernel,
-        shared_session_rows,
-    )
-    from reco._sequence import (
-        DECAY,
-        SEQUENCE_FEATURES,
-        SERVING_SLOT,
-        History,
-        SequenceTables,
-        history_columns,
-        history_from_views,
-    )
-    from reco._signing import (
-        KEY_ENV,
-        KEY_FILE_ENV,
-        MIN_KEY_CHARS,
-        SIGNATURE_FILE,
-        SignatureError,
-        SigningKey,
-        SigningKeyError,
-        generate_key_file,
-        key_file_is_private,
-        load_key,
-        signing_key_for,
-    )
-    from reco._verified_copy import (
-        OutsideRootError,
-        copy_verified,
-        name_under_root,
-        resolve_under_root,
-    )
+    from reco._backends import BACKEND_KINDS
+    from reco._backends import Backend
+    from reco._backends import BackendError
+    from reco._backends import BackendUnavailableError
+    from reco._backends import load_backend
+    from reco._backends import open_booster
+    from reco._bundle import BundleError
+    from reco._bundle import FORMAT_VERSION
+    from reco._bundle import LIBRARY_FILE
+    from reco._bundle import MANIFEST_FILE
+    from reco._bundle import MODEL_FILE
+    from reco._bundle import ONNX_FILE
+    from reco._bundle import REQUIRED_KEYS
+    from reco._bundle import TRAIN_SAMPLE_FILE
+    from reco._bundle import check_keys
+    from reco._bundle import hash_files
+    from reco._bundle import probe_to_manifest
+    from reco._bundle import read_manifest
+    from reco._bundle import sha256_file
+    from reco._bundle import verify_files
+    from reco._bundle import write_manifest
+    from reco._catalog import AFFINITY_COLUMNS
+    from reco._catalog import AFFINITY_FILE
+    from reco._catalog import CATALOG_COLUMNS
+    from reco._catalog import CATALOG_FILE
+    from reco._catalog import Catalog
+    from reco._catalog import NO_PRODUCT
+    from reco._catalog import ProductTables
+    from reco._catalog import load_tables
+    from reco._context import MAX_VIEWS
+    from reco._context import SessionContext
+    from reco._cpu import cpu_flags
+    from reco._cpu import cpu_model
+    from reco._cpu import missing_cpu_flags
+    from reco._explain import Contribution
+    from reco._explain import EXPLAIN_TOP
+    from reco._explain import Explainer
+    from reco._features import CANDIDATE_FEATURES
+    from reco._features import CANDIDATE_SETS
+    from reco._features import CandidateInputs
+    from reco._features import Encodings
+    from reco._features import FEATURE_NAMES
+    from reco._features import FEATURE_SETS
+    from reco._features import NONE_PRODUCT
+    from reco._features import N_PREVIOUS
+    from reco._features import SESSION_FEATURES
+    from reco._features import SessionInputs
+    from reco._features import UNKNOWN_CODE
+    from reco._features import Vocabulary
+    from reco._features import build_features
+    from reco._features import input_column
+    from reco._features import sequence_inputs_from_views
+    from reco._features import session_feature_columns
+    from reco._features import session_inputs
+    from reco._loader import Bundle
+    from reco._loader import SERVED_FILES
+    from reco._loader import load_bundle
+    from reco._manifest import Manifest
+    from reco._manifest import ParityProbe
+    from reco._manifest import probe_from_manifest
+    from reco._native import LibraryCheckError
+    from reco._native import NativeLibrary
+    from reco._native import check_library
+    from reco._onnx_model import ONNX_INPUT_NAME
+    from reco._onnx_model import ONNX_PROBABILITIES_OUTPUT
+    from reco._onnx_model import OnnxModel
+    from reco._parity import GroupedCheck
+    from reco._parity import ParityError
+    from reco._parity import TOLERANCES
+    from reco._parity import compare
+    from reco._request_kernel import KERNELS
+    from reco._request_kernel import MODES
+    from reco._request_kernel import REQUEST_KERNEL_HEADER
+    from reco._request_kernel import RequestKernel
+    from reco._request_kernel import RequestKernelError
+    from reco._request_kernel import SESSION_INPUTS
+    from reco._request_kernel import choose_kernel
+    from reco._request_kernel import shared_session_rows
+    from reco._sequence import DECAY
+    from reco._sequence import History
+    from reco._sequence import SEQUENCE_FEATURES
+    from reco._sequence import SERVING_SLOT
+    from reco._sequence import SequenceTables
+    from reco._sequence import history_columns
+    from reco._sequence import history_from_views
+    from reco._signing import KEY_ENV
+    from reco._signing import KEY_FILE_ENV
+    from reco._signing import MIN_KEY_CHARS
+    from reco._signing import SIGNATURE_FILE
+    from reco._signing import SignatureError
+    from reco._signing import SigningKey
+    from reco._signing import SigningKeyError
+    from reco._signing import generate_key_file
+    from reco._signing import key_file_is_private
+    from reco._signing import load_key
+    from reco._signing import signing_key_for
+    from reco._verified_copy import OutsideRootError
+    from reco._verified_copy import copy_verified
+    from reco._verified_copy import name_under_root
+    from reco._verified_copy import resolve_under_root
 
 # name -> the private module that defines it
 _MODULES = {
@@ -351,7 +319,6 @@ __all__ = [
     "verify_files",
     "write_manifest",
 ]
-
 
 def __getattr__(name: str) -> Any:
     """Imports the defining module on first use (PEP 562) and caches the name here."""

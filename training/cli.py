@@ -7,20 +7,8 @@ import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 
+import reco.settings as flags
 from reco import SigningKeyError, generate_key_file, signing_key_for
-from reco.settings import (
-    BUNDLE_KEY_FILE,
-    LOG_LEVEL,
-    SettingsParser,
-    boolean,
-    choice,
-    comma_list,
-    integer,
-    number,
-    optional,
-    required_path,
-    run_cli,
-)
 from training.schema import DataError
 from training.settings import (
     CALIBRATION_CHOICES,
@@ -47,133 +35,143 @@ EXIT_BUNDLE_EXISTS = 3
 PROG = "python -m training"
 
 
-def build_parser() -> SettingsParser:
+def build_parser() -> flags.SettingsParser:
     """Every command's flags, each with a RECO_<FLAG> environment fallback (see --help)."""
-    p = SettingsParser(
+    p = flags.SettingsParser(
         PROG, "Data generator, data-quality checks and training for the click model."
     )
-    p.add_flag(LOG_LEVEL)
+    p.add_flag(flags.LOG_LEVEL)
 
     gen = p.command("generate", "write impressions.csv, catalog.csv and generation.json")
-    gen.add("--rows", integer(1), str(DEFAULT_ROWS), "impression rows to write")
+    gen.add("--rows", flags.integer(1), str(DEFAULT_ROWS), "impression rows to write")
     gen.add(
-        "--seed", integer(), str(DEFAULT_SEED), "random seed; same rows + seed give identical files"
+        "--seed",
+        flags.integer(),
+        str(DEFAULT_SEED),
+        "random seed; same rows + seed give identical files",
     )
-    gen.add("--out", required_path, "", "output directory")
+    gen.add("--out", flags.required_path, "", "output directory")
     gen.add(
         "--products",
-        integer(1),
+        flags.integer(1),
         str(DEFAULT_PRODUCTS),
         "catalog size (at least one product per base item)",
     )
     gen.add(
         "--notebook",
-        boolean,
+        flags.boolean,
         "false",
         "also write sessions.csv in the notebook's schema (one row per session)",
     )
-    gen.add("--no-progress", boolean, "false", "hide the progress bar")
+    gen.add("--no-progress", flags.boolean, "false", "hide the progress bar")
 
     check = p.command("check", "print the data-quality report of a data file or directory")
     check.add(
-        "--data", required_path, "", "a CSV, or a directory with impressions.csv or sessions.csv"
+        "--data",
+        flags.required_path,
+        "",
+        "a CSV, or a directory with impressions.csv or sessions.csv",
     )
     _add_max_bad(check)
 
     fit = p.command("train", "train, evaluate and write a model bundle")
     fit.add(
         "--data",
-        required_path,
+        flags.required_path,
         "",
         "a CSV, or a directory with impressions.csv (+ catalog.csv) or sessions.csv",
     )
     fit.add(
         "--out",
-        required_path,
+        flags.required_path,
         "",
         "the new bundle directory (must not exist); its name is the version",
     )
     _add_max_bad(fit)
     fit.add(
         "--threshold",
-        number(0, 1),
+        flags.number(0, 1),
         str(DEFAULT_THRESHOLD),
         "default confidence threshold (between 0 and 1)",
     )
     fit.add(
         "--threads",
-        integer(1),
+        flags.integer(1),
         str(DEFAULT_THREADS),
         "LightGBM threads; fixed so training is reproducible",
         env="RECO_TRAIN_THREADS",
     )
     fit.add(
         "--feature-set",
-        optional(choice(*FEATURE_SET_CHOICES)),
+        flags.optional(flags.choice(*FEATURE_SET_CHOICES)),
         "",
         "impressions only: 'candidate' (what the server serves) or 'sequence' (adds the "
         "decayed whole-session history; not servable yet); unset = what the schema trains",
     )
     fit.add(
         "--split",
-        choice(*SPLIT_CHOICES),
+        flags.choice(*SPLIT_CHOICES),
         "session",
         "'session': 1/5 of the sessions held out at random; 'time': the 1/5 that started last",
     )
     fit.add(
         "--calibration",
-        choice(*CALIBRATION_CHOICES),
+        flags.choice(*CALIBRATION_CHOICES),
         "auto",
         "'auto': fold a Platt step into the trees when validation shows miscalibration "
         "beyond sampling noise; 'platt': always; 'none': never",
     )
     fit.add(
         "--business-projection",
-        boolean,
+        flags.boolean,
         "false",
         "show the business illustration in the report even for generated data",
     )
     defaults = BusinessAssumptions()
     fit.add(
         "--sessions-per-day",
-        number(0),
+        flags.number(0),
         f"{defaults.sessions_per_day:g}",
         "business projection: sessions per day",
     )
     fit.add(
         "--recs-per-session",
-        number(0),
+        flags.number(0),
         f"{defaults.recs_per_session:g}",
         "business projection: recommendations shown per session",
     )
     fit.add(
         "--value-per-click",
-        number(0),
+        flags.number(0),
         f"{defaults.value_per_click:g}",
         "business projection: dollars per click",
     )
-    fit.add_flag(BUNDLE_KEY_FILE)
+    fit.add_flag(flags.BUNDLE_KEY_FILE)
 
     keygen = p.command(
         "keygen", "write a new random bundle signing key, readable by its owner only"
     )
-    keygen.add("--out", required_path, "", "key file to create (never replaced)")
+    keygen.add("--out", flags.required_path, "", "key file to create (never replaced)")
 
     versus = p.command(
         "compare",
         "train feature sets on one split and print their metrics and paired differences",
     )
-    versus.add("--data", required_path, "", "impressions (a CSV or directory)")
+    versus.add("--data", flags.required_path, "", "impressions (a CSV or directory)")
     versus.add(
         "--feature-sets",
-        comma_list(choice(*FEATURE_SET_CHOICES)),
+        flags.comma_list(flags.choice(*FEATURE_SET_CHOICES)),
         ",".join(FEATURE_SET_CHOICES),
         "comma-separated feature sets to train; the first is the base of the differences",
     )
-    versus.add("--split", choice(*SPLIT_CHOICES), "session", "held-out split")
-    versus.add("--threshold", number(0, 1), str(DEFAULT_THRESHOLD), "confidence threshold")
+    versus.add("--split", flags.choice(*SPLIT_CHOICES), "session", "held-out split")
+    versus.add("--threshold", flags.number(0, 1), str(DEFAULT_THRESHOLD), "confidence threshold")
     versus.add(
-        "--threads", integer(1), str(DEFAULT_THREADS), "LightGBM threads", env="RECO_TRAIN_THREADS"
+        "--threads",
+        flags.integer(1),
+        str(DEFAULT_THREADS),
+        "LightGBM threads",
+        env="RECO_TRAIN_THREADS",
     )
 
     bench = p.command(
@@ -182,19 +180,21 @@ def build_parser() -> SettingsParser:
     )
     bench.add(
         "--rows",
-        comma_list(integer(1)),
+        flags.comma_list(flags.integer(1)),
         "15000,1000000",
         "comma-separated data set sizes to generate and train",
     )
-    bench.add("--seed", integer(), str(DEFAULT_SEED), "generator seed")
-    bench.add("--work-dir", required_path, "", "empty directory for the generated data and bundles")
+    bench.add("--seed", flags.integer(), str(DEFAULT_SEED), "generator seed")
+    bench.add(
+        "--work-dir", flags.required_path, "", "empty directory for the generated data and bundles"
+    )
     return p
 
 
-def _add_max_bad(parser: SettingsParser) -> None:
+def _add_max_bad(parser: flags.SettingsParser) -> None:
     parser.add(
         "--max-bad-fraction",
-        number(0, 1),
+        flags.number(0, 1),
         str(DEFAULT_MAX_BAD_FRACTION),
         "refuse the file when more than this fraction of rows fail the rules",
     )
@@ -260,7 +260,7 @@ def _run(args: SimpleNamespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the process exit code (2 for a bad setting or refused data)."""
-    return run_cli(PROG, lambda: _main(argv))
+    return flags.run_cli(PROG, lambda: _main(argv))
 
 
 def _main(argv: Sequence[str] | None) -> int:

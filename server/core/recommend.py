@@ -83,6 +83,13 @@ class Recommendation:
     candidates_scored: int
     stage_seconds: dict[str, float]
 
+    @classmethod
+    def of(cls, model: LoadedModel, variant: str, items: list[Item], cold_start: bool,
+           candidates_scored: int, stage_seconds: dict[str, float]) -> Recommendation:  # fmt: skip
+        """The answer of `model` (its version and backend) for `variant`."""
+        return cls(items, cold_start, model.version, model.backend.name, variant,
+                   candidates_scored, stage_seconds)  # fmt: skip
+
 
 class Recommender:
     """Top-k products for a tracked session, from the registry's model and a session store."""
@@ -138,20 +145,8 @@ class Recommender:
             model, context, candidates[order], scores[order], rows[order], query.explain
         )
         t4 = time.perf_counter()
-        return Recommendation(
-            items=items,
-            cold_start=False,
-            model_version=model.version,
-            backend=model.backend.name,
-            variant=variant,
-            candidates_scored=len(candidates),
-            stage_seconds={
-                "retrieval": t1 - t0,
-                "features": t2 - t1,
-                "predict": t3 - t2,
-                "rank": t4 - t3,
-            },
-        )
+        stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
+        return Recommendation.of(model, variant, items, False, len(candidates), stages)
 
     def candidates(self, model: LoadedModel, context: SessionContext, excluded: list[int]) -> I64:
         """Catalog indices allowed by the business rules: in stock, not in the cart, not the
@@ -232,15 +227,8 @@ class Recommender:
         picked = cold.by_popularity[order]
         items = self._items(model, None, picked, cold.scores[order], np.empty((0, 0), np.float32),
                             explain=False)  # fmt: skip
-        return Recommendation(
-            items=items,
-            cold_start=True,
-            model_version=model.version,
-            backend=model.backend.name,
-            variant=variant,
-            candidates_scored=len(among),
-            stage_seconds={"retrieval": time.perf_counter() - t0},
-        )
+        stages = {"retrieval": time.perf_counter() - t0}
+        return Recommendation.of(model, variant, items, True, len(among), stages)
 
 
 def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int) -> I64:

@@ -78,7 +78,8 @@ EventRow = tuple[int, str, str, str, str, float | None, float | None, str, str]
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """What one session may hold, and which event times are plausible (docs/architecture.md "Errors").
+    """What one session may hold, and which event times are plausible (docs/architecture.md,
+    "Errors").
 
     max_events and max_bytes are caps: at either one the session refuses further events with
     SessionFull (RESOURCE_EXHAUSTED) until it expires or is forgotten. Ids longer than

@@ -119,9 +119,7 @@ def test_max_per_category_and_exclude_product_ids(server: ServerProcess, catalog
     assert [item.product_id for item in capped.items][: len(firsts)] == firsts[: len(capped.items)]
     excluded = [item.product_id for item in wide.items[:3]]
     kept = stub.Recommend(
-        pb.RecommendRequest(
-            session_id="rules-1", k=10, min_score=0.0, exclude_product_ids=excluded
-        )
+        pb.RecommendRequest(session_id="rules-1", k=10, min_score=0.0, exclude_product_ids=excluded)
     )
     assert not {item.product_id for item in kept.items} & set(excluded)
     assert [item.product_id for item in kept.items][:7] == [i.product_id for i in wide.items[3:]]
