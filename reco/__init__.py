@@ -320,6 +320,7 @@ __all__ = [
     "write_manifest",
 ]
 
+
 def __getattr__(name: str) -> Any:
     """Imports the defining module on first use (PEP 562) and caches the name here."""
     module = _MODULES.get(name)

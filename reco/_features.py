@@ -12,16 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from reco import _sequence as sequence_set
 from reco._catalog import NO_PRODUCT, Catalog, ProductTables
 from reco._context import SessionContext
-from reco._sequence import (
-    SEQUENCE_FEATURES,
-    SERVING_SLOT,
-    History,
-    SequenceTables,
-    history_columns,
-    history_from_views,
-)
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -64,12 +57,12 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
 FEATURE_NAMES: tuple[str, ...] = SESSION_FEATURES + CANDIDATE_FEATURES
 
 # Feature sets a bundle can be trained on; the manifest records which one and its names.
-# "sequence" adds the decayed whole-session history (training/sequence.py); the server does not
+# "sequence" adds the decayed whole-session history (reco/_sequence.py); the server does not
 # serve it yet (it keeps folded session state, not the ordered views the history needs).
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "candidate": FEATURE_NAMES,
     "session": SESSION_FEATURES,
-    "sequence": FEATURE_NAMES + SEQUENCE_FEATURES,
+    "sequence": FEATURE_NAMES + sequence_set.SEQUENCE_FEATURES,
 }
 # Feature sets whose rows are (session, candidate) pairs.
 CANDIDATE_SETS = ("candidate", "sequence")
@@ -279,10 +272,10 @@ class SequenceInputs:
     Serving: one session's History (history_from_views), row all zeros, slot SERVING_SLOT.
     """
 
-    history: History
+    history: sequence_set.History
     row: I64
     slot: npt.NDArray[np.float64]
-    tables: SequenceTables
+    tables: sequence_set.SequenceTables
 
 
 def sequence_inputs_from_views(
@@ -290,7 +283,7 @@ def sequence_inputs_from_views(
     catalog: Catalog,
     tables: ProductTables,
     n_candidates: int,
-    sequence_tables: SequenceTables | None = None,
+    sequence_tables: sequence_set.SequenceTables | None = None,
 ) -> SequenceInputs:
     """The serving side of the sequence set: one session's views (oldest first, the product on
     screen last) for n candidates, all in the serving slot.
@@ -298,11 +291,11 @@ def sequence_inputs_from_views(
     Pure: the same views give the same history; pass sequence_tables (built once per bundle)
     to skip rebuilding them per request.
     """
-    seq_tables = sequence_tables or SequenceTables.build(catalog, tables)
+    seq_tables = sequence_tables or sequence_set.SequenceTables.build(catalog, tables)
     return SequenceInputs(
-        history=history_from_views(viewed_product_ids, catalog, seq_tables),
+        history=sequence_set.history_from_views(viewed_product_ids, catalog, seq_tables),
         row=np.zeros(n_candidates, dtype=np.int64),
-        slot=np.full(n_candidates, SERVING_SLOT),
+        slot=np.full(n_candidates, sequence_set.SERVING_SLOT),
         tables=seq_tables,
     )
 
@@ -340,7 +333,7 @@ def build_features(
         n = len(candidates)
         current = np.broadcast_to(session.current_index, (n,))
         previous = np.broadcast_to(session.previous_index, (n, N_PREVIOUS))
-        columns = history_columns(
+        columns = sequence_set.history_columns(
             sequence.history,
             sequence.row,
             candidates.product_index,
