@@ -42,7 +42,7 @@ from loadtest.products import load_product_ids
 from loadtest.schedule import RateSchedule
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.workload import Mix
-from reco.settings import boolean, integer, number
+from reco.settings import boolean, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -251,4 +251,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.pausebench", main))

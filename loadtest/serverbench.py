@@ -38,7 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loadtest.products import load_product_ids
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkouts
-from reco.settings import boolean, choice, comma_list, integer, number
+from reco.settings import boolean, choice, comma_list, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -409,4 +409,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.serverbench", main))

@@ -32,7 +32,7 @@ import numpy as np
 from loadtest.products import load_product_ids
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.serverbench import redis_server
-from reco.settings import comma_list, integer, number
+from reco.settings import comma_list, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -195,4 +195,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.sessionbench", main))

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkouts
-from reco.settings import integer, number
+from reco.settings import integer, number, run_cli
 
 # The libraries a serving process should not need, by a file each maps when imported.
 HEAVY = {
@@ -83,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.startbench", main))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from reco.settings import SettingsParser, integer, required_path
+from reco.settings import SettingsParser, integer, required_path, run_cli
 from reco.v1 import recommender_pb2 as pb
 from server.app import App
 from server.core.sessions import Event, EventType
@@ -133,4 +133,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m server.stagebench", main))
