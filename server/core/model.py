@@ -47,6 +47,7 @@ class ColdStart:
 
     by_popularity: I64
     scores: F64
+    position: I64  # each catalog product's place in by_popularity (-1: not in stock)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class LoadedModel:
     product_category_codes: npt.NDArray[np.float32] = field(repr=False)
     product_prices: npt.NDArray[np.float32] = field(repr=False)
     in_stock_pool: I64 = field(repr=False)  # catalog indices of the products in stock
+    pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
     cold_start: ColdStart = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
@@ -127,12 +129,21 @@ class LoadedModel:
             product_category_codes=codes.astype(np.float32),
             product_prices=prices,
             in_stock_pool=in_stock,
-            cold_start=ColdStart(popular, backend.predict(rows)),
+            pool_position=_positions(in_stock, len(catalog)),
+            cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
             signed_by=signed_by,
             explainer=explainer,
         )
+
+
+def _positions(pool: I64, n_products: int) -> I64:
+    """Each catalog product's position in `pool`, -1 when it is not there; padded like the
+    product tables, so NO_PRODUCT (-1) reads the padding."""
+    position = np.full(n_products + 1, -1, dtype=np.int64)
+    position[pool] = np.arange(len(pool))
+    return position
 
 
 def load_model(

@@ -157,7 +157,7 @@ class Recommender:
                    if i != NO_PRODUCT]  # fmt: skip
         pool = model.in_stock_pool  # computed at load; never written
         if blocked:
-            pool = pool[~np.isin(pool, blocked)]
+            pool = pool[_kept(model.pool_position, len(pool), blocked)]
         if len(pool) <= self.limits.catalog_limit:
             return pool
         return self._retrieve(model, context, pool)
@@ -218,17 +218,27 @@ class Recommender:
         nothing to be confident about yet), flagged as cold start. The ranking was computed at
         load (LoadedModel.cold_start); a request only drops its excluded products from it."""
         cold = model.cold_start
-        keep = np.ones(len(cold.by_popularity), dtype=bool)
         dropped = [i for i in excluded if i != NO_PRODUCT]
         if dropped:
-            keep = ~np.isin(cold.by_popularity, dropped)
-        among = np.flatnonzero(keep)[:COLD_START_POOL]
+            among = np.flatnonzero(_kept(cold.position, len(cold.by_popularity), dropped))
+            among = among[:COLD_START_POOL]
+        else:
+            among = np.arange(min(COLD_START_POOL, len(cold.by_popularity)))
         order = among[np.argsort(-cold.scores[among], kind="stable")][:k]
         picked = cold.by_popularity[order]
         items = self._items(model, None, picked, cold.scores[order], np.empty((0, 0), np.float32),
                             explain=False)  # fmt: skip
         stages = {"retrieval": time.perf_counter() - t0}
         return Recommendation.of(model, variant, items, True, len(among), stages)
+
+
+def _kept(position: I64, size: int, dropped: list[int]) -> npt.NDArray[np.bool_]:
+    """A mask over a pool of `size` products without `dropped` (catalog indices), given each
+    catalog product's position in the pool (-1: not in it); a few array writes, no search."""
+    keep = np.ones(size, dtype=bool)
+    at = position[dropped]
+    keep[at[at >= 0]] = False
+    return keep
 
 
 def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int) -> I64:
