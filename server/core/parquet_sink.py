@@ -1,0 +1,144 @@
+"""The embedded log sink: one Parquet file per batch and kind, renamed into place when complete."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reco import log_file_name, log_kind
+from server.core.impressions import IMPRESSIONS, Impression, LoggedEvent
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Complete files older than max_age_seconds, and the oldest beyond max_bytes in total,
+    are deleted after each write (0 = no limit)."""
+
+    max_age_seconds: float = 0.0
+    max_bytes: int = 0
+
+
+class ParquetSink:
+    """Writes each batch to `.<name>.tmp`, fsyncs it, renames it to its final name and fsyncs
+    the directory: a file under a final name is always complete, and a crash leaves at most a
+    temporary file (removed at the next start). pyarrow is imported only when a sink is made,
+    so a server without an impression log never loads it."""
+
+    def __init__(self, directory: Path, retention: Retention | None = None) -> None:
+        import pyarrow  # noqa: PLC0415 - only a server that logs impressions needs it
+        import pyarrow.parquet  # noqa: PLC0415
+
+        self._pa = pyarrow
+        self._pq = pyarrow.parquet
+        self.directory = directory
+        self.retention = retention or Retention()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._sequence = 0
+        for leftover in directory.glob(".*.parquet.tmp"):
+            leftover.unlink(missing_ok=True)  # a crash's half-written file, never renamed
+
+    def write(self, kind: str, records: Sequence[Any]) -> str:
+        """Writes one batch as one complete file; returns its name."""
+        table = self._impressions(records) if kind == IMPRESSIONS else self._events(records)
+        self._sequence += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        name = log_file_name(kind, stamp, os.getpid(), self._sequence)
+        temporary = self.directory / f".{name}.tmp"
+        try:
+            with temporary.open("wb") as handle:
+                self._pq.write_table(table, handle, compression="zstd")
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.rename(self.directory / name)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return name
+
+    def prune(self) -> int:
+        """Deletes complete files past the retention age or beyond the size limit."""
+        limits = self.retention
+        if not (limits.max_age_seconds or limits.max_bytes):
+            return 0
+        files = []
+        for entry in os.scandir(self.directory):
+            if log_kind(entry.name) is not None:
+                stat = entry.stat()
+                files.append((stat.st_mtime, stat.st_size, entry.path))
+        files.sort()
+        deleted = 0
+        now = time.time()
+        total = sum(size for _, size, _ in files)
+        for mtime, size, path in files:
+            too_old = limits.max_age_seconds and now - mtime > limits.max_age_seconds
+            too_big = limits.max_bytes and total > limits.max_bytes
+            if not (too_old or too_big):
+                break
+            Path(path).unlink(missing_ok=True)
+            total -= size
+            deleted += 1
+        return deleted
+
+    def _impressions(self, records: Sequence[Impression]) -> Any:
+        pa = self._pa
+
+        def strings(name: str) -> Any:
+            return pa.array([getattr(r, name) for r in records], pa.string())
+
+        def lists(arrays: list[np.ndarray], kind: Any) -> Any:
+            sizes = np.fromiter((len(a) for a in arrays), np.int32, len(arrays))
+            offsets = np.zeros(len(arrays) + 1, np.int32)
+            np.cumsum(sizes, out=offsets[1:])
+            values = np.concatenate(arrays) if arrays else np.zeros(0)
+            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, kind))
+
+        ids = [r.ids() for r in records]
+        shown = [np.asarray(r.shown, np.int32) for r in records]
+        features = [np.ascontiguousarray(r.features, np.float32) for r in records]
+        return pa.table(
+            {
+                "request_id": strings("request_id"),
+                "time_ms": pa.array([r.time_ms for r in records], pa.int64()),
+                "rpc": strings("rpc"),
+                "session_id": strings("session_id"),
+                "customer_id": strings("customer_id"),
+                "model_version": strings("model_version"),
+                "variant": strings("variant"),
+                "policy": strings("policy"),
+                "cold_start": pa.array([r.cold_start for r in records], pa.bool_()),
+                "candidate_ids": pa.array(ids, pa.list_(pa.string())),
+                "scores": lists([np.asarray(r.scores, np.float64) for r in records], pa.float64()),
+                "n_features": pa.array(
+                    [f.shape[1] if f.ndim == 2 else 0 for f in features], pa.int32()
+                ),
+                "features": lists([f.ravel() for f in features], pa.float32()),
+                "shown": lists(shown, pa.int32()),
+                "shown_ids": pa.array(
+                    [[i[s] for s in p.tolist()] for i, p in zip(ids, shown, strict=True)],
+                    pa.list_(pa.string()),
+                ),
+                "propensities": lists(
+                    [np.asarray(r.propensities, np.float64) for r in records], pa.float64()
+                ),
+            }
+        )
+
+    def _events(self, records: Sequence[LoggedEvent]) -> Any:
+        pa = self._pa
+        columns: dict[str, Any] = {}
+        for name in ("kind", "event_id", "session_id", "request_id", "product_id", "variant"):
+            columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
+        columns["time_ms"] = pa.array([r.time_ms for r in records], pa.int64())
+        columns["known"] = pa.array([r.known for r in records], pa.bool_())
+        return pa.table(columns)
