@@ -27,7 +27,7 @@ from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel, load_model
 from server.core.recommend import Recommender, RecommendLimits
 from server.core.redis_store import RedisStore
-from server.core.registry import PRIMARY, ModelRegistry
+from server.core.registry import PRIMARY, VARIANT_B, ModelRegistry
 from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionLimits, SessionStore
@@ -46,7 +46,6 @@ from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
-VARIANT_B = "B"
 RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 # The public port's services: Admin is never among them (server.listeners serves it apart).
 SERVICE_NAMES = (

@@ -22,6 +22,7 @@ class Choice:
     shown: I64
     propensities: F64
     policy: str
+    explored: bool = False  # this response drew a random slate (logged, for readouts only)
 
 
 class Explorer:
@@ -62,4 +63,4 @@ class Explorer:
             picked = self._rng.choice(m, size=k, replace=False) if explore else None
         shown = ranked[picked] if picked is not None else greedy
         propensities = np.full(k, epsilon / m) + (1.0 - epsilon) * (shown == greedy)
-        return Choice(shown, propensities, self.policy(variant))
+        return Choice(shown, propensities, self.policy(variant), picked is not None)

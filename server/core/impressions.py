@@ -54,6 +54,7 @@ class Impression:
     features: npt.NDArray[np.float32]
     shown: npt.NDArray[np.int64]
     propensities: npt.NDArray[np.float64]
+    explored: bool = False
 
     def ids(self) -> list[str]:
         """The candidates' ids in candidate order."""
@@ -64,7 +65,8 @@ class Impression:
 
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
-    """A recommendation click or a purchase; known = this process served its request_id."""
+    """A recommendation click or a purchase; known = this process served its request_id.
+    time_ms is the client's clock (the event's), received_ms the server's (the impression's)."""
 
     kind: str
     event_id: str
@@ -74,6 +76,7 @@ class LoggedEvent:
     time_ms: int
     known: bool
     variant: str
+    received_ms: int = 0
 
 
 class Sink(Protocol):
@@ -215,6 +218,7 @@ class ImpressionLog:
         logged = LoggedEvent(
             event.type.value, event.event_id, event.session_id, event.request_id,
             event.product_id, event.timestamp_ms, served is not None, variant,
+            time.time_ns() // 1_000_000,
         )  # fmt: skip
         self._put(EVENTS, logged)
 

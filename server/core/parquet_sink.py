@@ -117,6 +117,7 @@ class ParquetSink:
                 "variant": strings("variant"),
                 "policy": strings("policy"),
                 "cold_start": pa.array([r.cold_start for r in records], pa.bool_()),
+                "explored": pa.array([r.explored for r in records], pa.bool_()),
                 "candidate_ids": pa.array(ids, pa.list_(pa.string())),
                 "scores": lists([np.asarray(r.scores, np.float64) for r in records], pa.float64()),
                 "n_features": pa.array(
@@ -140,5 +141,6 @@ class ParquetSink:
         for name in ("kind", "event_id", "session_id", "request_id", "product_id", "variant"):
             columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
         columns["time_ms"] = pa.array([r.time_ms for r in records], pa.int64())
+        columns["received_ms"] = pa.array([r.received_ms for r in records], pa.int64())
         columns["known"] = pa.array([r.known for r in records], pa.bool_())
         return pa.table(columns)

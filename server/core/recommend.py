@@ -108,6 +108,7 @@ class Served:
     shown: I64
     propensities: npt.NDArray[np.float64]
     policy: str
+    explored: bool = False
 
 
 class Recommender:
@@ -157,7 +158,7 @@ class Recommender:
             context.customer_id if context is not None else "", result.model_version,
             result.variant or PRIMARY, served.policy, result.cold_start,
             model.catalog.product_ids, served.candidates, served.scores, served.rows,
-            served.shown, served.propensities,
+            served.shown, served.propensities, served.explored,
         )  # fmt: skip
         self.impressions.record(impression, tuple(item.product_id for item in result.items))
 
@@ -196,7 +197,7 @@ class Recommender:
         stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
         result = Recommendation.of(model, variant, items, False, len(candidates), stages)
         result.served = Served(candidates, scores, rows, order, choice.propensities,
-                               choice.policy)  # fmt: skip
+                               choice.policy, choice.explored)  # fmt: skip
         return result
 
     def candidates(self, model: LoadedModel, context: SessionContext, excluded: list[int]) -> I64:
