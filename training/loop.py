@@ -348,7 +348,8 @@ def _write_report(out: Path, result: dict[str, Any]) -> None:
         f"{result['learned']['sessions']} sessions, click rate "
         f"{result['learned']['click_rate']:.4f}, time range {result['learned']['time_range']}), "
         f"hot-reloaded beside A; then {result['after']['sessions']} more sessions split "
-        f"between A and B. Run time {result['seconds']:.0f} s.",
+        f"between A and B. Run time {result['seconds']:.0f} s; calls the server refused: "
+        f"{result['errors'] or 'none'}.",
         "",
         "## Off-policy estimate of B, made before the swap (on A's logged traffic)",
         "",

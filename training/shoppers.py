@@ -57,7 +57,9 @@ SLOTS = len(EXAMINATION)
 # A clicked recommendation is bought this often (purchases exercise the attribution).
 PURCHASE_AFTER_CLICK = 0.08
 CUSTOMER_POOL = 2_000
-SESSION_START_SECONDS = 2 * 3600  # sessions are placed this far back, inside the event window
+# Sessions start this far back: the longest (40 pages of up to ~20 minutes) still ends before
+# the server's clock, and the first event stays inside its 1-day window.
+SESSION_START_SECONDS = 14 * 3600
 
 
 @dataclass
@@ -214,4 +216,6 @@ class Shoppers:
 
     def _error(self, exc: grpc.RpcError) -> None:
         code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-        self.tally.errors[code] = self.tally.errors.get(code, 0) + 1
+        details = exc.details() if hasattr(exc, "details") else ""
+        key = f"{code}: {(details or '').split(',')[0][:80]}"
+        self.tally.errors[key] = self.tally.errors.get(key, 0) + 1
