@@ -94,13 +94,7 @@ def build_parser() -> flags.SettingsParser:
         str(DEFAULT_THRESHOLD),
         "default confidence threshold (between 0 and 1)",
     )
-    fit.add(
-        "--threads",
-        flags.integer(1),
-        str(DEFAULT_THREADS),
-        "LightGBM threads; fixed so training is reproducible",
-        env="RECO_TRAIN_THREADS",
-    )
+    _add_threads(fit)
     fit.add(
         "--feature-set",
         flags.optional(flags.choice(*FEATURE_SET_CHOICES)),
@@ -171,8 +165,7 @@ def build_parser() -> flags.SettingsParser:
     _add_window(learning)
     learning.add("--context-free", flags.boolean, "false",
                  "learn from the candidate's own features only")  # fmt: skip
-    learning.add("--threads", flags.integer(1), str(DEFAULT_THREADS), "LightGBM threads",
-                 env="RECO_TRAIN_THREADS")  # fmt: skip
+    _add_threads(learning)
     learning.add_flag(flags.BUNDLE_KEY_FILE)
 
     offline = p.command(
@@ -203,8 +196,7 @@ def build_parser() -> flags.SettingsParser:
     closing.add("--epsilon", flags.number(0, 1), "0.2", "exploration of variant A")
     closing.add("--seed", flags.integer(), "1", "shoppers' and exploration's seed")
     _add_window(closing)
-    closing.add("--threads", flags.integer(1), str(DEFAULT_THREADS), "LightGBM threads",
-                env="RECO_TRAIN_THREADS")  # fmt: skip
+    _add_threads(closing)
     closing.add_flag(flags.BUNDLE_KEY_FILE)
 
     keygen = p.command(
@@ -225,13 +217,7 @@ def build_parser() -> flags.SettingsParser:
     )
     versus.add("--split", flags.choice(*SPLIT_CHOICES), "session", "held-out split")
     versus.add("--threshold", flags.number(0, 1), str(DEFAULT_THRESHOLD), "confidence threshold")
-    versus.add(
-        "--threads",
-        flags.integer(1),
-        str(DEFAULT_THREADS),
-        "LightGBM threads",
-        env="RECO_TRAIN_THREADS",
-    )
+    _add_threads(versus)
 
     bench = p.command(
         "bench",
@@ -248,6 +234,16 @@ def build_parser() -> flags.SettingsParser:
         "--work-dir", flags.required_path, "", "empty directory for the generated data and bundles"
     )
     return p
+
+
+def _add_threads(parser: flags.SettingsParser) -> None:
+    parser.add(
+        "--threads",
+        flags.integer(1),
+        str(DEFAULT_THREADS),
+        "LightGBM threads; fixed so training is reproducible",
+        env="RECO_TRAIN_THREADS",
+    )
 
 
 def _add_window(parser: flags.SettingsParser) -> None:
@@ -342,17 +338,16 @@ def _run_loop_command(args: SimpleNamespace) -> None:
                                      args.context_free, args.threads), key)  # fmt: skip
         print(json.dumps(report, indent=2))
     elif args.command == "ope":
-        from training.loop import off_policy  # noqa: PLC0415
+        from training.ope import off_policy  # noqa: PLC0415
 
         print(json.dumps(off_policy(args.logs, args.bundle, window, args.seed), indent=2))
     elif args.command == "readout":
-        from training.logs import Slots, attribute, read_events, read_responses  # noqa: PLC0415
+        from training.logs import attribute, read_events, read_responses  # noqa: PLC0415
         from training.readout import readout, to_markdown  # noqa: PLC0415
 
         slots = attribute(read_responses(args.logs), read_events(args.logs), window)
         keep = slots.frame["time_ms"].to_numpy() >= args.since_ms
-        slots = Slots(slots.frame[keep].reset_index(drop=True), slots.features[keep],
-                      slots.clicked[keep], slots.purchased[keep])  # fmt: skip
+        slots = slots.where(keep)
         shares = {}
         for item in args.shares:
             name, _, value = item.partition("=")

@@ -79,8 +79,7 @@ def training_rows(settings: LearnSettings) -> tuple[Slots, npt.NDArray[np.float3
                       settings.window_seconds)  # fmt: skip
     usable = ~slots.frame["cold_start"].to_numpy(bool)
     usable &= ~np.isnan(slots.features).all(axis=1) if slots.features.shape[1] else False
-    kept = Slots(slots.frame[usable].reset_index(drop=True), slots.features[usable],
-                 slots.clicked[usable], slots.purchased[usable])  # fmt: skip
+    kept = slots.where(usable)
     return kept, kept.features
 
 

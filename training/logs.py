@@ -123,6 +123,11 @@ class Slots:
     clicked: npt.NDArray[np.bool_]
     purchased: npt.NDArray[np.bool_]
 
+    def where(self, keep: npt.NDArray[np.bool_]) -> Slots:
+        """The slots where `keep` is true."""
+        return Slots(self.frame[keep].reset_index(drop=True), self.features[keep],
+                     self.clicked[keep], self.purchased[keep])  # fmt: skip
+
 
 def attribute(responses: Responses, events: pd.DataFrame, window_seconds: float) -> Slots:
     """Joins every shown slot with its clicks (same request id and product, received by the

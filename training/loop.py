@@ -26,17 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import lightgbm as lgb
 import numpy as np
 
 from reco import SigningKey
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from reco.v1.health import wait_for_health
-from training.behaviour import EXAMINATION
 from training.learn import LearnSettings, learn
-from training.logs import Responses, attribute, read_events, read_responses
-from training.ope import LoggedSlates, OpeEstimate, effective_sample_size, estimate
+from training.logs import attribute, read_events, read_responses
+from training.ope import Truth, off_policy
 from training.readout import readout, to_markdown
 from training.shoppers import Shoppers
 
@@ -129,84 +127,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def target_slates(responses: Responses, booster: lgb.Booster, shoppers: Shoppers | None,
-                  pick: np.ndarray) -> tuple[LoggedSlates, float, float]:  # fmt: skip
-    """The logged responses `pick` as LoggedSlates for the new bundle's greedy policy (its top
-    K by its own score among the logged candidates), with the simulator's true CTR of that
-    policy and of the logged one on the same responses."""
-    k = SLOTS = len(EXAMINATION)
-    exam = np.asarray(EXAMINATION)
-    n = len(pick)
-    logged = np.full((n, k), -1, np.int64)
-    target = np.full((n, k), -2, np.int64)
-    mask = np.zeros((n, k), bool)
-    propensity = np.ones((n, k))
-    q_logged = np.zeros((n, k))
-    q_target = np.zeros((n, k))
-    truth_target, truth_logged, with_truth = 0.0, 0.0, 0
-    index = shoppers.index if shoppers is not None else {}
-    request_ids = responses.frame["request_id"].to_numpy()
-    for row, r in enumerate(pick.tolist()):
-        lo, hi = responses.cand_offsets[r], responses.cand_offsets[r + 1]
-        ids = responses.candidate_ids[lo:hi]
-        scores = np.asarray(booster.predict(responses.features[lo:hi]), np.float64)
-        s_lo, s_hi = responses.slot_offsets[r], responses.slot_offsets[r + 1]
-        shown = responses.shown[s_lo:s_hi][:SLOTS]
-        m = len(shown)
-        best = np.argsort(-scores, kind="stable")[:m]
-        logged[row, :m] = shown
-        target[row, :m] = best
-        mask[row, :m] = True
-        propensity[row, :m] = responses.propensities[s_lo:s_hi][:SLOTS]
-        q_logged[row, :m] = scores[shown] * exam[:m] / exam[:m].mean()
-        q_target[row, :m] = scores[best] * exam[:m] / exam[:m].mean()
-        truth = shoppers.truth.get(str(request_ids[r])) if shoppers is not None else None
-        if truth is not None:
-            world = np.array([index[str(p)] for p in ids])
-            truth_target += float((exam[:m] * truth[world[best]]).sum())
-            truth_logged += float((exam[:m] * truth[world[shown]]).sum())
-            with_truth += m
-    slates = LoggedSlates(logged, target, mask, propensity, np.zeros((n, k)), q_logged, q_target,
-                          np.zeros(n, np.int64))  # fmt: skip
-    if not with_truth:
-        return slates, float("nan"), float("nan")
-    return slates, truth_target / with_truth, truth_logged / with_truth
-
-
-def off_policy(logs: Path, bundle: Path, window_seconds: float, seed: int,
-               shoppers: Shoppers | None = None) -> dict[str, Any]:  # fmt: skip
-    """IPS / SNIPS / DR of `bundle` on the log, beside the simulator's truth when the
-    shoppers that made the log are known (NaN otherwise)."""
-    responses = read_responses(logs)
-    slots = attribute(responses, read_events(logs), window_seconds)
-    usable = np.flatnonzero(~responses.frame["cold_start"].to_numpy(bool))
-    booster = lgb.Booster(model_file=str(bundle / "model.txt"))
-    slates, truth, logged_truth = target_slates(responses, booster, shoppers, usable)
-    clicks = np.zeros_like(slates.clicks)
-    per = np.diff(responses.slot_offsets)
-    clicked = slots.clicked.astype(np.float64)
-    starts = responses.slot_offsets[:-1]
-    for row, r in enumerate(usable.tolist()):
-        m = min(per[r], clicks.shape[1])
-        clicks[row, :m] = clicked[starts[r] : starts[r] + m]
-    sessions = responses.frame["session_id"].to_numpy()[usable]
-    cluster = np.unique(sessions, return_inverse=True)[1].astype(np.int64)
-    slates = LoggedSlates(slates.logged, slates.target, slates.mask, slates.propensity, clicks,
-                          slates.q_logged, slates.q_target, cluster)  # fmt: skip
-    found = estimate(slates, seed=seed)
-    return {
-        "estimates": {name: e.to_dict() for name, e in found.items()},
-        "true_ctr_of_target": truth,
-        "true_ctr_of_logged": logged_truth,
-        "logged_ctr": float(clicks[slates.mask].mean()),
-        "effective_slots": effective_sample_size(slates),
-        "slots": int(slates.mask.sum()),
-        "covered": {
-            name: OpeEstimate(name, **e.to_dict()).covers(truth) for name, e in found.items()
-        },
-    }
-
-
 def run(settings: LoopSettings, key: SigningKey | None) -> dict[str, Any]:
     """The whole loop; writes settings.out/report.md and result.json, returns the result."""
     out = settings.out
@@ -229,8 +149,9 @@ def run(settings: LoopSettings, key: SigningKey | None) -> dict[str, Any]:
                            key)  # fmt: skip
             result["learned"] = report
             _compile(learned, settings)
+            truth = Truth(shoppers.truth, shoppers.index)
             result["ope"] = off_policy(out / "logs", learned, settings.window_seconds,
-                                       settings.seed, shoppers)  # fmt: skip
+                                       settings.seed, truth)  # fmt: skip
             swap_ms = int(time.time() * 1000)
             result["variant_b"] = server.reload_as_b(learned.name)
             total = shoppers.run(stub, settings.sessions_after, first=settings.sessions_before)
@@ -243,10 +164,10 @@ def run(settings: LoopSettings, key: SigningKey | None) -> dict[str, Any]:
     responses = read_responses(out / "logs")
     slots = attribute(responses, read_events(out / "logs"), settings.window_seconds)
     phase_two = slots.frame["time_ms"].to_numpy() >= swap_ms
-    online = _subset(slots, phase_two)
+    online = slots.where(phase_two)
     result["readout"] = readout(online, {"A": 0.5, "B": 0.5})
     greedy_a = phase_two & ~slots.frame["explored"].to_numpy(bool)
-    result["readout_greedy_only"] = readout(_subset(slots, greedy_a), {"A": 0.5, "B": 0.5})
+    result["readout_greedy_only"] = readout(slots.where(greedy_a), {"A": 0.5, "B": 0.5})
     result["at_threshold"] = at_threshold(online, THRESHOLD)
     result["seconds"] = time.monotonic() - started
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -267,13 +188,6 @@ def at_threshold(slots: Any, threshold: float) -> dict[str, Any]:
         out[str(variant)] = {"slots": len(confident), "ctr": ctr,
                              "lift_over_A": ctr / base - 1 if base else float("nan")}  # fmt: skip
     return out
-
-
-def _subset(slots: Any, keep: np.ndarray) -> Any:
-    from training.logs import Slots  # noqa: PLC0415
-
-    return Slots(slots.frame[keep].reset_index(drop=True), slots.features[keep],
-                 slots.clicked[keep], slots.purchased[keep])  # fmt: skip
 
 
 def _compile(bundle: Path, settings: LoopSettings) -> None:

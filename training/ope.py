@@ -15,11 +15,17 @@ The target here is deterministic (pi_e in {0, 1}): the new bundle's top K by its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+
+from training.behaviour import EXAMINATION
+from training.logs import Responses, attribute, read_events, read_responses
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -121,3 +127,90 @@ def effective_sample_size(s: LoggedSlates) -> float:
         w = np.where(match, 1.0 / s.propensity, 0.0)
     total = float((w * w).sum())
     return float(w.sum() ** 2 / total) if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a simulator knows about a log: per request id, P(click | examined) of every product
+    (indexed by `index`, product id -> position)."""
+
+    relevance: Mapping[str, npt.NDArray[np.float32]]
+    index: Mapping[str, int]
+
+
+def target_slates(responses: Responses, booster: lgb.Booster, truth: Truth | None,
+                  pick: np.ndarray) -> tuple[LoggedSlates, float, float]:  # fmt: skip
+    """The logged responses `pick` as LoggedSlates for the new bundle's greedy policy (its top
+    K by its own score among the logged candidates), with the simulator's true CTR of that
+    policy and of the logged one on the same responses."""
+    k = SLOTS = len(EXAMINATION)
+    exam = np.asarray(EXAMINATION)
+    n = len(pick)
+    logged = np.full((n, k), -1, np.int64)
+    target = np.full((n, k), -2, np.int64)
+    mask = np.zeros((n, k), bool)
+    propensity = np.ones((n, k))
+    q_logged = np.zeros((n, k))
+    q_target = np.zeros((n, k))
+    truth_target, truth_logged, with_truth = 0.0, 0.0, 0
+    index = truth.index if truth is not None else {}
+    request_ids = responses.frame["request_id"].to_numpy()
+    for row, r in enumerate(pick.tolist()):
+        lo, hi = responses.cand_offsets[r], responses.cand_offsets[r + 1]
+        ids = responses.candidate_ids[lo:hi]
+        scores = np.asarray(booster.predict(responses.features[lo:hi]), np.float64)
+        s_lo, s_hi = responses.slot_offsets[r], responses.slot_offsets[r + 1]
+        shown = responses.shown[s_lo:s_hi][:SLOTS]
+        m = len(shown)
+        best = np.argsort(-scores, kind="stable")[:m]
+        logged[row, :m] = shown
+        target[row, :m] = best
+        mask[row, :m] = True
+        propensity[row, :m] = responses.propensities[s_lo:s_hi][:SLOTS]
+        q_logged[row, :m] = scores[shown] * exam[:m] / exam[:m].mean()
+        q_target[row, :m] = scores[best] * exam[:m] / exam[:m].mean()
+        known = truth.relevance.get(str(request_ids[r])) if truth is not None else None
+        if known is not None:
+            world = np.array([index[str(p)] for p in ids])
+            truth_target += float((exam[:m] * known[world[best]]).sum())
+            truth_logged += float((exam[:m] * known[world[shown]]).sum())
+            with_truth += m
+    slates = LoggedSlates(logged, target, mask, propensity, np.zeros((n, k)), q_logged, q_target,
+                          np.zeros(n, np.int64))  # fmt: skip
+    if not with_truth:
+        return slates, float("nan"), float("nan")
+    return slates, truth_target / with_truth, truth_logged / with_truth
+
+
+def off_policy(logs: Path, bundle: Path, window_seconds: float, seed: int,
+               truth: Truth | None = None) -> dict[str, Any]:  # fmt: skip
+    """IPS / SNIPS / DR of `bundle` (its greedy top K) on the log, beside the true value of
+    that policy when the simulator that made the log says it (NaN otherwise)."""
+    responses = read_responses(logs)
+    slots = attribute(responses, read_events(logs), window_seconds)
+    usable = np.flatnonzero(~responses.frame["cold_start"].to_numpy(bool))
+    booster = lgb.Booster(model_file=str(bundle / "model.txt"))
+    slates, true_value, logged_truth = target_slates(responses, booster, truth, usable)
+    clicks = np.zeros_like(slates.clicks)
+    per = np.diff(responses.slot_offsets)
+    clicked = slots.clicked.astype(np.float64)
+    starts = responses.slot_offsets[:-1]
+    for row, r in enumerate(usable.tolist()):
+        m = min(per[r], clicks.shape[1])
+        clicks[row, :m] = clicked[starts[r] : starts[r] + m]
+    sessions = responses.frame["session_id"].to_numpy()[usable]
+    cluster = np.unique(sessions, return_inverse=True)[1].astype(np.int64)
+    slates = LoggedSlates(slates.logged, slates.target, slates.mask, slates.propensity, clicks,
+                          slates.q_logged, slates.q_target, cluster)  # fmt: skip
+    found = estimate(slates, seed=seed)
+    return {
+        "estimates": {name: e.to_dict() for name, e in found.items()},
+        "true_ctr_of_target": true_value,
+        "true_ctr_of_logged": logged_truth,
+        "logged_ctr": float(clicks[slates.mask].mean()),
+        "effective_slots": effective_sample_size(slates),
+        "slots": int(slates.mask.sum()),
+        "covered": {
+            name: OpeEstimate(name, **e.to_dict()).covers(true_value) for name, e in found.items()
+        },
+    }
