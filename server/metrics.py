@@ -212,7 +212,7 @@ class ExperimentCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges, from a snapshot of the counts."""
-        counts = dict(self.impressions.ab)
+        counts = self.impressions.snapshot()
         requests = GaugeMetricFamily("reco_ab_requests", "Logged responses", labels=["variant"])
         shown = GaugeMetricFamily("reco_ab_shown", "Shown slots", labels=["variant"])
         clicks = GaugeMetricFamily("reco_ab_clicks", "Clicks on shown slots", labels=["variant"])
@@ -251,7 +251,7 @@ class ExperimentCollector(Collector):
             "Sample-ratio-mismatch p-value: sessions per variant against the configured shares",
         )
         if len(names) > 1:
-            sessions = [len(counts[n].sessions) if n in counts else 0 for n in names]
+            sessions = [counts[n].sessions if n in counts else 0 for n in names]
             srm.add_metric([], sample_ratio_p_value(sessions, [shares[n] for n in names]))
         yield srm
 
