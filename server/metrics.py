@@ -144,6 +144,7 @@ class Metrics:
             registry=registry,
         )
         self._registry = registry
+        self._experiment: ExperimentCollector | None = None
         self._request_children: dict[tuple[str, str], Any] = {}
         self._candidate_children = {rpc: self.candidates.labels(rpc) for rpc in STAGES}
 
@@ -189,8 +190,12 @@ class Metrics:
     def watch_experiment(
         self, impressions: ImpressionLog, shares: Callable[[], dict[str, float]]
     ) -> None:
-        """Exports the online A/B readout (computed at each scrape) from the log's counts."""
-        self._registry.register(ExperimentCollector(impressions, shares))
+        """Exports the online A/B readout (computed at each scrape) from the log's counts;
+        a later call replaces the log watched (one App per Metrics in a server)."""
+        if self._experiment is not None:
+            self._registry.unregister(self._experiment)
+        self._experiment = ExperimentCollector(impressions, shares)
+        self._registry.register(self._experiment)
 
     def set_models(self, served: list[tuple[str, str, str]]) -> None:
         """Marks the (variant, version, backend) triples being served; clears the others."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
@@ -93,6 +94,14 @@ def main() -> int:
                               device_type="Desktop", traffic_source="Direct",
                               time_on_page_sec=60.0, scroll_depth=0.7))  # fmt: skip
     handlers = app.handlers
+    # The same server with the impression log on (its writer thread running), for the cost
+    # of recording a response on the request path; its stage times go to the same recorder.
+    logged_dir = tempfile.mkdtemp(prefix="reco-stagebench-log-")
+    logged = App(parse_settings(["--bundle", str(args.bundle), "--watch-seconds", "0",
+                                 "--impression-log-dir", logged_dir]), recorder)  # fmt: skip
+    logged.load_all()
+    logged.store = app.store
+    logged.recommender.store = app.store
     series: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
         "Score, 100 Candidate messages": (
             lambda raw: handlers.score(pb.ScoreRequest.FromString(raw), None),
@@ -104,6 +113,10 @@ def main() -> int:
         ),
         f"Recommend, whole catalog ({len(ids)} products)": (
             lambda request: handlers.recommend(request, None),
+            [pb.RecommendRequest(session_id="bench", k=3)] * args.requests,
+        ),
+        f"Recommend, whole catalog ({len(ids)} products), impression log on": (
+            lambda request: logged.handlers.recommend(request, None),
             [pb.RecommendRequest(session_id="bench", k=3)] * args.requests,
         ),
     }
@@ -129,6 +142,7 @@ def main() -> int:
         values = [first, m["features"], m["predict"], m["rank"], m["encode"], m["total"]]
         print(f"| {label} | {gap:g} ms | " + " | ".join(f"{v:.0f}" for v in values) + " |")
     print("\nfirst stage: decode for Score, retrieval (session read, candidates) for Recommend")
+    logged.impressions.close()
     return 0
 
 

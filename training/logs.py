@@ -41,6 +41,21 @@ def _list_column(table: Any, name: str, dtype: Any) -> tuple[np.ndarray, I64]:
     return values[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
+def _blob_column(table: Any, name: str) -> np.ndarray:
+    """A large_binary column of float32 blobs as one flat float32 array."""
+    column = table.column(name).combine_chunks()
+    _, offsets_buffer, data = column.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    raw = (
+        np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+        if len(column)
+        else np.zeros(0, np.uint8)
+    )
+    return raw.view("<f4").astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Responses:
     """The logged responses (one entry per request) with their candidates, in log order.
@@ -85,7 +100,7 @@ def read_responses(directory: Path) -> Responses:
     ).to_pandas()
     ids, cand_offsets = _list_column(table, "candidate_ids", object)
     scores, _ = _list_column(table, "scores", np.float64)
-    flat, _ = _list_column(table, "features", np.float32)
+    flat = _blob_column(table, "features")
     widths = frame["n_features"].to_numpy(np.int64)
     width = int(widths.max()) if len(widths) else 0
     if np.any((widths != width) & (widths != 0)):

@@ -91,20 +91,39 @@ class ParquetSink:
         return deleted
 
     def _impressions(self, records: Sequence[Impression]) -> Any:
+        """The batch as columns without per-candidate Python work (the writer shares the GIL
+        with the request path): candidate ids dictionary-encoded over the catalogs' id arrays
+        (a Recommend's candidates are catalog positions already), the feature rows as one
+        float32 blob per response over the request's own array (large_binary, row-major,
+        n_features wide; no copy until Parquet encodes it), the rest as typed lists."""
         pa = self._pa
 
         def strings(name: str) -> Any:
             return pa.array([getattr(r, name) for r in records], pa.string())
 
-        def lists(arrays: list[np.ndarray], kind: Any) -> Any:
-            sizes = np.fromiter((len(a) for a in arrays), np.int32, len(arrays))
-            offsets = np.zeros(len(arrays) + 1, np.int32)
-            np.cumsum(sizes, out=offsets[1:])
-            values = np.concatenate(arrays) if arrays else np.zeros(0)
-            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, kind))
+        def offsets_of(arrays: Sequence[np.ndarray]) -> np.ndarray:
+            offsets = np.zeros(len(arrays) + 1, np.int64)
+            np.cumsum(np.fromiter(map(len, arrays), np.int64, len(arrays)), out=offsets[1:])
+            return offsets
 
-        ids = [r.ids() for r in records]
-        shown = [np.asarray(r.shown, np.int32) for r in records]
+        def lists(arrays: list[np.ndarray], kind: Any) -> Any:
+            values = np.concatenate(arrays) if arrays else np.zeros(0)
+            return pa.LargeListArray.from_arrays(pa.array(offsets_of(arrays)),
+                                                 pa.array(values, kind))  # fmt: skip
+
+        dictionary, codes = _id_codes(records)
+        names = pa.array(dictionary, pa.string())
+
+        def ids_of(positions: np.ndarray, offsets: np.ndarray) -> Any:
+            values = pa.DictionaryArray.from_arrays(pa.array(positions, pa.int32()), names)
+            return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+
+        id_offsets = offsets_of(codes)
+        flat_codes = np.concatenate(codes) if codes else np.zeros(0, np.int32)
+        shown = [np.asarray(r.shown, np.int64) for r in records]
+        shown_offsets = offsets_of(shown)
+        at = np.repeat(id_offsets[:-1], np.diff(shown_offsets))
+        shown_flat = np.concatenate(shown) if shown else np.zeros(0, np.int64)
         features = [np.ascontiguousarray(r.features, np.float32) for r in records]
         return pa.table(
             {
@@ -118,17 +137,14 @@ class ParquetSink:
                 "policy": strings("policy"),
                 "cold_start": pa.array([r.cold_start for r in records], pa.bool_()),
                 "explored": pa.array([r.explored for r in records], pa.bool_()),
-                "candidate_ids": pa.array(ids, pa.list_(pa.string())),
+                "candidate_ids": ids_of(flat_codes, id_offsets),
                 "scores": lists([np.asarray(r.scores, np.float64) for r in records], pa.float64()),
                 "n_features": pa.array(
                     [f.shape[1] if f.ndim == 2 else 0 for f in features], pa.int32()
                 ),
-                "features": lists([f.ravel() for f in features], pa.float32()),
-                "shown": lists(shown, pa.int32()),
-                "shown_ids": pa.array(
-                    [[i[s] for s in p.tolist()] for i, p in zip(ids, shown, strict=True)],
-                    pa.list_(pa.string()),
-                ),
+                "features": pa.chunked_array([_blob(pa, f) for f in features], pa.large_binary()),
+                "shown": lists([s.astype(np.int32) for s in shown], pa.int32()),
+                "shown_ids": ids_of(flat_codes[at + shown_flat], shown_offsets),
                 "propensities": lists(
                     [np.asarray(r.propensities, np.float64) for r in records], pa.float64()
                 ),
@@ -144,3 +160,35 @@ class ParquetSink:
         columns["received_ms"] = pa.array([r.received_ms for r in records], pa.int64())
         columns["known"] = pa.array([r.known for r in records], pa.bool_())
         return pa.table(columns)
+
+
+def _id_codes(records: Sequence[Impression]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One dictionary of ids for the batch (each distinct catalog once, then each Score
+    request's own ids) and every record's candidates as int32 positions in it."""
+    parts: list[np.ndarray] = []
+    start_of: dict[int, int] = {}
+    size = 0
+    codes = []
+    for record in records:
+        if record.candidate_index is None:  # a Score request's own ids
+            ids = np.asarray(record.candidate_ids, dtype=np.str_).reshape(-1)
+            parts.append(ids)
+            codes.append(np.arange(size, size + len(ids), dtype=np.int32))
+            size += len(ids)
+            continue
+        start = start_of.get(id(record.candidate_ids))
+        if start is None:
+            catalog = np.asarray(record.candidate_ids)
+            start = start_of[id(record.candidate_ids)] = size
+            parts.append(catalog)
+            size += len(catalog)
+        codes.append((record.candidate_index + start).astype(np.int32))
+    dictionary = np.concatenate(parts) if parts else np.zeros(0, np.str_)
+    return dictionary, codes
+
+
+def _blob(pa: Any, rows: np.ndarray) -> Any:
+    """A one-element large_binary array over the rows' own memory (no copy)."""
+    offsets = np.array([0, rows.nbytes], np.int64)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(rows)]
+    return pa.Array.from_buffers(pa.large_binary(), 1, buffers)

@@ -80,7 +80,7 @@ def test_recommend_clicks_and_score_are_logged(bundle: Path, logs: Path, tmp_pat
     assert rec["rpc"] == "Recommend" and rec["variant"] == "A" and rec["explored"]
     assert rec["shown_ids"] == [item.product_id for item in answer.items]
     assert rec["policy"] == "epsilon-greedy(1)"
-    rows = np.asarray(rec["features"], np.float32).reshape(-1, rec["n_features"])
+    rows = np.frombuffer(rec["features"], "<f4").reshape(-1, rec["n_features"])
     assert rows.shape == (len(rec["candidate_ids"]), 27)
     assert by_id[scored.request_id]["shown_ids"] == [i.product_id for i in scored.ranked]
     assert len(by_id) == 2  # warm-up calls and the unlogged Score are not in the log

@@ -122,7 +122,7 @@ def test_parquet_files_hold_the_exact_rows_and_only_complete_names(tmp_path: Pat
     assert table["candidate_ids"] == ["P0", "P1", "P2", "P3"]
     assert table["shown_ids"] == ["P1", "P0"]
     assert table["propensities"] == [1.0, 0.5]
-    rows = np.asarray(table["features"], np.float32).reshape(-1, table["n_features"])
+    rows = np.frombuffer(table["features"], "<f4").reshape(-1, table["n_features"])
     assert np.array_equal(rows, first.features)
     events = pq.read_table(tmp_path / names[0]).to_pylist()[0]
     assert events["request_id"] == first.request_id and events["known"] and events["variant"] == "A"
@@ -151,3 +151,28 @@ def test_retention_deletes_old_and_oversized_files(tmp_path: Path) -> None:
     size = sum(p.stat().st_size for p in tmp_path.iterdir())
     sink.retention = Retention(max_bytes=size - 1)
     assert sink.prune() == 1 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_batch_mixing_catalogs_and_score_requests_keeps_every_id(tmp_path: Path) -> None:
+    log = ImpressionLog(ParquetSink(tmp_path))
+    first = impression(log)
+    other_catalog = Impression(
+        log.new_request_id(), 1, "Recommend", "s2", "", "v2", "B", "greedy", False,
+        np.array(["Q0", "Q1", "Q2"]), np.array([2, 0], dtype=np.int64), np.array([0.5, 0.4]),
+        np.zeros((2, 3), np.float32), np.array([1], dtype=np.int64), np.array([1.0]),
+    )  # fmt: skip
+    scored = Impression(
+        log.new_request_id(), 1, "Score", "s3", "", "v1", "A", "greedy", False,
+        ["X1", "X2", "X3"], None, np.array([0.1, 0.9, 0.5]), np.zeros((3, 3), np.float32),
+        np.array([1, 2], dtype=np.int64), np.ones(2),
+    )  # fmt: skip
+    for record, shown in ((first, ("P1", "P0")), (other_catalog, ("Q0",)), (scored, ("X2", "X3"))):
+        log.record(record, shown)
+    log.close()
+    rows = pq.read_table(next(tmp_path.glob("impressions-*.parquet"))).to_pylist()
+    assert [r["candidate_ids"] for r in rows] == [
+        ["P0", "P1", "P2", "P3"],
+        ["Q2", "Q0"],
+        ["X1", "X2", "X3"],
+    ]
+    assert [r["shown_ids"] for r in rows] == [["P1", "P0"], ["Q0"], ["X2", "X3"]]
