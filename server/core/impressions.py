@@ -29,10 +29,10 @@ LOGGED_EVENTS = {EventType.RECOMMENDATION_CLICK, EventType.PURCHASE}
 RETRY_SECONDS, RETRY_CAP_SECONDS = 0.5, 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~2 us more, on the request path
 class Impression:
     """One logged response. Built on the request path from references only (no copies): the
-    writer thread turns it into columns.
+    writer thread turns it into columns; nothing changes it after.
 
     candidate_ids: the scored candidates' ids, or an array of ids that `candidate_index` picks
     them from (a Recommend's catalog); features: the exact float32 rows scored, one per
