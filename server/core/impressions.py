@@ -170,7 +170,8 @@ class ImpressionLog:
         self._writing = dict.fromkeys(KINDS, 0)  # popped by the writer, not yet in a file
         self._prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
-        self._recent: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # request id -> (variant, shown product ids, session id) of the most recent responses
+        self._recent: dict[str, tuple[str, tuple[str, ...], str]] = {}
         self.ab: dict[str, VariantCounts] = {}
         # Recommend runs on threads with a remote session store: the counts take a lock
         # (uncontended, ~0.1 us); the queues need none (deque appends are atomic).
@@ -190,7 +191,7 @@ class ImpressionLog:
     def record(self, impression: Impression, shown_ids: tuple[str, ...]) -> None:
         """Queues one response (or counts it dropped) and remembers what it showed."""
         recent = self._recent
-        recent[impression.request_id] = (impression.variant, shown_ids)
+        recent[impression.request_id] = (impression.variant, shown_ids, impression.session_id)
         if len(recent) > self.limits.recent_requests:
             recent.pop(next(iter(recent)), None)  # the oldest; another thread may race
         with self._counting:
@@ -210,11 +211,18 @@ class ImpressionLog:
                     for name, c in self.ab.items()}  # fmt: skip
 
     def check_click(self, event: Event, prefix: str = "event") -> None:
-        """Refuses a click on a product its (known) response did not show; an unknown request
-        id (expired, or served by another process) is accepted and counted as an orphan."""
+        """Refuses a click on a product its (known) response did not show, or from another
+        session than the response's; an unknown request id (expired, or served by another
+        process) is accepted and counted as an orphan."""
         if event.type is not EventType.RECOMMENDATION_CLICK:
             return
         served = self._recent.get(event.request_id)
+        if served is not None and event.session_id != served[2]:
+            raise InvalidArgument(
+                f"{prefix}.request_id",
+                event.request_id,
+                "names a response served to another session",
+            )
         if served is not None and event.product_id not in served[1]:
             raise InvalidArgument(
                 f"{prefix}.product_id",

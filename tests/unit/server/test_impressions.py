@@ -102,6 +102,11 @@ def test_clicks_known_unknown_and_not_shown() -> None:
     assert log.ab["A"].clicks == 1
     with pytest.raises(InvalidArgument, match=r"event.product_id .*was not shown by request"):
         log.check_click(click(imp.request_id, "P7"))
+    other = Event("e9", "s2", EventType.RECOMMENDATION_CLICK, 1, "P1", request_id=imp.request_id)
+    with pytest.raises(
+        InvalidArgument, match=r"event.request_id names a response served to another"
+    ):
+        log.check_click(other)
     log.check_click(click("someone-else-1", "P7"))  # unknown: accepted, an orphan
     log.event(click("someone-else-1", "P7", "e2"))
     assert counters.orphans == 1 and log.ab["A"].clicks == 1
