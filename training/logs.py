@@ -42,7 +42,12 @@ def _list_column(table: Any, name: str, dtype: Any) -> tuple[np.ndarray, I64]:
 
 
 def _blob_column(table: Any, name: str) -> np.ndarray:
-    """A large_binary column of float32 blobs as one flat float32 array."""
+    """A large_binary column of float32 blobs as one flat float32 array (a list<float32>
+    column, as logs written before the blobs hold, is read as a list)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if not pa.types.is_large_binary(table.schema.field(name).type):
+        return _list_column(table, name, np.float32)[0]
     column = table.column(name).combine_chunks()
     _, offsets_buffer, data = column.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int64)[

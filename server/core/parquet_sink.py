@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from reco import log_file_name, log_kind
+from reco import LOG_FILE_PATTERN, log_file_name, log_kind
 from server.core.impressions import IMPRESSIONS, Impression, LoggedEvent
 
 
@@ -41,7 +41,9 @@ class ParquetSink:
         directory.mkdir(parents=True, exist_ok=True)
         self._sequence = 0
         for leftover in directory.glob(".*.parquet.tmp"):
-            leftover.unlink(missing_ok=True)  # a crash's half-written file, never renamed
+            # a crash's half-written file, never renamed; not one a live worker is writing
+            if log_kind(leftover.name[1 : -len(".tmp")]) and not _alive(leftover.name):
+                leftover.unlink(missing_ok=True)
 
     def write(self, kind: str, records: Sequence[Any]) -> str:
         """Writes one batch as one complete file; returns its name."""
@@ -192,3 +194,21 @@ def _blob(pa: Any, rows: np.ndarray) -> Any:
     offsets = np.array([0, rows.nbytes], np.int64)
     buffers = [None, pa.py_buffer(offsets), pa.py_buffer(rows)]
     return pa.Array.from_buffers(pa.large_binary(), 1, buffers)
+
+
+def _alive(temporary_name: str) -> bool:
+    """True when the process whose pid is in the file's name still runs (another worker
+    sharing the directory): its temporary file is not a leftover."""
+    match = LOG_FILE_PATTERN.match(temporary_name[1 : -len(".tmp")])
+    if match is None:
+        return False
+    pid = int(match.group(3))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -121,6 +121,6 @@ def test_a_killed_server_loses_at_most_its_queue(bundle: Path, logs: Path, tmp_p
     kept = answered - int(dropped)
     assert kept - queue <= logged <= kept
     # a restart removes any temporary file the kill left behind
-    (log_dir / ".impressions-20260101T000000Z-1-ff.parquet.tmp").write_bytes(b"PAR1")
+    (log_dir / ".impressions-20260101T000000Z-4999999-ff.parquet.tmp").write_bytes(b"PAR1")
     with running(bundle, "--impression-log-dir", str(log_dir), log_dir=logs):
         assert not list(log_dir.glob(".*.tmp"))

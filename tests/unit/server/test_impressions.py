@@ -134,13 +134,15 @@ def test_parquet_files_hold_the_exact_rows_and_only_complete_names(tmp_path: Pat
 
 
 def test_a_crash_mid_write_leaves_no_complete_name_and_is_cleaned(tmp_path: Path) -> None:
-    sink = ParquetSink(tmp_path)
-    leftover = tmp_path / ".impressions-20260101T000000Z-1-1.parquet.tmp"
+    dead_pid = 4_999_999  # above any pid_max: no such process
+    leftover = tmp_path / f".impressions-20260101T000000Z-{dead_pid}-1.parquet.tmp"
     leftover.write_bytes(b"PAR1 half")  # what a kill -9 during a write leaves
     assert log_kind(leftover.name) is None
-    ParquetSink(tmp_path)  # the next start removes it
-    assert not leftover.exists()
-    del sink
+    # another worker, alive, writing into the same directory right now
+    writing = tmp_path / f".impressions-20260101T000000Z-{os.getppid()}-1.parquet.tmp"
+    writing.write_bytes(b"PAR1 in progress")
+    ParquetSink(tmp_path)  # the next start removes the dead writer's file only
+    assert not leftover.exists() and writing.exists()
 
 
 def test_retention_deletes_old_and_oversized_files(tmp_path: Path) -> None:
