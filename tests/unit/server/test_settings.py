@@ -1,0 +1,56 @@
+"""Server settings: every rule between settings, each failure naming the settings involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reco.settings import SettingError
+from server.settings import MIN_MESSAGE_BYTES, parse_settings
+
+
+def test_defaults_are_valid() -> None:
+    settings = parse_settings([], {})
+    assert settings.retrieval_size <= settings.catalog_limit
+    assert settings.address == "127.0.0.1:50051" and not settings.tls
+    assert settings.admin_address == ""  # preflight puts the default Unix socket here
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--catalog-limit", "10"], ("--retrieval-size", "--catalog-limit")),
+        (["--drain-seconds", "6"], ("--drain-seconds", "--grace-seconds")),
+        (["--metrics-port", "50051"], ("--metrics-port", "--port")),
+        (["--workers", "2", "--session-store", "redis://h/0", "--port", "0"], ("--port",)),
+        (["--workers", "2"], ("--workers",)),
+        (["--tls-key", "k.pem"], ("--tls-cert", "--tls-key")),
+        (["--tls-client-ca", "ca.pem"], ("--tls-client-ca",)),
+        (["--ab-share", "1"], ("--ab-share",)),
+        (["--watch-seconds", "0.01"], ("--watch-seconds",)),
+        (["--max-message-bytes", str(MIN_MESSAGE_BYTES - 1)], ("--max-message-bytes",)),
+        (["--host", ""], ("--host",)),
+    ],
+)
+def test_rules_between_settings(argv: list[str], named: tuple[str, ...]) -> None:
+    with pytest.raises(SettingError) as error:
+        parse_settings(argv, {})
+    for name in named:
+        assert name in str(error.value)
+
+
+def test_retrieval_equal_to_the_catalog_limit_is_allowed() -> None:
+    assert parse_settings(["--catalog-limit", "10", "--retrieval-size", "10"], {})
+
+
+def test_a_store_url_password_is_never_echoed() -> None:
+    with pytest.raises(SettingError) as error:
+        parse_settings(["--session-store", "redsi://user:hunter2@host:6379/0"], {})
+    assert "hunter2" not in str(error.value)
+
+
+def test_tls_and_ipv6_address() -> None:
+    settings = parse_settings(["--tls-cert", "c.pem", "--tls-key", "k.pem", "--host", "::1"], {})
+    assert settings.tls and settings.tls_cert == Path("c.pem")
+    assert settings.address == "[::1]:50051"
