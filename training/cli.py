@@ -274,12 +274,11 @@ def _run(args: SimpleNamespace) -> None:
         from training.generator import generate  # noqa: PLC0415 - see the docstring
 
         generate(
-            GenerationSettings(
-                rows=args.rows,
-                seed=args.seed,
+            flags.from_settings(
+                GenerationSettings,
+                args,
                 out_dir=args.out,
                 n_products=args.products,
-                notebook=args.notebook,
                 progress=not args.no_progress,
             )
         )
@@ -305,24 +304,15 @@ def _run(args: SimpleNamespace) -> None:
         from training.pipeline import train  # noqa: PLC0415
 
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
-        train(
-            TrainSettings(
-                data=args.data,
-                out=args.out,
-                threshold=args.threshold,
-                num_threads=args.threads,
-                max_bad_fraction=args.max_bad_fraction,
-                business=BusinessAssumptions(
-                    args.sessions_per_day, args.recs_per_session, args.value_per_click
-                ),
-                feature_set=args.feature_set,
-                split=args.split,
-                calibration=args.calibration,
-                business_projection=args.business_projection,
-                context_free=args.context_free,
+        settings = flags.from_settings(
+            TrainSettings,
+            args,
+            num_threads=args.threads,
+            business=BusinessAssumptions(
+                args.sessions_per_day, args.recs_per_session, args.value_per_click
             ),
-            key,
         )
+        train(settings, key)
 
 
 def _run_loop_command(args: SimpleNamespace) -> None:
@@ -334,8 +324,9 @@ def _run_loop_command(args: SimpleNamespace) -> None:
         from training.learn import LearnSettings, learn  # noqa: PLC0415
 
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
-        report = learn(LearnSettings(args.logs, args.base_bundle, args.out, window,
-                                     args.context_free, args.threads), key)  # fmt: skip
+        learning = flags.from_settings(LearnSettings, args, base=args.base_bundle,
+                                       window_seconds=window)  # fmt: skip
+        report = learn(learning, key)
         print(json.dumps(report, indent=2))
     elif args.command == "ope":
         from training.ope import off_policy  # noqa: PLC0415
@@ -357,9 +348,8 @@ def _run_loop_command(args: SimpleNamespace) -> None:
         from training.loop import LoopSettings, run  # noqa: PLC0415
 
         key = signing_key_for(args.bundle_key_file, f"loop {args.out}")
-        settings = LoopSettings(args.data, args.bundle_a, args.out, args.sessions_before,
-                                args.sessions_after, args.epsilon, args.seed, window,
-                                args.threads, args.bundle_key_file)  # fmt: skip
+        settings = flags.from_settings(LoopSettings, args, window_seconds=window,
+                                       key_file=args.bundle_key_file)  # fmt: skip
         run(settings, key)
         print((args.out / "report.md").read_text())
 
