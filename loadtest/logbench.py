@@ -1,9 +1,10 @@
 """What the impression log costs a request: the same server with and without it, interleaved.
 
-    python -m loadtest.logbench [--bundle artifacts/latest] [--rounds 3] [--quick]
+    python -m loadtest.logbench [--bundle artifacts/latest] [--rounds 3] [--baseline-dir DIR]
 
-Each round starts two servers one after the other, `python -m server` without the log and
-with `--impression-log-dir` (and the rotation the defaults give), and measures on each:
+Each round starts the servers one after the other: with --baseline-dir, another checkout's
+(e.g. `git archive` of main: before the log existed); this one's without the log; this one's
+with `--impression-log-dir` (and the rotation the defaults give). It measures on each:
 Recommend (k=5, tracked sessions) back to back, server_time_us and round trip with the tail;
 Recommend throughput with 8 calls in flight; Score of 100 candidate ids asking for
 log_impression (back to back). Medians over rounds and the ratio log / no log are printed last.
@@ -24,13 +25,13 @@ import grpc
 import numpy as np
 
 from loadtest.products import load_product_ids
-from loadtest.server_process import baseline_parser
+from loadtest.server_process import baseline_parser, checkout_command
 from loadtest.serverbench import Requests, Timings, server
 from reco.settings import boolean, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
-CONFIGS = ("no log", "log")
+LOGGED = "log"
 
 
 def tracked_sessions(stub: pb_grpc.RecommenderStub, requests: Requests, n: int) -> list[str]:
@@ -112,7 +113,7 @@ def main() -> int:
     parser = baseline_parser("python -m loadtest.logbench", __doc__)
     parser.add("--requests", integer(100), "3000", "Recommend / Score calls per series")
     parser.add("--seconds", number(positive=True), "6", "per throughput series")
-    parser.add("--rounds", integer(1), "3", "alternations of the two servers")
+    parser.add("--rounds", integer(1), "3", "alternations of the servers")
     parser.add("--quick", boolean, "false", "a fifth of the work (smoke run)")
     args = SimpleNamespace(**parser.parse())
     if args.quick:
@@ -128,16 +129,21 @@ def main() -> int:
         "p99 (us) | Recommend/s, 8 in flight | logged Score-100 server p50 / p99 (us) |"
     )
     print("|---|---:|---:|---:|---:|")
-    medians: dict[str, list[list[float]]] = {c: [] for c in CONFIGS}
+    here = checkout_command(None, "-m", "server")
+    configs = [("no log", here), (LOGGED, here)]
+    if args.baseline_dir is not None:
+        configs.insert(0, (f"baseline ({args.baseline_dir.name})",
+                           checkout_command(args.baseline_dir, "-m", "server")))  # fmt: skip
+    medians: dict[str, list[list[float]]] = {name: [] for name, _ in configs}
     for round_ in range(args.rounds):
-        for config in CONFIGS:
-            # shedding off: on a shared VM 8 in flight may queue past 50 ms, and both servers
+        for config, command in configs:
+            # shedding off: on a shared VM 8 in flight may queue past 50 ms, and every server
             # must do all the work asked of them
             flags: tuple[str, ...] = ("--max-queue-ms", "0")
-            if config == "log":
+            if config == LOGGED:
                 flags += ("--impression-log-dir", str(logs / f"impressions-{round_}"))
             with (
-                server(args.bundle, logs, *flags) as running,
+                server(args.bundle, logs, *flags, command=command) as running,
                 grpc.insecure_channel(running.target) as channel,
             ):
                 stub = pb_grpc.RecommenderStub(channel)
@@ -149,7 +155,8 @@ def main() -> int:
             print(f"| {round_ + 1}, {config} | {rec[0]:.0f} / {rec[1]:.0f} / {rec[2]:.0f} / "
                   f"{rec[3]:.0f} | {rec[4]:.0f} / {rec[5]:.0f} | {rate:.0f} | {score[0]:.0f} / "
                   f"{score[1]:.0f} |", flush=True)  # fmt: skip
-    off, on = (np.median(np.asarray(medians[c]), axis=0) for c in CONFIGS)
+    middle = {name: np.median(np.asarray(rows), axis=0) for name, rows in medians.items()}
+    off, on = middle["no log"], middle[LOGGED]
     print(
         f"\nMedians over rounds, log / no log: Recommend server p50 {on[0]:.0f} / {off[0]:.0f} "
         f"us ({on[0] / off[0]:.2f}x, {on[0] - off[0]:+.0f} us), p99 {on[1]:.0f} / {off[1]:.0f} "
@@ -157,6 +164,11 @@ def main() -> int:
         f"{off[6]:.0f} calls/s ({on[6] / off[6]:.2f}x); logged Score-100 p50 {on[7]:.0f} / "
         f"{off[7]:.0f} us (the server without a log only names the response)"
     )
+    if args.baseline_dir is not None:
+        base = middle[configs[0][0]]
+        print(f"Against the baseline: Recommend server p50 {base[0]:.0f} us, no log "
+              f"{off[0]:.0f} ({off[0] / base[0]:.2f}x), log {on[0]:.0f} ({on[0] / base[0]:.2f}x); "
+              f"throughput {base[6]:.0f} / {off[6]:.0f} / {on[6]:.0f} calls/s")  # fmt: skip
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
