@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 
 from loadtest.products import load_product_ids
-from loadtest.server_process import baseline_parser, checkout_command
+from loadtest.server_process import baseline_parser, checkouts
 from loadtest.serverbench import Requests, Timings, server
 from reco.settings import boolean, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
@@ -129,11 +129,8 @@ def main() -> int:
         "p99 (us) | Recommend/s, 8 in flight | logged Score-100 server p50 / p99 (us) |"
     )
     print("|---|---:|---:|---:|---:|")
-    here = checkout_command(None, "-m", "server")
-    configs = [("no log", here), (LOGGED, here)]
-    if args.baseline_dir is not None:
-        configs.insert(0, (f"baseline ({args.baseline_dir.name})",
-                           checkout_command(args.baseline_dir, "-m", "server")))  # fmt: skip
+    *baseline, (_, here) = checkouts(args.baseline_dir, "-m", "server")
+    configs = [*baseline, ("no log", here), (LOGGED, here)]
     medians: dict[str, list[list[float]]] = {name: [] for name, _ in configs}
     for round_ in range(args.rounds):
         for config, command in configs:
