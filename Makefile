@@ -67,7 +67,19 @@ loadtest: $(STAMP) $(BUNDLE_KEY)  ## Start the default server, send a 20 s open-
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(SIGNED) $(PY) -m loadtest --start-server --bundle $(BUNDLE) --duration 20 $(LOADTEST_ARGS)
 
-.PHONY: bench demo
+.PHONY: bench demo loop
+# `make loop`: the closed loop on simulated shoppers (README, "The loop"); LOOP_ARGS e.g.
+# "--sessions-before 3000 --sessions-after 6000 --epsilon 0.3".
+LOOP_DIR ?= reports/loop
+LOOP_ARGS ?=
+
+loop: $(STAMP) $(DATA_DIR)/impressions.csv $(BUNDLE_KEY)  ## Serve a context-free A with exploration to simulated shoppers, learn B from the log, OPE, hot-reload B beside A, A/B readout (report in reports/loop)
+	rm -rf $(LOOP_DIR)
+	$(SIGNED) $(PY) -m training train --data $(DATA_DIR) --out $(LOOP_DIR)/bundles/A-context-free --context-free
+	$(SIGNED) $(PY) -m compiler build $(LOOP_DIR)/bundles/A-context-free
+	$(SIGNED) $(PY) -m training loop --data $(DATA_DIR) --bundle-a $(LOOP_DIR)/bundles/A-context-free --out $(LOOP_DIR)/run $(LOOP_ARGS)
+	@echo "report: $(LOOP_DIR)/run/report.md"
+
 bench: $(STAMP) $(BUNDLE_KEY)  ## Model backends on fresh rows, then server latencies (builds the bundle if missing)
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(PY) -m compiler bench $(BUNDLE) $(BENCH_ARGS)

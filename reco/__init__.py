@@ -46,6 +46,19 @@ if TYPE_CHECKING:
     from reco._cpu import cpu_flags
     from reco._cpu import cpu_model
     from reco._cpu import missing_cpu_flags
+    from reco._experiment import Difference
+    from reco._experiment import Estimate
+    from reco._experiment import LOG_FILE_PATTERN
+    from reco._experiment import LOG_KINDS
+    from reco._experiment import Z95
+    from reco._experiment import binomial_se
+    from reco._experiment import chi_square_survival
+    from reco._experiment import difference
+    from reco._experiment import log_file_name
+    from reco._experiment import log_kind
+    from reco._experiment import normal_two_sided_p
+    from reco._experiment import sample_ratio_p_value
+    from reco._experiment import wilson
     from reco._explain import Contribution
     from reco._explain import EXPLAIN_TOP
     from reco._explain import Explainer
@@ -115,6 +128,19 @@ if TYPE_CHECKING:
 
 # name -> the private module that defines it
 _MODULES = {
+    "Difference": "reco._experiment",
+    "Estimate": "reco._experiment",
+    "LOG_FILE_PATTERN": "reco._experiment",
+    "LOG_KINDS": "reco._experiment",
+    "Z95": "reco._experiment",
+    "binomial_se": "reco._experiment",
+    "chi_square_survival": "reco._experiment",
+    "difference": "reco._experiment",
+    "log_file_name": "reco._experiment",
+    "log_kind": "reco._experiment",
+    "normal_two_sided_p": "reco._experiment",
+    "sample_ratio_p_value": "reco._experiment",
+    "wilson": "reco._experiment",
     "AFFINITY_COLUMNS": "reco._catalog",
     "AFFINITY_FILE": "reco._catalog",
     "BACKEND_KINDS": "reco._backends",
@@ -234,6 +260,8 @@ __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
     "LIBRARY_FILE",
+    "LOG_FILE_PATTERN",
+    "LOG_KINDS",
     "MANIFEST_FILE",
     "MAX_VIEWS",
     "MIN_KEY_CHARS",
@@ -256,6 +284,7 @@ __all__ = [
     "TOLERANCES",
     "TRAIN_SAMPLE_FILE",
     "UNKNOWN_CODE",
+    "Z95",
     "Backend",
     "BackendError",
     "BackendUnavailableError",
@@ -264,7 +293,9 @@ __all__ = [
     "CandidateInputs",
     "Catalog",
     "Contribution",
+    "Difference",
     "Encodings",
+    "Estimate",
     "Explainer",
     "GroupedCheck",
     "History",
@@ -285,14 +316,17 @@ __all__ = [
     "SigningKey",
     "SigningKeyError",
     "Vocabulary",
+    "binomial_se",
     "build_features",
     "check_keys",
     "check_library",
+    "chi_square_survival",
     "choose_kernel",
     "compare",
     "copy_verified",
     "cpu_flags",
     "cpu_model",
+    "difference",
     "generate_key_file",
     "hash_files",
     "history_columns",
@@ -303,13 +337,17 @@ __all__ = [
     "load_bundle",
     "load_key",
     "load_tables",
+    "log_file_name",
+    "log_kind",
     "missing_cpu_flags",
     "name_under_root",
+    "normal_two_sided_p",
     "open_booster",
     "probe_from_manifest",
     "probe_to_manifest",
     "read_manifest",
     "resolve_under_root",
+    "sample_ratio_p_value",
     "sequence_inputs_from_views",
     "session_feature_columns",
     "session_inputs",
@@ -317,6 +355,7 @@ __all__ = [
     "shared_session_rows",
     "signing_key_for",
     "verify_files",
+    "wilson",
     "write_manifest",
 ]
 

@@ -21,11 +21,13 @@ from reco import SigningKeyError, load_key
 from reco.settings import SettingError
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
+from server.core.exploration import Explorer
+from server.core.impressions import ImpressionLog, LogLimits
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel, load_model
 from server.core.recommend import Recommender, RecommendLimits
 from server.core.redis_store import RedisStore
-from server.core.registry import PRIMARY, ModelRegistry
+from server.core.registry import PRIMARY, VARIANT_B, ModelRegistry
 from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionLimits, SessionStore
@@ -44,7 +46,6 @@ from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
-VARIANT_B = "B"
 RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 # The public port's services: Admin is never among them (server.listeners serves it apart).
 SERVICE_NAMES = (
@@ -54,6 +55,26 @@ SERVICE_NAMES = (
 )
 # Health is reported for the whole server ("") and for the Recommender service by name.
 HEALTH_SERVICES = ("", RECOMMENDER)
+
+
+def make_impression_log(settings: Settings, metrics: Metrics) -> ImpressionLog:
+    """The impression log: Parquet files under --impression-log-dir, or none (request ids
+    and the online A/B counts are kept either way)."""
+    limits = LogLimits(
+        queue_capacity=settings.impression_log_queue,
+        interval_seconds=settings.impression_log_interval_seconds,
+    )
+    sink = None
+    if settings.impression_log_dir is not None:
+        from server.core.parquet_sink import ParquetSink, Retention  # noqa: PLC0415 - pyarrow
+
+        retention = Retention(
+            settings.impression_log_retention_hours * 3600, settings.impression_log_max_bytes
+        )
+        sink = ParquetSink(settings.impression_log_dir, retention)
+        log.info("impression log: %s (a file per %g s; queue %d)", settings.impression_log_dir,
+                 limits.interval_seconds, limits.queue_capacity)  # fmt: skip
+    return ImpressionLog(sink, limits, metrics).start()
 
 
 def session_limits(settings: Settings) -> SessionLimits:
@@ -110,13 +131,20 @@ class App:
         self.reloader = Reloader(
             self.registry, self.load, self._on_reload, self.bundles, self.bundle_root
         )
+        self.impressions = make_impression_log(settings, self.metrics)
+        self.metrics.watch_experiment(self.impressions, self._shares)
         self.scorer = Scorer(
-            self.registry, Limits(max_candidates=settings.max_candidates), self.store
+            self.registry,
+            Limits(max_candidates=settings.max_candidates),
+            self.store,
+            self.impressions,
         )
         self.recommender = Recommender(
             self.registry,
             self.store,
             RecommendLimits(settings.catalog_limit, settings.retrieval_size),
+            Explorer(settings.explore_epsilon, settings.explore_seed),
+            self.impressions,
         )
         self.handlers = Handlers(
             registry=self.registry,
@@ -125,6 +153,7 @@ class App:
             store=self.store,
             reloader=self.reloader,
             metrics=self.metrics,
+            impressions=self.impressions,
         )
         self.watchers: list[BundleWatcher] = []
         self.gc_pauses = GcPauseRecorder(self.metrics).start()
@@ -161,6 +190,10 @@ class App:
         """SIGHUP: re-reads every configured bundle path (e.g. a moved symlink)."""
         for variant, bundle in self.bundles.items():
             self.reloader.reload(variant, bundle)
+
+    def _shares(self) -> dict[str, float]:
+        variants = self.registry.variants()
+        return {v.name: v.share for v in variants} if len(variants) > 1 else {PRIMARY: 1.0}
 
     def stop_watching(self) -> None:
         """Stops the bundle watchers."""
@@ -263,6 +296,7 @@ async def serve(
     sampling.cancel()
     if blocking is not None:
         blocking.shutdown(wait=True)
+    await loop.run_in_executor(None, app.impressions.close)  # the last partial interval
     log.info("stopped")
 
 

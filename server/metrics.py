@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -15,8 +15,12 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from reco import binomial_se, difference, sample_ratio_p_value, wilson
 from reco.settings import SettingError
+from server.core.impressions import ImpressionLog
 
 # Stages timed inside the server, per scoring RPC.
 STAGES = {
@@ -120,6 +124,27 @@ class Metrics:
             rpc: self.latency.labels(rpc)
             for rpc in ("Score", "ScoreStream", "Recommend", "TrackEvent")
         }
+        self.log_written = Counter(
+            "reco_log_records_written", "Impression-log records in complete files, by kind",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.log_dropped = Counter(
+            "reco_log_records_dropped",
+            "Impression-log records dropped because the queue was full, by kind",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.log_sink_errors = Counter(
+            "reco_log_sink_errors", "Failed writes of the impression log (records kept queued)",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.orphan_clicks = Counter(
+            "reco_orphan_clicks",
+            "Recommendation clicks naming a request id this process does not know (expired, "
+            "or served by another process): accepted and logged, not counted in the A/B gauges",
+            registry=registry,
+        )
+        self._registry = registry
+        self._experiment: ExperimentCollector | None = None
         self._request_children: dict[tuple[str, str], Any] = {}
         self._candidate_children = {rpc: self.candidates.labels(rpc) for rpc in STAGES}
 
@@ -146,11 +171,94 @@ class Metrics:
         """Records how many candidates one scoring RPC scored."""
         self._candidate_children[rpc].observe(count)
 
+    def count_written(self, kind: str, count: int) -> None:
+        """Counts records written in complete files."""
+        self.log_written.labels(kind).inc(count)
+
+    def count_dropped(self, kind: str, count: int) -> None:
+        """Counts records dropped at a full queue."""
+        self.log_dropped.labels(kind).inc(count)
+
+    def count_sink_error(self, kind: str) -> None:
+        """Counts a failed write."""
+        self.log_sink_errors.labels(kind).inc()
+
+    def count_orphan_click(self) -> None:
+        """Counts a click on an unknown request id."""
+        self.orphan_clicks.inc()
+
+    def watch_experiment(
+        self, impressions: ImpressionLog, shares: Callable[[], dict[str, float]]
+    ) -> None:
+        """Exports the online A/B readout (computed at each scrape) from the log's counts;
+        a later call replaces the log watched (one App per Metrics in a server)."""
+        if self._experiment is not None:
+            self._registry.unregister(self._experiment)
+        self._experiment = ExperimentCollector(impressions, shares)
+        self._registry.register(self._experiment)
+
     def set_models(self, served: list[tuple[str, str, str]]) -> None:
         """Marks the (variant, version, backend) triples being served; clears the others."""
         self.model.clear()
         for variant, version, backend in served:
             self.model.labels(variant, version, backend).set(1)
+
+
+class ExperimentCollector(Collector):
+    """Per variant: responses, shown slots, clicks, CTR with its Wilson 95% interval, the
+    difference from variant A with its interval and p-value (slots treated as independent:
+    `python -m training readout` gives the session-clustered version), and the
+    sample-ratio-mismatch p-value of sessions against the configured shares. One process's
+    counts: with --workers, each worker's (not aggregated)."""
+
+    def __init__(self, impressions: ImpressionLog, shares: Callable[[], dict[str, float]]) -> None:
+        self.impressions = impressions
+        self.shares = shares
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges, from a snapshot of the counts."""
+        counts = self.impressions.snapshot()
+        requests = GaugeMetricFamily("reco_ab_requests", "Logged responses", labels=["variant"])
+        shown = GaugeMetricFamily("reco_ab_shown", "Shown slots", labels=["variant"])
+        clicks = GaugeMetricFamily("reco_ab_clicks", "Clicks on shown slots", labels=["variant"])
+        ctr = GaugeMetricFamily(
+            "reco_ab_ctr",
+            "Clicks per shown slot, with its 95% interval",
+            labels=["variant", "bound"],
+        )
+        diff = GaugeMetricFamily(
+            "reco_ab_ctr_difference", "CTR minus variant A's, with its 95% interval",
+            labels=["variant", "bound"],
+        )  # fmt: skip
+        p_value = GaugeMetricFamily(
+            "reco_ab_p_value", "Two-sided p-value of no CTR difference from A", labels=["variant"]
+        )
+        base = counts.get("A")
+        for name, c in sorted(counts.items()):
+            requests.add_metric([name], c.requests)
+            shown.add_metric([name], c.shown)
+            clicks.add_metric([name], c.clicks)
+            estimate = wilson(c.clicks, c.shown)
+            for bound, value in (("value", estimate.value), ("low", estimate.low),
+                                 ("high", estimate.high)):  # fmt: skip
+                ctr.add_metric([name, bound], value)
+            if base is not None and name != "A" and base.shown and c.shown:
+                d = difference(base.clicks / base.shown, binomial_se(base.clicks, base.shown),
+                               c.clicks / c.shown, binomial_se(c.clicks, c.shown))  # fmt: skip
+                for bound, value in (("value", d.value), ("low", d.low), ("high", d.high)):
+                    diff.add_metric([name, bound], value)
+                p_value.add_metric([name], d.p_value)
+        yield from (requests, shown, clicks, ctr, diff, p_value)
+        shares = self.shares()
+        names = sorted(shares)
+        srm = GaugeMetricFamily(
+            "reco_ab_srm_p_value",
+            "Sample-ratio-mismatch p-value: sessions per variant against the configured shares",
+        )
+        if len(names) > 1:
+            sessions = [counts[n].sessions if n in counts else 0 for n in names]
+            srm.add_metric([], sample_ratio_p_value(sessions, [shares[n] for n in names]))
+        yield srm
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

@@ -62,6 +62,13 @@ class Settings:
     ab_bundle: Path | None
     ab_share: float
     explain: bool
+    impression_log_dir: Path | None
+    impression_log_interval_seconds: float
+    impression_log_queue: int
+    impression_log_retention_hours: float
+    impression_log_max_bytes: int
+    explore_epsilon: dict[str, float]
+    explore_seed: int | None
     log_level: str
 
     @property
@@ -326,8 +333,73 @@ def build_parser() -> flags.SettingsParser:
         "load from the verified model.txt (slower warm-up, more memory); off, explain is "
         "INVALID_ARGUMENT",
     )
+    p.add(
+        "--impression-log-dir",
+        flags.optional_path,
+        "",
+        "write every Recommend response (and each Score asking for it), every recommendation "
+        "click and purchase here, as Parquet files (one per interval and kind, renamed into "
+        "place when complete); unset = no log",
+    )
+    p.add(
+        "--impression-log-interval-seconds",
+        flags.number(positive=True),
+        "10",
+        "how often the log writer cuts a file (sooner when its queue is half full)",
+    )
+    p.add(
+        "--impression-log-queue",
+        flags.integer(1),
+        "10000",
+        "records held until they are in a complete file; beyond it new records are dropped "
+        "(counted), and a killed server loses at most this many",
+    )
+    p.add(
+        "--impression-log-retention-hours",
+        flags.number(0),
+        "0",
+        "delete log files older than this (0 = keep them)",
+    )
+    p.add(
+        "--impression-log-max-bytes",
+        flags.integer(0),
+        "0",
+        "delete the oldest log files beyond this total size (0 = no limit)",
+    )
+    p.add(
+        "--explore-epsilon",
+        variant_values,
+        "",
+        "slate-level epsilon-greedy exploration in Recommend: one epsilon for every variant "
+        "(0.1) or per variant (A=0.1,B=0); unset = none. Each shown slot's propensity is "
+        "logged and answered",
+    )
+    p.add(
+        "--explore-seed",
+        flags.optional(flags.integer()),
+        "",
+        "seed of the exploration draws (unset = random; set, runs repeat exactly)",
+    )
     p.add_flag(flags.LOG_LEVEL)
     return p
+
+
+def variant_values(text: str) -> dict[str, float]:
+    """'0.1' (every variant) or 'A=0.1,B=0' -> {variant: epsilon}, each in [0, 1]."""
+    if not text.strip():
+        return {}
+    pairs = [part.split("=", 1) if "=" in part else ["", part] for part in text.split(",")]
+    values: dict[str, float] = {}
+    for name, value in pairs:
+        try:
+            epsilon = float(value)
+        except ValueError:
+            raise ValueError("must be a number in [0, 1] or variant=number pairs") from None
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError("must be a number in [0, 1] or variant=number pairs")
+        for variant in [name.strip()] if name else ["A", "B"]:
+            values[variant] = epsilon
+    return values
 
 
 def parse_settings(

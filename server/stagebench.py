@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from reco.settings import SettingsParser, integer, required_path, run_cli
 from reco.v1 import recommender_pb2 as pb
 from server.app import App
+from server.core.recommend import RecommendQuery
 from server.core.sessions import Event, EventType
 from server.metrics import Metrics
 from server.settings import parse_settings
@@ -93,6 +95,14 @@ def main() -> int:
                               device_type="Desktop", traffic_source="Direct",
                               time_on_page_sec=60.0, scroll_depth=0.7))  # fmt: skip
     handlers = app.handlers
+    # The same server with the impression log on (its writer thread running), for the cost
+    # of recording a response on the request path; its stage times go to the same recorder.
+    logged_dir = tempfile.mkdtemp(prefix="reco-stagebench-log-")
+    logged = App(parse_settings(["--bundle", str(args.bundle), "--watch-seconds", "0",
+                                 "--impression-log-dir", logged_dir]), recorder)  # fmt: skip
+    logged.load_all()
+    logged.store = app.store
+    logged.recommender.store = app.store
     series: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
         "Score, 100 Candidate messages": (
             lambda raw: handlers.score(pb.ScoreRequest.FromString(raw), None),
@@ -104,6 +114,10 @@ def main() -> int:
         ),
         f"Recommend, whole catalog ({len(ids)} products)": (
             lambda request: handlers.recommend(request, None),
+            [pb.RecommendRequest(session_id="bench", k=3)] * args.requests,
+        ),
+        f"Recommend, whole catalog ({len(ids)} products), impression log on": (
+            lambda request: logged.handlers.recommend(request, None),
             [pb.RecommendRequest(session_id="bench", k=3)] * args.requests,
         ),
     }
@@ -129,7 +143,46 @@ def main() -> int:
         values = [first, m["features"], m["predict"], m["rank"], m["encode"], m["total"]]
         print(f"| {label} | {gap:g} ms | " + " | ".join(f"{v:.0f}" for v in values) + " |")
     print("\nfirst stage: decode for Score, retrieval (session read, candidates) for Recommend")
+    logged.impressions.close()
+    print(
+        f"\nrecording one Recommend response in the impression log (request id, record, "
+        f"queue), on the request path: {record_cost(logged):.2f} us (median of 7 x 20,000)"
+    )
     return 0
+
+
+class DiscardSink:
+    """A sink that writes nothing (record_cost measures the request path, not the writer)."""
+
+    def write(self, kind: str, records: Sequence[Any]) -> str:
+        """Discards the batch."""
+        del kind, records
+        return ""
+
+    def prune(self) -> int:
+        """Nothing to prune."""
+        return 0
+
+
+def record_cost(app: App) -> float:
+    """Microseconds per Recommender._log call on a served Recommend result: records queue as
+    in the server, and a sink that discards them drains the queue between runs."""
+    app.impressions.sink = DiscardSink()
+    recommender = app.recommender
+    model, variant = app.registry.select("bench")
+    state = app.store.get("bench")
+    assert state is not None
+    context = state.to_context()
+    query = RecommendQuery(session_id="bench", k=3)
+    result = recommender.recommend_on(model, variant, query, context)
+    runs = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(20_000):
+            recommender._log(result, model, "bench", context)
+        runs.append((time.perf_counter() - start) / 20_000 * 1e6)
+        app.impressions.flush()  # the writer is stopped: drain what queued
+    return float(np.median(runs))
 
 
 if __name__ == "__main__":

@@ -94,13 +94,7 @@ def build_parser() -> flags.SettingsParser:
         str(DEFAULT_THRESHOLD),
         "default confidence threshold (between 0 and 1)",
     )
-    fit.add(
-        "--threads",
-        flags.integer(1),
-        str(DEFAULT_THREADS),
-        "LightGBM threads; fixed so training is reproducible",
-        env="RECO_TRAIN_THREADS",
-    )
+    _add_threads(fit)
     fit.add(
         "--feature-set",
         flags.optional(flags.choice(*FEATURE_SET_CHOICES)),
@@ -146,7 +140,64 @@ def build_parser() -> flags.SettingsParser:
         f"{defaults.value_per_click:g}",
         "business projection: dollars per click",
     )
+    fit.add(
+        "--context-free",
+        flags.boolean,
+        "false",
+        "learn from the candidate's own features only (category, price, popularity): a "
+        "context-free baseline served through the same interface",
+    )
     fit.add_flag(flags.BUNDLE_KEY_FILE)
+
+    learning = p.command(
+        "learn",
+        "train a bundle from the impression log (shown slots, their logged feature rows, the "
+        "clicks attributed to them)",
+    )
+    learning.add("--logs", flags.required_path, "", "the server's --impression-log-dir")
+    learning.add(
+        "--base-bundle",
+        flags.required_path,
+        "",
+        "the bundle that served the logged rows (its catalog, affinity and encodings are kept)",
+    )
+    learning.add("--out", flags.required_path, "", "the new bundle directory (must not exist)")
+    _add_window(learning)
+    learning.add("--context-free", flags.boolean, "false",
+                 "learn from the candidate's own features only")  # fmt: skip
+    _add_threads(learning)
+    learning.add_flag(flags.BUNDLE_KEY_FILE)
+
+    offline = p.command(
+        "ope", "estimate a bundle's click rate per shown slot on logged traffic (IPS, SNIPS, DR)"
+    )
+    offline.add("--logs", flags.required_path, "", "the server's --impression-log-dir")
+    offline.add("--bundle", flags.required_path, "", "the bundle to evaluate (its model.txt)")
+    _add_window(offline)
+    offline.add("--seed", flags.integer(), "20260101", "bootstrap seed")
+
+    readout = p.command("readout", "the A/B readout per variant from the impression log (Markdown)")
+    readout.add("--logs", flags.required_path, "", "the server's --impression-log-dir")
+    _add_window(readout)
+    readout.add("--since-ms", flags.integer(0), "0", "only responses from this time on (ms)")
+    readout.add("--shares", flags.comma_list(str), "A=0.5,B=0.5",
+                "configured shares per variant, for the sample-ratio check")  # fmt: skip
+
+    closing = p.command(
+        "loop",
+        "serve A with exploration, simulated shoppers over gRPC, learn B from the log, "
+        "estimate it off-policy, hot-reload it beside A, read the A/B test out",
+    )
+    closing.add("--data", flags.required_path, "", "generated data (catalog.csv, generation.json)")
+    closing.add("--bundle-a", flags.required_path, "", "compiled bundle served as variant A")
+    closing.add("--out", flags.required_path, "", "directory of the run (logs, report.md)")
+    closing.add("--sessions-before", flags.integer(1), "1500", "sessions before the swap")
+    closing.add("--sessions-after", flags.integer(1), "3000", "sessions after the swap")
+    closing.add("--epsilon", flags.number(0, 1), "0.2", "exploration of variant A")
+    closing.add("--seed", flags.integer(), "1", "shoppers' and exploration's seed")
+    _add_window(closing)
+    _add_threads(closing)
+    closing.add_flag(flags.BUNDLE_KEY_FILE)
 
     keygen = p.command(
         "keygen", "write a new random bundle signing key, readable by its owner only"
@@ -166,13 +217,7 @@ def build_parser() -> flags.SettingsParser:
     )
     versus.add("--split", flags.choice(*SPLIT_CHOICES), "session", "held-out split")
     versus.add("--threshold", flags.number(0, 1), str(DEFAULT_THRESHOLD), "confidence threshold")
-    versus.add(
-        "--threads",
-        flags.integer(1),
-        str(DEFAULT_THREADS),
-        "LightGBM threads",
-        env="RECO_TRAIN_THREADS",
-    )
+    _add_threads(versus)
 
     bench = p.command(
         "bench",
@@ -189,6 +234,25 @@ def build_parser() -> flags.SettingsParser:
         "--work-dir", flags.required_path, "", "empty directory for the generated data and bundles"
     )
     return p
+
+
+def _add_threads(parser: flags.SettingsParser) -> None:
+    parser.add(
+        "--threads",
+        flags.integer(1),
+        str(DEFAULT_THREADS),
+        "LightGBM threads; fixed so training is reproducible",
+        env="RECO_TRAIN_THREADS",
+    )
+
+
+def _add_window(parser: flags.SettingsParser) -> None:
+    parser.add(
+        "--attribution-window-seconds",
+        flags.number(positive=True),
+        "1800",
+        "a click (and a purchase after it) counts for a response within this many seconds",
+    )
 
 
 def _add_max_bad(parser: flags.SettingsParser) -> None:
@@ -231,6 +295,8 @@ def _run(args: SimpleNamespace) -> None:
         from training.benchmark import benchmark  # noqa: PLC0415
 
         print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+    elif args.command in ("learn", "ope", "readout", "loop"):
+        _run_loop_command(args)
     elif args.command == "keygen":
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
@@ -247,6 +313,45 @@ def _run(args: SimpleNamespace) -> None:
             ),
         )
         train(settings, key)
+
+
+def _run_loop_command(args: SimpleNamespace) -> None:
+    """learn, ope, readout and loop: the commands that read the impression log."""
+    import json  # noqa: PLC0415
+
+    window = args.attribution_window_seconds
+    if args.command == "learn":
+        from training.learn import LearnSettings, learn  # noqa: PLC0415
+
+        key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
+        learning = flags.from_settings(LearnSettings, args, base=args.base_bundle,
+                                       window_seconds=window)  # fmt: skip
+        report = learn(learning, key)
+        print(json.dumps(report, indent=2))
+    elif args.command == "ope":
+        from training.ope import off_policy  # noqa: PLC0415
+
+        print(json.dumps(off_policy(args.logs, args.bundle, window, args.seed), indent=2))
+    elif args.command == "readout":
+        from training.logs import attribute, read_events, read_responses  # noqa: PLC0415
+        from training.readout import readout, to_markdown  # noqa: PLC0415
+
+        slots = attribute(read_responses(args.logs), read_events(args.logs), window)
+        keep = slots.frame["time_ms"].to_numpy() >= args.since_ms
+        slots = slots.where(keep)
+        shares = {}
+        for item in args.shares:
+            name, _, value = item.partition("=")
+            shares[name] = float(value)
+        print("\n".join(to_markdown(readout(slots, shares))))
+    else:
+        from training.loop import LoopSettings, run  # noqa: PLC0415
+
+        key = signing_key_for(args.bundle_key_file, f"loop {args.out}")
+        settings = flags.from_settings(LoopSettings, args, window_seconds=window,
+                                       key_file=args.bundle_key_file)  # fmt: skip
+        run(settings, key)
+        print((args.out / "report.md").read_text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

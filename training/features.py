@@ -27,6 +27,18 @@ from training.schema import SLOT
 from training.sequence import walk
 
 F32 = npt.NDArray[np.float32]
+# What a model may read when it is to know nothing of the live session: the candidate alone.
+CONTEXT_FREE_FEATURES = ("rec_category_enc", "rec_price", "rec_popularity")
+
+
+def mask_context(X: F32, names: tuple[str, ...]) -> F32:
+    """The rows with every feature but the candidate's own (CONTEXT_FREE_FEATURES) missing:
+    LightGBM then never splits on the others, so the bundle serves the usual rows and ignores
+    the session (a context-free model behind the same interface)."""
+    keep = np.array([name in CONTEXT_FREE_FEATURES for name in names])
+    out = X.copy()
+    out[:, ~keep] = np.nan
+    return out
 
 
 def _frame_codes(vocabulary: Vocabulary, column: pd.Series) -> F32:

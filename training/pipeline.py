@@ -38,7 +38,7 @@ from training.affinity import affinity_table
 from training.catalog import catalog_from_frame, catalog_to_frame, tables_from_frame
 from training.dataset import DataSet, load_dataset
 from training.evaluation import MODEL, Evaluation, Fitted, evaluate
-from training.features import features_from_frame
+from training.features import features_from_frame, mask_context
 from training.metrics import NOT_APPLICABLE, business_projection
 from training.model import NUM_TREES, PARAMS, monotone_constraints, predict, train_booster
 from training.probe import build_probe
@@ -95,9 +95,15 @@ def feature_set_of(data: DataSet, asked: str | None) -> str:
 
 
 def fit(
-    data: DataSet, train: pd.DataFrame, test: pd.DataFrame, feature_set: str, threads: int
+    data: DataSet,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    feature_set: str,
+    threads: int,
+    context_free: bool = False,
 ) -> Fitted:
-    """Encodings, affinity and the model, all from the training split."""
+    """Encodings, affinity and the model, all from the training split (context_free: the
+    model learns from the candidate's own features only, see mask_context)."""
     encodings = fit_encodings(train, feature_set)
     catalog = tables = affinity = None
     if feature_set in CANDIDATE_SETS:
@@ -108,6 +114,8 @@ def fit(
     X_train = features_from_frame(train, encodings, catalog, tables, feature_set)
     X_test = features_from_frame(test, encodings, catalog, tables, feature_set)
     names = FEATURE_SETS[feature_set]
+    if context_free:
+        X_train = mask_context(X_train, names)
     booster = train_booster(X_train, train[LABEL].to_numpy(), names, threads)
     return Fitted(booster, feature_set, encodings, catalog, tables, affinity, X_train, X_test)
 
@@ -296,7 +304,10 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     split = split_rows(data.frame, settings.split)
     train_part = data.frame.iloc[split.train].reset_index(drop=True)
     test_part = data.frame.iloc[split.test].reset_index(drop=True)
-    fitted = fit(data, train_part, test_part, feature_set, settings.num_threads)
+    if settings.context_free and feature_set not in CANDIDATE_SETS:
+        raise DataError("--context-free needs the candidate feature set (impressions)")
+    fitted = fit(data, train_part, test_part, feature_set, settings.num_threads,
+                 settings.context_free)  # fmt: skip
     fitted, calibration = calibrate(train_part, test_part, fitted, settings)
     trained_at = time.perf_counter()
     truth = Truth.of(data.frame, data.catalog, data.generation)

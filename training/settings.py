@@ -58,6 +58,8 @@ class TrainSettings:
     calibration: str = "auto"  # auto: a Platt step only where validation shows it is material
     # The business illustration is left out of reports on generated data unless asked for.
     business_projection: bool = False
+    # Train on the candidate's own features only (training/features.py, mask_context).
+    context_free: bool = False
 
     def __post_init__(self) -> None:
         if self.feature_set is not None and self.feature_set not in FEATURE_SET_CHOICES:

@@ -19,6 +19,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_PURCHASE: _ClassVar[EventType]
     EVENT_TYPE_IMAGE_CLICK: _ClassVar[EventType]
     EVENT_TYPE_SCROLL: _ClassVar[EventType]
+    EVENT_TYPE_RECOMMENDATION_CLICK: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_VIEW: EventType
 EVENT_TYPE_ADD_TO_CART: EventType
@@ -26,6 +27,7 @@ EVENT_TYPE_REMOVE_FROM_CART: EventType
 EVENT_TYPE_PURCHASE: EventType
 EVENT_TYPE_IMAGE_CLICK: EventType
 EVENT_TYPE_SCROLL: EventType
+EVENT_TYPE_RECOMMENDATION_CLICK: EventType
 
 class SessionContext(_message.Message):
     __slots__ = ("session_id", "customer_id", "current_product_id", "current_category", "current_price", "previous_product_ids", "products_in_cart", "device_type", "traffic_source", "time_on_page_sec", "scroll_depth", "clicked_product_image", "session_length_mins", "products_viewed_count")
@@ -80,7 +82,7 @@ class FeatureMatrix(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("context", "candidates", "top_k", "min_score", "features", "skip_unknown", "candidate_ids")
+    __slots__ = ("context", "candidates", "top_k", "min_score", "features", "skip_unknown", "candidate_ids", "log_impression")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,7 @@ class ScoreRequest(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOG_IMPRESSION_FIELD_NUMBER: _ClassVar[int]
     context: SessionContext
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     top_k: int
@@ -95,7 +98,8 @@ class ScoreRequest(_message.Message):
     features: FeatureMatrix
     skip_unknown: bool
     candidate_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, context: _Optional[_Union[SessionContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., features: _Optional[_Union[FeatureMatrix, _Mapping]] = ..., skip_unknown: _Optional[bool] = ..., candidate_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    log_impression: bool
+    def __init__(self, context: _Optional[_Union[SessionContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., features: _Optional[_Union[FeatureMatrix, _Mapping]] = ..., skip_unknown: _Optional[bool] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., log_impression: _Optional[bool] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("product_id", "score", "rank", "index")
@@ -110,7 +114,7 @@ class RankedItem(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores", "ranked", "model_version", "backend", "server_time_us", "variant", "unknown_product_ids")
+    __slots__ = ("scores", "ranked", "model_version", "backend", "server_time_us", "variant", "unknown_product_ids", "request_id")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     RANKED_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +122,7 @@ class ScoreResponse(_message.Message):
     SERVER_TIME_US_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     ranked: _containers.RepeatedCompositeFieldContainer[RankedItem]
     model_version: str
@@ -125,7 +130,8 @@ class ScoreResponse(_message.Message):
     server_time_us: int
     variant: str
     unknown_product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, scores: _Optional[_Iterable[float]] = ..., ranked: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., backend: _Optional[str] = ..., server_time_us: _Optional[int] = ..., variant: _Optional[str] = ..., unknown_product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., ranked: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., backend: _Optional[str] = ..., server_time_us: _Optional[int] = ..., variant: _Optional[str] = ..., unknown_product_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
@@ -173,7 +179,7 @@ class GetModelInfoResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., last_reload_error: _Optional[str] = ..., last_reload_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "session_id", "customer_id", "type", "product_id", "time_on_page_sec", "scroll_depth", "device_type", "traffic_source", "client_timestamp")
+    __slots__ = ("event_id", "session_id", "customer_id", "type", "product_id", "time_on_page_sec", "scroll_depth", "device_type", "traffic_source", "client_timestamp", "request_id")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +190,7 @@ class Event(_message.Message):
     DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     session_id: str
     customer_id: str
@@ -194,7 +201,8 @@ class Event(_message.Message):
     device_type: str
     traffic_source: str
     client_timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., product_id: _Optional[str] = ..., time_on_page_sec: _Optional[float] = ..., scroll_depth: _Optional[float] = ..., device_type: _Optional[str] = ..., traffic_source: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, event_id: _Optional[str] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., product_id: _Optional[str] = ..., time_on_page_sec: _Optional[float] = ..., scroll_depth: _Optional[float] = ..., device_type: _Optional[str] = ..., traffic_source: _Optional[str] = ..., client_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class TrackEventRequest(_message.Message):
     __slots__ = ("event",)
@@ -279,7 +287,7 @@ class FeatureContribution(_message.Message):
     def __init__(self, feature: _Optional[str] = ..., value: _Optional[float] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("product_id", "name", "category", "subcategory", "price", "score", "reasons", "contributions")
+    __slots__ = ("product_id", "name", "category", "subcategory", "price", "score", "reasons", "contributions", "propensity")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +296,7 @@ class RecommendedItem(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     name: str
     category: str
@@ -296,10 +305,11 @@ class RecommendedItem(_message.Message):
     score: float
     reasons: _containers.RepeatedScalarFieldContainer[str]
     contributions: _containers.RepeatedCompositeFieldContainer[FeatureContribution]
-    def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., subcategory: _Optional[str] = ..., price: _Optional[float] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ...) -> None: ...
+    propensity: float
+    def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., subcategory: _Optional[str] = ..., price: _Optional[float] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[FeatureContribution, _Mapping]]] = ..., propensity: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "cold_start", "model_version", "variant", "server_time_us", "backend", "candidates_scored")
+    __slots__ = ("items", "cold_start", "model_version", "variant", "server_time_us", "backend", "candidates_scored", "request_id")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +317,7 @@ class RecommendResponse(_message.Message):
     SERVER_TIME_US_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_SCORED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     cold_start: bool
     model_version: str
@@ -314,7 +325,8 @@ class RecommendResponse(_message.Message):
     server_time_us: int
     backend: str
     candidates_scored: int
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., cold_start: _Optional[bool] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., server_time_us: _Optional[int] = ..., backend: _Optional[str] = ..., candidates_scored: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., cold_start: _Optional[bool] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., server_time_us: _Optional[int] = ..., backend: _Optional[str] = ..., candidates_scored: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ForgetSessionRequest(_message.Message):
     __slots__ = ("session_id",)

@@ -11,9 +11,11 @@ import numpy.typing as npt
 
 from reco import NO_PRODUCT, CandidateInputs, Contribution, SessionContext
 from server.core.errors import InvalidArgument, Unavailable
+from server.core.exploration import Explorer
+from server.core.impressions import Impression, ImpressionLog
 from server.core.model import LoadedModel
 from server.core.ranking import rank
-from server.core.registry import ModelRegistry
+from server.core.registry import PRIMARY, ModelRegistry
 from server.core.scoring import check_deadline, context_features
 from server.core.sessions import SessionStore
 from server.core.validation import validate_recommend
@@ -69,6 +71,7 @@ class Item:
     score: float
     reasons: list[str]
     contributions: list[Contribution] = field(default_factory=list)
+    propensity: float = 1.0
 
 
 @dataclass
@@ -82,6 +85,10 @@ class Recommendation:
     variant: str
     candidates_scored: int
     stage_seconds: dict[str, float]
+    # What the impression log needs (filled by recommend_on): the scored candidates (catalog
+    # indices), their scores and rows, the shown positions, their propensities, the policy.
+    served: Served | None = None
+    request_id: str = ""
 
     @classmethod
     def of(cls, model: LoadedModel, variant: str, items: list[Item], cold_start: bool,
@@ -91,15 +98,36 @@ class Recommendation:
                    candidates_scored, stage_seconds)  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A response's slate as the impression log records it (references, no copies)."""
+
+    candidates: I64
+    scores: npt.NDArray[np.float64]
+    rows: npt.NDArray[np.float32]
+    shown: I64
+    propensities: npt.NDArray[np.float64]
+    policy: str
+    explored: bool = False
+
+
 class Recommender:
-    """Top-k products for a tracked session, from the registry's model and a session store."""
+    """Top-k products for a tracked session, from the registry's model and a session store;
+    the explorer picks the slate, the impression log records it."""
 
     def __init__(
-        self, registry: ModelRegistry, store: SessionStore, limits: RecommendLimits
+        self,
+        registry: ModelRegistry,
+        store: SessionStore,
+        limits: RecommendLimits,
+        explorer: Explorer | None = None,
+        impressions: ImpressionLog | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.limits = limits
+        self.explorer = explorer or Explorer()
+        self.impressions = impressions or ImpressionLog(None)
 
     def recommend(self, query: RecommendQuery, deadline: float | None = None) -> Recommendation:
         """Scores the session's candidates in one backend call and applies the rules."""
@@ -114,7 +142,25 @@ class Recommender:
             log.warning("recommending cold start for %s: %s", query.session_id, exc)
             state = None
         context = None if state is None else state.to_context()
-        return self.recommend_on(model, variant, query, context, deadline, t0)
+        result = self.recommend_on(model, variant, query, context, deadline, t0)
+        self._log(result, model, query.session_id, context)
+        return result
+
+    def _log(self, result: Recommendation, model: LoadedModel, session_id: str,
+             context: SessionContext | None) -> None:  # fmt: skip
+        """Names the response and queues it in the impression log (O(1), no copies)."""
+        served = result.served
+        if served is None:
+            return
+        result.request_id = self.impressions.new_request_id()
+        impression = Impression(
+            result.request_id, time.time_ns() // 1_000_000, "Recommend", session_id,
+            context.customer_id if context is not None else "", result.model_version,
+            result.variant or PRIMARY, served.policy, result.cold_start,
+            model.catalog.product_ids, served.candidates, served.scores, served.rows,
+            served.shown, served.propensities, served.explored,
+        )  # fmt: skip
+        self.impressions.record(impression, tuple(item.product_id for item in result.items))
 
     def recommend_on(self, model: LoadedModel, variant: str, query: RecommendQuery,
                      context: SessionContext | None, deadline: float | None = None,
@@ -138,15 +184,21 @@ class Recommender:
         scores = model.backend.predict(rows)
         t3 = time.perf_counter()
         min_score = model.threshold if query.min_score is None else query.min_score
-        order = _cap_per_category(
+        eligible = _cap_per_category(
             model, candidates, rank(scores, min_score, 0), query.max_per_category
-        )[:k]
-        items = self._items(
-            model, context, candidates[order], scores[order], rows[order], query.explain
         )
+        choice = self.explorer.choose(variant or PRIMARY, eligible, k)
+        order = choice.shown
+        items = self._items(
+            model, context, candidates[order], scores[order], rows[order], query.explain,
+            choice.propensities.tolist(),
+        )  # fmt: skip
         t4 = time.perf_counter()
         stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
-        return Recommendation.of(model, variant, items, False, len(candidates), stages)
+        result = Recommendation.of(model, variant, items, False, len(candidates), stages)
+        result.served = Served(candidates, scores, rows, order, choice.propensities,
+                               choice.policy, choice.explored)  # fmt: skip
+        return result
 
     def candidates(self, model: LoadedModel, context: SessionContext, excluded: list[int]) -> I64:
         """Catalog indices allowed by the business rules: in stock, not in the cart, not the
@@ -192,7 +244,7 @@ class Recommender:
 
     def _items(self, model: LoadedModel, context: SessionContext | None, picked: I64,
                scores: npt.NDArray[np.float64], rows: npt.NDArray[np.float32],
-               explain: bool) -> list[Item]:  # fmt: skip
+               explain: bool, propensities: list[float] | None = None) -> list[Item]:  # fmt: skip
         catalog = model.catalog
         explainer = model.explainer
         contributions = explainer.contributions(rows) if explain and explainer else None
@@ -208,6 +260,7 @@ class Recommender:
                     score=score,
                     reasons=reasons_for(model, context, i),
                     contributions=contributions[n] if contributions else [],
+                    propensity=propensities[n] if propensities else 1.0,
                 )
             )
         return items
@@ -226,10 +279,14 @@ class Recommender:
             among = np.arange(min(COLD_START_POOL, len(cold.by_popularity)))
         order = among[np.argsort(-cold.scores[among], kind="stable")][:k]
         picked = cold.by_popularity[order]
-        items = self._items(model, None, picked, cold.scores[order], np.empty((0, 0), np.float32),
-                            explain=False)  # fmt: skip
+        no_rows = np.empty((0, 0), np.float32)
+        items = self._items(model, None, picked, cold.scores[order], no_rows, explain=False)
         stages = {"retrieval": time.perf_counter() - t0}
-        return Recommendation.of(model, variant, items, True, len(among), stages)
+        result = Recommendation.of(model, variant, items, True, len(among), stages)
+        shown = np.arange(len(order), dtype=np.int64)
+        result.served = Served(picked, cold.scores[order], np.empty((len(order), 0), np.float32),
+                               shown, np.ones(len(order)), "cold-start")  # fmt: skip
+        return result
 
 
 def _kept(position: I64, size: int, dropped: list[int]) -> npt.NDArray[np.bool_]:

@@ -10,6 +10,7 @@ from server.core.errors import Unavailable
 from server.core.model import LoadedModel
 
 PRIMARY = "A"
+VARIANT_B = "B"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from reco import OutsideRootError, resolve_under_root
 from server.core.errors import InvalidArgument, RecoError
 from server.core.model import LoadedModel
-from server.core.registry import PRIMARY, ModelRegistry
+from server.core.registry import PRIMARY, VARIANT_B, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,11 @@ class Reloader:
         variant's configured path again. An empty request reloads nothing: asking for the
         configured path must be explicit. Raises InvalidArgument for a bad request."""
         variant = variant or PRIMARY
-        if variant not in self.bundles:
-            raise InvalidArgument("variant", variant[:64], f"must be one of {sorted(self.bundles)}")
+        # An explicit bundle may also start variant B beside A at run time (an A/B test of a
+        # bundle just learned; it takes an equal share); re-reading a path needs one configured.
+        allowed = set(self.bundles) | (set() if reload_configured else {PRIMARY, VARIANT_B})
+        if variant not in allowed:
+            raise InvalidArgument("variant", variant[:64], f"must be one of {sorted(allowed)}")
         if reload_configured:
             if bundle_path:
                 raise InvalidArgument("bundle_path", bundle_path[:64],

@@ -48,6 +48,7 @@ class ScoreQuery:
     min_score: float | None = None
     features: FeatureRows | None = None
     skip_unknown: bool = False
+    log_impression: bool = False
 
 
 @dataclass(slots=True)
@@ -62,3 +63,6 @@ class ScoreResult:
     unknown_product_ids: list[str]
     # Seconds spent per stage, for the metrics (features, predict, rank).
     stage_seconds: dict[str, float]
+    # The rows scored (for the impression log) and, once logged, the response's id.
+    rows: npt.NDArray[np.float32] | None = None
+    request_id: str = ""

@@ -10,9 +10,10 @@ import numpy.typing as npt
 
 from reco import NO_PRODUCT, CandidateInputs, SessionContext, build_features, session_inputs
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
+from server.core.impressions import Impression, ImpressionLog
 from server.core.model import LoadedModel
 from server.core.ranking import rank
-from server.core.registry import ModelRegistry
+from server.core.registry import PRIMARY, ModelRegistry
 from server.core.requests import Candidates, FeatureRows, ScoreQuery, ScoreResult
 from server.core.sessions import SessionStore
 from server.core.validation import (
@@ -100,10 +101,12 @@ def decode_feature_rows(rows: FeatureRows) -> F32:
 class Scorer:
     """Scores ScoreQuery objects against the registry's current model."""
 
-    def __init__(self, registry: ModelRegistry, limits: Limits, sessions: SessionStore) -> None:
+    def __init__(self, registry: ModelRegistry, limits: Limits, sessions: SessionStore,
+                 impressions: ImpressionLog | None = None) -> None:  # fmt: skip
         self.registry = registry
         self.limits = limits
         self.sessions = sessions
+        self.impressions = impressions or ImpressionLog(None)
 
     def score(self, query: ScoreQuery, deadline: float | None = None) -> ScoreResult:
         """Scores every candidate in one backend call and ranks them.
@@ -117,7 +120,24 @@ class Scorer:
             if state is not None:
                 context = state.to_context()
         model, variant = self.registry.select(context.session_id)
-        return self.score_on(model, variant, query, context, deadline)
+        result = self.score_on(model, variant, query, context, deadline)
+        if query.log_impression:
+            self._log(result, query, context)
+        return result
+
+    def _log(self, result: ScoreResult, query: ScoreQuery, context: SessionContext) -> None:
+        """Names the response and queues it in the impression log; the ranked items are the
+        slate, shown deterministically (propensity 1)."""
+        result.request_id = self.impressions.new_request_id()
+        ids = query.candidates.product_ids
+        rows = result.rows if result.rows is not None else np.empty((0, 0), np.float32)
+        impression = Impression(
+            result.request_id, time.time_ns() // 1_000_000, "Score", context.session_id,
+            context.customer_id, result.model_version, result.variant or PRIMARY, "greedy",
+            False, ids, None, result.scores, rows, result.ranked, np.ones(len(result.ranked)),
+        )  # fmt: skip
+        self.impressions.record(impression, tuple(ids[i] for i in result.ranked.tolist()) if ids
+                                else ())  # fmt: skip
 
     def score_on(
         self,
@@ -159,6 +179,10 @@ class Scorer:
         if resolved is not None and resolved.scored_rows is not None:
             scores = np.full(n, np.nan)
             scores[resolved.scored_rows] = predicted
+            if query.log_impression:  # the log keeps one row per candidate: NaN for unknown
+                every = np.full((n, X.shape[1]), np.nan, np.float32)
+                every[resolved.scored_rows] = X
+                X = every
         else:
             scores = predicted
         min_score = model.threshold if query.min_score is None else query.min_score
@@ -172,4 +196,5 @@ class Scorer:
             variant=variant,
             unknown_product_ids=resolved.unknown_product_ids if resolved else [],
             stage_seconds={"features": t1 - t0, "predict": t2 - t1, "rank": t3 - t2},
+            rows=X,
         )

@@ -23,10 +23,14 @@ class EventType(enum.Enum):
     PURCHASE = "purchase"
     IMAGE_CLICK = "image_click"
     SCROLL = "scroll"
+    RECOMMENDATION_CLICK = "recommendation_click"
 
 
 # Events that are about one product and must name it.
-NEEDS_PRODUCT = {EventType.VIEW, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART}
+NEEDS_PRODUCT = {
+    EventType.VIEW, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART,
+    EventType.RECOMMENDATION_CLICK,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,9 @@ class Event:
     scroll_depth: float | None = None
     device_type: str = ""
     traffic_source: str = ""
+    # The response a recommendation click (or a purchase after one) came from; the impression
+    # log keeps it, the session state does not (so it is not in to_row).
+    request_id: str = ""
 
     def sort_key(self) -> tuple[int, str]:
         """Events apply in client-time order; the id breaks ties the same way everywhere."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from reco import N_PREVIOUS, SessionContext
 from server.core.errors import InvalidArgument, LimitExceeded
 from server.core.requests import Candidates, FeatureRows, ScoreQuery
-from server.core.sessions import DEFAULT_LIMITS, NEEDS_PRODUCT, Event, SessionLimits
+from server.core.sessions import DEFAULT_LIMITS, NEEDS_PRODUCT, Event, EventType, SessionLimits
 
 FLOAT32_BYTES = 4
 
@@ -116,7 +116,7 @@ def validate_recommend(
 
 # Fields that identify things; the dedup index of the in-process store separates event ids with
 # a control character, so ids may not contain any.
-_ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id")
+_ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id", "request_id")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -132,6 +132,12 @@ def validate_event(
         raise InvalidArgument(f"{prefix}.event_id", event.event_id, "must not be empty")
     if not event.session_id:
         raise InvalidArgument(f"{prefix}.session_id", event.session_id, "must not be empty")
+    if event.type is EventType.RECOMMENDATION_CLICK and not event.request_id:
+        raise InvalidArgument(
+            f"{prefix}.request_id",
+            event.request_id,
+            "must name the response that showed the product for a RECOMMENDATION_CLICK event",
+        )
     if event.type in NEEDS_PRODUCT and not event.product_id:
         raise InvalidArgument(
             f"{prefix}.product_id",

@@ -128,6 +128,7 @@ def score_query_from_proto(request: pb.ScoreRequest) -> ScoreQuery:
         min_score=request.min_score if request.HasField("min_score") else None,
         features=features,
         skip_unknown=request.skip_unknown,
+        log_impression=request.log_impression,
     )
 
 
@@ -140,6 +141,7 @@ def score_response(result: ScoreResult, product_ids: list[str]) -> pb.ScoreRespo
         backend=result.backend,
         variant=result.variant,
         unknown_product_ids=result.unknown_product_ids,
+        request_id=result.request_id,
     )
     ranked = response.ranked
     for rank, index in enumerate(result.ranked.tolist(), 1):
@@ -161,6 +163,7 @@ _EVENT_TYPES = {
     pb.EVENT_TYPE_PURCHASE: EventType.PURCHASE,
     pb.EVENT_TYPE_IMAGE_CLICK: EventType.IMAGE_CLICK,
     pb.EVENT_TYPE_SCROLL: EventType.SCROLL,
+    pb.EVENT_TYPE_RECOMMENDATION_CLICK: EventType.RECOMMENDATION_CLICK,
 }
 
 
@@ -189,6 +192,7 @@ def event_from_proto(message: pb.Event, received_ms: int, prefix: str = "event")
         scroll_depth=message.scroll_depth if has("scroll_depth") else None,
         device_type=message.device_type,
         traffic_source=message.traffic_source,
+        request_id=message.request_id,
     )
 
 
@@ -237,11 +241,13 @@ def recommend_response(result: Recommendation) -> pb.RecommendResponse:
         variant=result.variant,
         backend=result.backend,
         candidates_scored=result.candidates_scored,
+        request_id=result.request_id,
     )
     for item in result.items:
         out = response.items.add(
             product_id=item.product_id, name=item.name, category=item.category,
             subcategory=item.subcategory, price=item.price, score=item.score, reasons=item.reasons,
+            propensity=item.propensity,
         )  # fmt: skip
         for c in item.contributions:
             out.contributions.add(feature=c.feature, value=c.value, contribution=c.contribution)

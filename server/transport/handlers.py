@@ -16,6 +16,7 @@ from server.core.errors import (
     MalformedRequest,
     SessionFull,
 )
+from server.core.impressions import ImpressionLog
 from server.core.recommend import Recommender
 from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
@@ -58,6 +59,7 @@ class Handlers:
         store: SessionStore,
         reloader: Reloader,
         metrics: Metrics,
+        impressions: ImpressionLog | None = None,
     ) -> None:
         self.registry = registry
         self.scorer = scorer
@@ -65,6 +67,7 @@ class Handlers:
         self.store = store
         self.reloader = reloader
         self.metrics = metrics
+        self.impressions = impressions or ImpressionLog(None)
 
     # -- Score ------------------------------------------------------------------------------
 
@@ -129,7 +132,10 @@ class Handlers:
         now = _now_ms()
         event = event_from_proto(request.event, now)
         validate_event(event, limits=self.store.limits, now_ms=now)
+        self.impressions.check_click(event)
         tracked = self.store.track(event, deadline)
+        if not tracked.duplicate:
+            self.impressions.event(event)
         response = pb.TrackEventResponse(
             duplicate=tracked.duplicate, session=session_summary(tracked.state)
         )
@@ -147,6 +153,7 @@ class Handlers:
         try:
             event = event_from_proto(decoded(message).event, now, prefix=path)
             validate_event(event, path, self.store.limits, now)
+            self.impressions.check_click(event, path)
             tracked = self.store.track(event)
         except EVENT_FAULTS as exc:
             event_id = message.event.event_id if isinstance(message, pb.TrackEventRequest) else ""
@@ -164,6 +171,7 @@ class Handlers:
             summary.duplicates += 1
         else:
             summary.accepted += 1
+            self.impressions.event(event)
 
     def recommend(
         self, request: pb.RecommendRequest, deadline: float | None

@@ -54,3 +54,17 @@ def test_tls_and_ipv6_address() -> None:
     settings = parse_settings(["--tls-cert", "c.pem", "--tls-key", "k.pem", "--host", "::1"], {})
     assert settings.tls and settings.tls_cert == Path("c.pem")
     assert settings.address == "[::1]:50051"
+
+
+def test_exploration_and_the_impression_log() -> None:
+    settings = parse_settings([], {})
+    assert settings.explore_epsilon == {} and settings.impression_log_dir is None
+    assert parse_settings(["--explore-epsilon", "0.1"], {}).explore_epsilon == {"A": 0.1, "B": 0.1}
+    assert parse_settings([], {"RECO_EXPLORE_EPSILON": "A=0.2,B=0"}).explore_epsilon == {
+        "A": 0.2, "B": 0.0,
+    }  # fmt: skip
+    for bad in ("1.5", "A=x", "A=-0.1"):
+        with pytest.raises(SettingError, match="--explore-epsilon"):
+            parse_settings(["--explore-epsilon", bad], {})
+    with pytest.raises(SettingError, match="--impression-log-queue"):
+        parse_settings(["--impression-log-queue", "0"], {})
