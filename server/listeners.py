@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reco.v1 import recommender_pb2 as pb
@@ -99,6 +100,35 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
         auth.append("socket mode 0600")
     described = ", ".join(a for a in auth if a) or "loopback only, no credentials"
     log.info("admin listening on %s (%s)", where, described)
+
+
+async def start_health_listener(
+    settings: Settings, health: Any, metrics: Metrics, options: list[tuple[str, Any]]
+) -> grpc.aio.Server | None:
+    """With --health-port, a plaintext listener serving only grpc.health.v1 (the same statuses
+    as the public port), for probes that cannot speak TLS, such as Kubernetes' native gRPC
+    probes. It carries no data and no operator action; its calls pass a CallGuard of their own
+    (decoded safely, never admitted against the public budgets)."""
+    if settings.health_port < 0:
+        return None
+    guard = CallGuard(
+        Admission(1, 1, metrics),
+        QueueMonitor(None, 0.0, metrics),
+        metrics,
+        guarded_services=(),
+        measured_services=(),
+    )
+    server = grpc.aio.server(interceptors=[guard], options=options)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    host = (
+        f"[{settings.host}]" if ":" in settings.host and "[" not in settings.host else settings.host
+    )
+    bind(server, f"{host}:{settings.health_port}", None, "--health-port")
+    await server.start()
+    log.info(
+        "health listening on %s:%d (plaintext, grpc.health.v1 only)", host, settings.health_port
+    )
+    return server
 
 
 async def start_admin(

@@ -73,6 +73,14 @@ class Settings:
     ab_bundle: Path | None
     ab_share: float
     log_level: str
+    # Ecosystem (issue 14): the V2 model name, connection management, the probe port.
+    inference_model_name: str
+    keepalive_seconds: float
+    keepalive_timeout_seconds: float
+    min_client_ping_seconds: float
+    max_connection_age_seconds: float
+    max_connection_age_grace_seconds: float
+    health_port: int
 
     @property
     def address(self) -> str:
@@ -329,7 +337,61 @@ def build_parser() -> SettingsParser:
         "session id",
     )
     p.add("--log-level", choice(*LOG_LEVELS, case_insensitive=True), "INFO", "logging level")
+    _add_ecosystem(p)
     return p
+
+
+def _add_ecosystem(p: SettingsParser) -> None:
+    """The Open Inference Protocol's model name, connection management for load balancers, and
+    the plaintext health port for Kubernetes' native gRPC probes."""
+    p.add(
+        "--inference-model-name",
+        str,
+        "reco",
+        "the model name of the Open Inference Protocol (KServe V2) service on the public port",
+    )
+    p.add(
+        "--keepalive-seconds",
+        number(0),
+        "60",
+        "ping each client connection after this long without activity, so dead peers (and "
+        "the stream slots they hold) are found; 0 = gRPC's default (2 hours)",
+    )
+    p.add(
+        "--keepalive-timeout-seconds",
+        number(positive=True),
+        "20",
+        "close a connection whose keepalive ping is unanswered this long",
+    )
+    p.add(
+        "--min-client-ping-seconds",
+        number(0),
+        "10",
+        "clients may send keepalive pings this often, with or without calls in flight; more "
+        "often is answered with GOAWAY (too_many_pings)",
+    )
+    p.add(
+        "--max-connection-age-seconds",
+        number(0),
+        "300",
+        "send GOAWAY to a client connection after about this long (gRPC adds +-10%% jitter), "
+        "so long-lived channels reconnect and spread over replicas behind an L4 load balancer "
+        "(a Kubernetes Service); calls in flight finish first; 0 = never",
+    )
+    p.add(
+        "--max-connection-age-grace-seconds",
+        number(0),
+        "0",
+        "after that GOAWAY, how long calls and streams still open may take before the "
+        "connection is closed; 0 = as long as they take (long ScoreStream calls are never cut)",
+    )
+    p.add(
+        "--health-port",
+        port(disabled="off"),
+        "-1",
+        "a plaintext listener on --host serving only grpc.health.v1, for probes that cannot "
+        "speak TLS (Kubernetes' native gRPC probes) when the public port serves TLS",
+    )
 
 
 def parse_settings(
@@ -366,6 +428,11 @@ def _check_rules(s: Settings, parser: SettingsParser) -> None:
                            f"{name('catalog_limit')} ({s.catalog_limit})")  # fmt: skip
     if s.metrics_port > 0 and s.metrics_port == s.port:
         raise SettingError(f"{name('metrics_port')} and {name('port')} are both {s.port}")
+    if s.health_port > 0 and s.health_port in (s.port, s.metrics_port):
+        other = name("port") if s.health_port == s.port else name("metrics_port")
+        raise SettingError(f"{name('health_port')} {s.health_port} is already used by {other}")
+    if not s.inference_model_name:
+        raise SettingError(f"{name('inference_model_name')} must not be empty")
     if s.workers > 1 and s.port == 0:
         raise SettingError(f"{name('port')} 0 cannot be shared by {s.workers} workers; "
                            "give a port")  # fmt: skip
