@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from server.flags import (
     SettingError,
@@ -251,7 +252,8 @@ def build_parser() -> SettingsParser:
         "--session-store",
         str,
         "memory",
-        "'memory' (this process only) or redis://host:port/db (shared by workers and replicas)",
+        "'memory' (this process only), redis://host:port/db (shared by workers and replicas) "
+        "or redis+cluster://host:port (a Redis Cluster, reached through any of its nodes)",
     )
     p.add(
         "--session-ttl-seconds",
@@ -444,9 +446,12 @@ def _check_rules(s: Settings, parser: SettingsParser) -> None:
 
 def _check_store(s: Settings, name: Callable[[str], str]) -> None:
     store = s.session_store
-    if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingError(f"{name('session_store')} must be 'memory' or a redis:// URL, "
-                           f"got {store.split('://')[0]!r}...")  # fmt: skip
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if store != "memory" and not store.startswith(schemes):
+        raise SettingError(f"{name('session_store')} must be 'memory', a redis:// URL or a "
+                           f"redis+cluster:// URL, got {store.split('://')[0]!r}...")  # fmt: skip
+    if "+cluster://" in store and urlsplit(store).path.strip("/") not in ("", "0"):
+        raise SettingError(f"{name('session_store')}: a Redis Cluster has only database 0")
     if store == "memory" and s.require_durable_sessions:
         raise SettingError(
             f"{name('require_durable_sessions')}: the in-process session store loses every "
