@@ -31,7 +31,7 @@ help:  ## List the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,loadtest]'
+	$(PY) -m pip install --quiet -e '.[dev,loadtest,distributed,ecosystem-dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## Create .venv and install the project (editable) with its extras

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reco.v1 import recommender_pb2 as pb
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ADMIN = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 ADMIN_SERVICE_NAMES = (ADMIN, reflection.SERVICE_NAME)
+LIVENESS_SERVICE = "liveness"  # a health service name for liveness probes (--health-port)
 # A ReloadModelRequest is a few hundred bytes; nothing shares the admin socket.
 ADMIN_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)]
 
@@ -120,6 +121,9 @@ async def start_health_listener(
     )
     server = grpc.aio.server(interceptors=[guard], options=options)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    # SERVING whenever the event loop can answer, whatever the other statuses say: a liveness
+    # probe on it restarts a wedged process, never one that is only busy or waiting on Redis.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     host = (
         f"[{settings.host}]" if ":" in settings.host and "[" not in settings.host else settings.host
     )

@@ -4,6 +4,7 @@ and a replica killed under load with no retried call failing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -154,7 +155,7 @@ def test_max_connection_age_moves_a_long_lived_channel_behind_an_l4_balancer(
     assert len(set(versions)) == REPLICAS, Counter(versions)
     assert len(connections) >= REPLICAS  # one channel, reconnected after each GOAWAY
     # Calls stayed on a connection between GOAWAYs: the channel did not hop per call.
-    changes = sum(1 for a, b in zip(versions, versions[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(versions) if a != b)
     assert changes <= len(connections), (changes, len(connections))
 
 
@@ -173,19 +174,16 @@ class Shopper(threading.Thread):
     def run(self) -> None:
         with grpc.insecure_channel(self.target) as channel:
             stub = pb_grpc.RecommenderStub(channel)
+            score = pb.ScoreRequest(context=pb.SessionContext(current_product_id=self.ids[0]),
+                                    candidate_ids=self.ids[1:51])  # fmt: skip
+            recommend = pb.RecommendRequest(session_id=self.session, k=5)
             n = 0
             while not self.stop_event.is_set():
-                calls = (
-                    lambda: stub.TrackEvent(view(self.session, n, self.ids[n % 50]), timeout=5),
-                    lambda: stub.Recommend(pb.RecommendRequest(session_id=self.session, k=5),
-                                           timeout=5),
-                    lambda: stub.Score(pb.ScoreRequest(
-                        context=pb.SessionContext(current_product_id=self.ids[0]),
-                        candidate_ids=self.ids[1:51]), timeout=5),
-                )  # fmt: skip
-                for call in calls:
+                event = view(self.session, n, self.ids[n % 50])
+                for method, request in ((stub.TrackEvent, event), (stub.Recommend, recommend),
+                                        (stub.Score, score)):  # fmt: skip
                     try:
-                        call()
+                        method(request, timeout=5)
                     except grpc.RpcError as exc:
                         self.failures[exc.code().name] += 1
                     self.calls += 1
