@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="business projection: dollars per click",
     )
 
+    _add_distributed(fit)
     fit.add_argument(
         "--bundle-key-file",
         type=Path,
@@ -240,6 +241,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_distributed(parser: argparse.ArgumentParser) -> None:
+    """Distributed training (training/distributed.py; the `distributed` extra)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        default=_env("RECO_DASK_SCHEDULER", None, str),
+        help="train with lightgbm.dask on this dask.distributed scheduler (tcp://host:8786) "
+        "from partitioned data (impressions/*.parquet, impressions/*.csv, or one CSV read in "
+        "byte ranges); writes the same bundle (env RECO_DASK_SCHEDULER)",
+    )
+    where.add_argument(
+        "--dask-workers",
+        type=int,
+        default=_env("RECO_DASK_WORKERS", None, int),
+        help="as --dask, on a local cluster of this many worker processes sharing --threads "
+        "(env RECO_DASK_WORKERS)",
+    )
+
+
 def _add_max_bad(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-bad-fraction",
@@ -286,26 +307,34 @@ def _run(args: argparse.Namespace) -> None:
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
     else:
-        from training.pipeline import train  # noqa: PLC0415
-
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
-        train(
-            TrainSettings(
-                data=args.data,
-                out=args.out,
-                threshold=args.threshold,
-                num_threads=args.threads,
-                max_bad_fraction=args.max_bad_fraction,
-                business=BusinessAssumptions(
-                    args.sessions_per_day, args.recs_per_session, args.value_per_click
-                ),
-                feature_set=args.feature_set,
-                split=args.split,
-                calibration=args.calibration,
-                business_projection=args.business_projection,
+        settings = TrainSettings(
+            data=args.data,
+            out=args.out,
+            threshold=args.threshold,
+            num_threads=args.threads,
+            max_bad_fraction=args.max_bad_fraction,
+            business=BusinessAssumptions(
+                args.sessions_per_day, args.recs_per_session, args.value_per_click
             ),
-            key,
+            feature_set=args.feature_set,
+            split=args.split,
+            calibration=args.calibration,
+            business_projection=args.business_projection,
         )
+        if args.dask or args.dask_workers is not None:
+            from training.distributed import Cluster, train_distributed  # noqa: PLC0415
+
+            workers = args.dask_workers
+            if workers is not None and workers < 1:
+                raise ValueError(f"--dask-workers must be at least 1, got {workers}")
+            threads = max(1, settings.num_threads // workers) if workers else settings.num_threads
+            cluster = Cluster(args.dask, workers, threads_per_worker=threads)
+            train_distributed(settings, cluster, key)
+        else:
+            from training.pipeline import train  # noqa: PLC0415
+
+            train(settings, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
