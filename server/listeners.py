@@ -103,6 +103,18 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
     log.info("admin listening on %s (%s)", where, described)
 
 
+def side_guard(metrics: Metrics, measured_services: tuple[str, ...]) -> CallGuard:
+    """The CallGuard of a listener beside the public port: calls decoded safely and answered
+    through the error table, never admitted against (nor shed by) the public port's budgets."""
+    return CallGuard(
+        Admission(1, 1, metrics),
+        QueueMonitor(None, 0.0, metrics),
+        metrics,
+        guarded_services=(),
+        measured_services=measured_services,
+    )
+
+
 async def start_health_listener(
     settings: Settings, health: Any, metrics: Metrics, options: list[tuple[str, Any]]
 ) -> grpc.aio.Server | None:
@@ -112,13 +124,7 @@ async def start_health_listener(
     (decoded safely, never admitted against the public budgets)."""
     if settings.health_port < 0:
         return None
-    guard = CallGuard(
-        Admission(1, 1, metrics),
-        QueueMonitor(None, 0.0, metrics),
-        metrics,
-        guarded_services=(),
-        measured_services=(),
-    )
+    guard = side_guard(metrics, measured_services=())
     server = grpc.aio.server(interceptors=[guard], options=options)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     # SERVING whenever the event loop can answer, whatever the other statuses say: a liveness
@@ -145,13 +151,7 @@ async def start_admin(
     endpoint = _admin_endpoint(settings)
     if endpoint is None:
         return None
-    guard = CallGuard(
-        Admission(1, 1, metrics),
-        QueueMonitor(None, 0.0, metrics),
-        metrics,
-        guarded_services=(),
-        measured_services=(ADMIN,),
-    )
+    guard = side_guard(metrics, measured_services=(ADMIN,))
     interceptors: list[grpc.aio.ServerInterceptor] = [guard]
     if settings.admin_token_file is not None:
         token = TokenInterceptor(TokenCheck(read_token(settings.admin_token_file)))

@@ -233,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
     bench.add_argument(
+        "--dask-workers",
+        type=int,
+        default=None,
+        help="instead: one size (the first of --rows), single-machine against distributed "
+        "training on this many local workers, interleaved --rounds times",
+    )
+    bench.add_argument("--rounds", type=int, default=2, help="rounds of the --dask-workers run")
+    bench.add_argument(
         "--work-dir",
         type=Path,
         required=True,
@@ -300,9 +308,15 @@ def _run(args: argparse.Namespace) -> None:
         lines = compare(args.data, args.feature_sets, args.split, args.threshold, args.threads)
         print("\n".join(lines))
     elif args.command == "bench":
-        from training.benchmark import benchmark  # noqa: PLC0415
+        from training.benchmark import benchmark, compare_distributed  # noqa: PLC0415
 
-        print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+        if args.dask_workers is not None:
+            rows = args.rows[0]
+            lines = compare_distributed(rows, args.seed, args.work_dir, args.dask_workers,
+                                        args.rounds)  # fmt: skip
+        else:
+            lines = benchmark(args.rows, args.seed, args.work_dir)
+        print("\n".join(lines))
     elif args.command == "keygen":
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
