@@ -185,12 +185,12 @@ class Shopper(threading.Thread):
                     try:
                         method(request, timeout=5)
                     except grpc.RpcError as exc:
-                        self.failures[exc.code().name] += 1
+                        self.failures[f"{exc.code().name}: {exc.details()}"[:120]] += 1
                     self.calls += 1
                 n += 1
 
 
-def test_killing_a_replica_under_load_fails_no_retried_call(
+def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
     envoy: EnvoyProcess, replicas: list[ServerProcess], bundle: Path, logs: Path
 ) -> None:
     ids = Catalog.load(bundle / "catalog.csv").product_ids.tolist()
@@ -207,6 +207,11 @@ def test_killing_a_replica_under_load_fails_no_retried_call(
         _wait(lambda: envoy.healthy_hosts() == REPLICAS - 1)
         noticed = time.monotonic() - killed
         _wait(lambda: sum(s.calls for s in shoppers) >= at_kill + 600)
+        # Then a rolling restart's SIGTERM: health NOT_SERVING, drain, stop; one replica left.
+        at_term = sum(s.calls for s in shoppers)
+        replicas[2].process.send_signal(signal.SIGTERM)
+        replicas[2].process.wait(30)
+        _wait(lambda: sum(s.calls for s in shoppers) >= at_term + 300)
     finally:
         stop.set()
         for shopper in shoppers:
@@ -218,7 +223,8 @@ def test_killing_a_replica_under_load_fails_no_retried_call(
         "outlier_detection.ejections_enforced_total")}  # fmt: skip
     failures = sum((s.failures for s in shoppers), Counter())
     calls = sum(s.calls for s in shoppers)
-    report = {"calls": calls, "calls_before_kill": at_kill, "failed": dict(failures),
+    report = {"calls": calls, "calls_before_kill": at_kill, "calls_before_sigterm": at_term,
+              "failed": dict(failures),
               "seconds_until_envoy_saw_it": round(noticed, 2), "envoy": delta}  # fmt: skip
     (logs / "replica-kill.json").write_text(json.dumps(report, indent=2))
     print(f"replica kill: {json.dumps(report)}")
