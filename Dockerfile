@@ -14,7 +14,7 @@
 # its built-in key.
 
 FROM python:3.11-slim AS build
-# gcc compiles the model library; libgomp1 is LightGBM's OpenMP runtime.
+# gcc compiles the model library; libgomp1 is LightGBM's OpenMP runtime (training only).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev libgomp1 \
  && rm -rf /var/lib/apt/lists/*
@@ -24,7 +24,9 @@ COPY reco ./reco
 COPY training ./training
 COPY compiler ./compiler
 COPY server ./server
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
+# The build tools (training, compiler) live in this stage only; the wheel carries the code.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir '.[train,build]' \
+ && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 RUN /opt/venv/bin/python -m training generate --rows 15000 --seed 7 --out /tmp/data \
  && /opt/venv/bin/python -m training keygen --out /keys/bundle.key \
  && /opt/venv/bin/python -m training train --data /tmp/data --out /bundles/default \
@@ -32,12 +34,14 @@ RUN /opt/venv/bin/python -m training generate --rows 15000 --seed 7 --out /tmp/d
  && /opt/venv/bin/python -m compiler build /bundles/default --bundle-key-file /keys/bundle.key
 
 FROM python:3.11-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home reco \
+RUN useradd --system --uid 10001 --no-create-home reco \
  && install -d -o reco -g reco -m 0700 /run/reco
-COPY --from=build /opt/venv /opt/venv
+# Only what a serving process needs: the project's wheel with the serve extra (no pandas,
+# matplotlib, scikit-learn, LightGBM, Treelite or onnxmltools; docs/architecture.md).
+COPY --from=build /wheels /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir "$(ls /wheels/*.whl)[serve]" \
+ && rm -rf /wheels
 # Bundles and the key belong to root: the server reads them and can change neither.
 COPY --from=build /bundles /bundles
 COPY --from=build --chown=root:reco --chmod=0440 /keys/bundle.key /etc/reco/bundle.key

@@ -31,7 +31,7 @@ help:  ## List the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,loadtest,distributed,ecosystem-dev]'
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## Create .venv and install the project (editable) with its extras
@@ -77,10 +77,11 @@ demo: $(STAMP) $(BUNDLE_KEY)  ## Start a server, score a camping session, then p
 	@test -f $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory model
 	$(SIGNED) $(PY) scripts/demo.py --start-server --bundle $(BUNDLE)
 
-lint: $(STAMP)  ## ruff (format + check) and mypy
+lint: $(STAMP)  ## ruff (format + check), mypy and the import contracts (lint-imports)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)  ## Apply ruff's formatter and safe fixes
 	$(VENV)/bin/ruff format .

@@ -2,208 +2,184 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
-from pathlib import Path
+from types import SimpleNamespace
 
-from compiler.backends import BackendError
+import reco.settings as flags
 from compiler.bench import BenchError, BenchOptions, run_bench
 from compiler.build import BuildError, BuildOptions, build_bundle
 from compiler.cache import CACHE_ENV, default_cache_dir
 from compiler.codegen_choice import CODEGENS
 from compiler.flatgen import BLOCK_ROWS, MAX_DEPTH
 from compiler.request_bench import RequestBenchError, RequestBenchOptions, run_request_bench
-from compiler.request_kernel import RequestKernelError
 from compiler.synthetic import SyntheticSpec, write_synthetic_bundle
 from compiler.toolchain import OPT_LEVELS, TARGETS
-from training.bundle import BundleError
-from training.signing import SigningKeyError, signing_key_for
+from reco import BackendError, BundleError, RequestKernelError, SigningKeyError, signing_key_for
 
 logger = logging.getLogger("compiler")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+PROG = "python -m compiler"
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--batch-sizes must be integers, got {text!r}") from exc
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--batch-sizes must be >= 1, got {text!r}")
-    return sizes
-
-
-def _add_batch_sizes(parser: argparse.ArgumentParser, default: tuple[int, ...], what: str) -> None:
-    parser.add_argument(
-        "--batch-sizes", type=_batch_sizes, default=default, help=f"comma-separated {what}"
+def _parser() -> flags.SettingsParser:
+    """Every command's flags: RECO_COMPILER_<FLAG> fallbacks (the key, log level and CC as
+    everywhere else)."""
+    p = flags.SettingsParser(PROG, __doc__ or "", env_prefix="RECO_COMPILER_")
+    p.add(
+        flags.LOG_LEVEL.flag,
+        flags.LOG_LEVEL.parse,
+        flags.LOG_LEVEL.default,
+        flags.LOG_LEVEL.help,
+        env="RECO_LOG_LEVEL",
     )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__)
-    parser.add_argument(
-        "--log-level",
-        default=_env("RECO_LOG_LEVEL", "INFO"),
-        help="logging level (env RECO_LOG_LEVEL; default %(default)s)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
     defaults = BuildOptions()
 
-    build = commands.add_parser(
-        "build",
-        help="compile a bundle's model.txt into model.so and model.onnx, checked for parity",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    build = p.command(
+        "build", "compile a bundle's model.txt into model.so and model.onnx, checked for parity"
     )
-    build.add_argument("bundle", type=Path, help="bundle directory written by training")
-    build.add_argument(
+    build.add("bundle", flags.required_path, "", "bundle directory written by training")
+    build.add(
         "--codegen",
-        choices=CODEGENS,
-        default=_env("RECO_COMPILER_CODEGEN", defaults.codegen),
-        help="C generator: flat (branch-free, padded trees), tl2cgen, or auto = flat when the "
-        f"model is eligible (numerical splits, depth <= {MAX_DEPTH}), else tl2cgen "
-        "(env RECO_COMPILER_CODEGEN)",
+        flags.choice(*CODEGENS),
+        defaults.codegen,
+        "C generator: flat (branch-free, padded trees), tl2cgen, or auto = flat when the model "
+        f"is eligible (numerical splits, depth <= {MAX_DEPTH}), else tl2cgen",
     )
-    build.add_argument(
+    build.add(
         "--block-rows",
-        type=int,
-        choices=BLOCK_ROWS,
-        default=defaults.block_rows,
-        help="flat: rows walked through each tree together",
+        flags.choice(*map(str, BLOCK_ROWS)),
+        str(defaults.block_rows),
+        "flat: rows walked through each tree together",
     )
-    build.add_argument(
+    build.add(
         "--target",
-        choices=TARGETS,
-        default=_env("RECO_COMPILER_TARGET", defaults.target),
-        help="portable: any x86-64 CPU; native: this CPU only (env RECO_COMPILER_TARGET)",
+        flags.choice(*TARGETS),
+        defaults.target,
+        "portable: any x86-64 CPU; native: this CPU only",
     )
-    build.add_argument(
+    build.add(
         "--quantize",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.quantize,
-        help="tl2cgen: quantize, compare integer bin indices instead of doubles",
+        flags.boolean,
+        str(defaults.quantize).lower(),
+        "tl2cgen: quantize, compare flags.integer bin indices instead of doubles",
     )
-    build.add_argument(
+    build.add(
         "--annotate",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.annotate,
-        help="tl2cgen: mark branches LIKELY/UNLIKELY from train_sample.npy (annotate_branch)",
+        flags.boolean,
+        str(defaults.annotate).lower(),
+        "tl2cgen: mark branches LIKELY/UNLIKELY from train_sample.npy (annotate_branch)",
     )
-    build.add_argument(
+    build.add(
         "--parallel-comp",
-        type=int,
-        default=defaults.parallel_comp,
+        flags.integer(0),
+        str(defaults.parallel_comp),
+        "tl2cgen: split the trees over N C files compiled in parallel (0: one file)",
         metavar="N",
-        help="tl2cgen: split the trees over N C files compiled in parallel (0: one file)",
     )
-    build.add_argument(
-        "--opt-level", choices=OPT_LEVELS, default=defaults.opt_level, help="gcc -O level"
-    )
-    build.add_argument("--cc", default=_env("CC", defaults.cc), help="C compiler (env CC)")
-    build.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiler processes"
-    )
-    build.add_argument(
+    build.add("--opt-level", flags.choice(*OPT_LEVELS), defaults.opt_level, "gcc -O level")
+    build.add("--cc", str, defaults.cc, "C compiler", env="CC")
+    build.add("--jobs", flags.integer(1), str(os.cpu_count() or 1), "parallel compiler processes")
+    build.add(
         "--cache-dir",
-        type=Path,
-        default=default_cache_dir(),
-        help=f"content-addressed build cache (env {CACHE_ENV})",
+        flags.required_path,
+        str(default_cache_dir()),
+        "content-addressed build cache",
+        env=CACHE_ENV,
     )
-    build.add_argument("--no-cache", action="store_true", help="neither use nor fill the cache")
-    build.add_argument(
-        "--bundle-key-file",
-        type=Path,
-        default=_env("RECO_BUNDLE_KEY_FILE", "") or None,
-        help="HMAC key: the manifest's signature is checked before building and the updated "
-        "manifest signed (the key may also come from RECO_BUNDLE_KEY) (env RECO_BUNDLE_KEY_FILE)",
+    build.add("--no-cache", flags.boolean, "false", "neither use nor fill the cache")
+    build.add_flag(
+        flags.BUNDLE_KEY_FILE,
+        ": the signature is checked before building and the updated manifest signed",
     )
 
-    bench = commands.add_parser(
-        "bench",
-        help="latency of every backend per call and per row on fresh rows (Markdown)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    bench.add_argument("bundle", type=Path, help="a compiled bundle directory")
+    bench = p.command("bench", "latency of every backend per call and per row on fresh rows")
+    bench.add("bundle", flags.required_path, "", "a compiled bundle directory")
     bench_defaults = BenchOptions()
     _add_batch_sizes(bench, bench_defaults.batch_sizes, "rows per call")
-    bench.add_argument("--repeats", type=int, default=bench_defaults.repeats, help="runs per cell")
-    bench.add_argument(
-        "--pool-rows", type=int, default=bench_defaults.pool_rows, help="fresh rows generated"
+    bench.add("--repeats", flags.integer(1), str(bench_defaults.repeats), "runs per cell")
+    bench.add(
+        "--pool-rows", flags.integer(1), str(bench_defaults.pool_rows), "fresh rows generated"
     )
-    bench.add_argument("--seed", type=int, default=bench_defaults.seed, help="row pool seed")
-    bench.add_argument(
+    bench.add("--seed", flags.integer(), str(bench_defaults.seed), "row pool seed")
+    bench.add(
         "--variants",
-        action="store_true",
-        help="also build and time compile variants (flat: rows per block, -O2, native; "
-        "tl2cgen: quantize, annotation, -O2, native)",
+        flags.boolean,
+        "false",
+        "also build and time compile variants (flat: rows per block, -O2, native; tl2cgen: "
+        "quantize, annotation, -O2, native)",
     )
-    bench.add_argument(
+    bench.add(
         "--other-codegens",
-        action=argparse.BooleanOptionalAction,
-        default=bench_defaults.other_codegens,
-        help="also build and time the library of each code generator the bundle's is not from",
+        flags.boolean,
+        str(bench_defaults.other_codegens).lower(),
+        "also build and time the library of each code generator the bundle's is not from",
     )
-
-    bench.add_argument(
+    bench.add(
         "--serving-shape",
-        action="store_true",
-        help="batches as the server builds them: one session's columns shared by every row",
+        flags.boolean,
+        "false",
+        "batches as the server builds them: one session's columns shared by every row",
     )
 
-    request_bench = commands.add_parser(
+    request_bench = p.command(
         "request-bench",
-        help="one request's rows and scores: numpy vs native rows, flat vs folded (Markdown)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "one request's rows and scores: numpy vs native rows, flat vs folded (Markdown)",
     )
-    request_bench.add_argument("bundle", type=Path, help="a compiled bundle of the candidate set")
+    request_bench.add("bundle", flags.required_path, "", "a compiled bundle of the candidate set")
     request_defaults = RequestBenchOptions()
     _add_batch_sizes(request_bench, request_defaults.batch_sizes, "candidates per request")
-    request_bench.add_argument(
-        "--rounds", type=int, default=request_defaults.rounds, help="interleaved rounds"
+    request_bench.add(
+        "--rounds", flags.integer(1), str(request_defaults.rounds), "interleaved rounds"
     )
-    request_bench.add_argument("--seed", type=int, default=request_defaults.seed)
-    request_bench.add_argument(
+    request_bench.add("--seed", flags.integer(), str(request_defaults.seed), "request seed")
+    request_bench.add(
         "--callgrind",
-        action=argparse.BooleanOptionalAction,
-        default=request_defaults.callgrind,
-        help="count the C instructions per request with valgrind's callgrind",
+        flags.boolean,
+        str(request_defaults.callgrind).lower(),
+        "count the C instructions per request with valgrind's callgrind",
     )
 
-    synthetic = commands.add_parser(
+    synthetic = p.command(
         "synthetic",
-        help="write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "write a bundle with a LightGBM model trained on random rows (tests, benchmarks)",
     )
     spec = SyntheticSpec()
-    synthetic.add_argument("out", type=Path, help="bundle directory to create")
-    synthetic.add_argument("--trees", type=int, default=spec.n_trees)
-    synthetic.add_argument("--max-depth", type=int, default=spec.max_depth)
-    synthetic.add_argument("--num-leaves", type=int, default=spec.num_leaves)
-    synthetic.add_argument("--rows", type=int, default=spec.n_rows, help="training rows")
-    synthetic.add_argument("--seed", type=int, default=spec.seed)
-    return parser
+    synthetic.add("out", flags.required_path, "", "bundle directory to create")
+    synthetic.add("--trees", flags.integer(1), str(spec.n_trees), "trees")
+    synthetic.add("--max-depth", flags.integer(1), str(spec.max_depth), "deepest tree")
+    synthetic.add("--num-leaves", flags.integer(2), str(spec.num_leaves), "most leaves per tree")
+    synthetic.add("--rows", flags.integer(1), str(spec.n_rows), "training rows")
+    synthetic.add("--seed", flags.integer(), str(spec.seed), "random seed")
+    return p
+
+
+def _add_batch_sizes(parser: flags.SettingsParser, default: tuple[int, ...], what: str) -> None:
+    parser.add(
+        "--batch-sizes",
+        flags.comma_list(flags.integer(1)),
+        ",".join(map(str, default)),
+        f"comma-separated {what}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns the process exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "build" and args.codegen not in CODEGENS:  # a bad environment default
-        parser.error(f"--codegen must be one of {', '.join(CODEGENS)}, got {args.codegen!r}")
-    if args.command == "build" and args.target not in TARGETS:
-        parser.error(f"--target must be one of {', '.join(TARGETS)}, got {args.target!r}")
+    """Runs one command; returns the process exit code (2 for a bad setting, 1 for a failure)."""
+    return flags.run_cli(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    args = SimpleNamespace(**_parser().parse(argv))
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         if args.command == "build":
             options = BuildOptions(
                 codegen=args.codegen,
-                block_rows=args.block_rows,
+                block_rows=int(args.block_rows),
                 target=args.target,
                 quantize=args.quantize,
                 annotate=args.annotate,

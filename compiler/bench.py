@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 import tl2cgen
 
-from compiler.backends import BACKEND_KINDS, Backend, BackendError, load_backend
 from compiler.build import (
     TRAIN_SAMPLE_FILE,
     BuildOptions,
@@ -26,13 +25,22 @@ from compiler.build import (
 )
 from compiler.check_rows import parity_check_rows
 from compiler.codegen_choice import FLAT, TL2CGEN, choose_codegen
-from compiler.cpu import cpu_model
 from compiler.flatgen import NotEligibleError
-from compiler.native import NativeLibrary
-from compiler.parity import GroupedCheck
 from compiler.toolchain import find_cc
-from training.bundle import LIBRARY_FILE, MODEL_FILE, probe_from_manifest, read_manifest
-from training.features import SESSION_FEATURES
+from reco import (
+    BACKEND_KINDS,
+    LIBRARY_FILE,
+    MODEL_FILE,
+    SESSION_FEATURES,
+    Backend,
+    BackendError,
+    GroupedCheck,
+    NativeLibrary,
+    cpu_model,
+    load_backend,
+    probe_from_manifest,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 

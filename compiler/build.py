@@ -23,16 +23,13 @@ from compiler.cache import BuildCache, cache_key, compiler_source_sha256
 from compiler.check_rows import parity_check_rows
 from compiler.codegen import generate_sources
 from compiler.codegen_choice import CODEGENS, FLAT, CodegenChoice, choose_codegen
-from compiler.cpu import cpu_model
 from compiler.flatgen import (
     BLOCK_ROWS,
     DEFAULT_BLOCK_ROWS,
     NotEligibleError,
     generate_flat_source,
 )
-from compiler.native import ENTRY_SOURCE, NativeLibrary
-from compiler.onnx_model import OnnxModel, export_onnx
-from compiler.parity import GroupedCheck, ParityError
+from compiler.onnx_model import export_onnx
 from compiler.request_build import (
     check_request_kernel,
     request_kernel_refusal,
@@ -49,21 +46,29 @@ from compiler.toolchain import (
     required_cpu_flags,
     resolved_march,
 )
-from training.bundle import (
+from reco import (
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
     TRAIN_SAMPLE_FILE,
     BundleError,
+    GroupedCheck,
+    NativeLibrary,
+    OnnxModel,
+    ParityError,
+    SigningKey,
+    cpu_model,
     probe_from_manifest,
     read_manifest,
     sha256_file,
     verify_files,
     write_manifest,
 )
-from training.signing import SigningKey
 
 logger = logging.getLogger(__name__)
+
+# The dense float32 batch entry point every model library carries (reco.NativeLibrary calls it).
+ENTRY_SOURCE = Path(__file__).with_name("dense_entry.c")
 
 F32 = npt.NDArray[np.float32]
 
@@ -196,7 +201,7 @@ def _load_train_sample(bundle_dir: Path, manifest: dict[str, Any], n_features: i
         )
         return None
     if TRAIN_SAMPLE_FILE in manifest["files"]:
-        verify_files(bundle_dir, manifest, [TRAIN_SAMPLE_FILE])
+        verify_files(bundle_dir, manifest["files"], [TRAIN_SAMPLE_FILE])
     sample = np.load(path, allow_pickle=False)
     if sample.ndim != 2 or sample.shape[1] != n_features or sample.dtype != np.float32:
         raise BuildError(
@@ -228,7 +233,7 @@ def _choose_codegen(model_file: Path, requested: str) -> CodegenChoice:
 
 def _outputs_intact(bundle_dir: Path, manifest: dict[str, Any], section: dict[str, Any]) -> bool:
     try:
-        verify_files(bundle_dir, manifest, list(section.get("outputs", {})))
+        verify_files(bundle_dir, manifest["files"], list(section.get("outputs", {})))
     except BundleError as exc:
         logger.info("rebuilding: %s", exc)
         return False
@@ -360,7 +365,7 @@ def build_bundle(
     started = time.perf_counter()
     try:
         manifest = read_manifest(bundle_dir, signing_key)
-        verify_files(bundle_dir, manifest, [MODEL_FILE])
+        verify_files(bundle_dir, manifest["files"], [MODEL_FILE])
     except BundleError as exc:
         raise BuildError(str(exc)) from exc
     model_file = bundle_dir / MODEL_FILE

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from training.bundle import sha256_file
+import reco
+from reco import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +29,13 @@ def default_cache_dir() -> Path:
 
 
 def compiler_source_sha256() -> str:
-    """sha256 over this package's code (the .py, .c and .h files): a change to how models are
-    generated, compiled or checked must never reuse a build made by the old code."""
+    """sha256 over this package's code and the runtime's (the .py, .c and .h files): a change
+    to how models are generated, compiled, loaded or checked must never reuse a build made by
+    the old code."""
     digest = hashlib.sha256()
-    package = Path(__file__).parent
-    for path in sorted(package.glob("*.py")) + sorted(package.glob("*.[ch]")):
+    packages = (Path(__file__).parent, Path(reco.__file__).parent)
+    paths = [p for d in packages for p in sorted(d.glob("*.py")) + sorted(d.glob("*.[ch]"))]
+    for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

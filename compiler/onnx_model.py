@@ -1,4 +1,6 @@
-"""The ONNX fallback: onnxmltools export (probabilities only) and a quiet one-thread session."""
+"""The ONNX fallback's build side: onnxmltools export (probabilities only), float32 thresholds.
+
+The serving side (a quiet one-thread onnxruntime session) is reco's OnnxModel."""
 
 from __future__ import annotations
 
@@ -7,19 +9,14 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
-import numpy.typing as npt
 import onnxmltools
-import onnxruntime as ort
 from onnxmltools.convert.common.data_types import FloatTensorType
 
 from compiler.check_rows import float32_at_or_below
+from reco import ONNX_INPUT_NAME as INPUT_NAME
+from reco import ONNX_PROBABILITIES_OUTPUT as PROBABILITIES_OUTPUT
 
 logger = logging.getLogger(__name__)
-
-INPUT_NAME = "input"
-PROBABILITIES_OUTPUT = "probabilities"
-_QUIET = 3  # onnxruntime severity: errors only
-
 
 _CATEGORICAL_SPLIT = 1  # bit 0 of LightGBM's decision_type
 # LightGBM's predictor reads any |x| <= kZeroThreshold as 0.0 (dense_entry.c does the same).
@@ -86,27 +83,3 @@ def export_onnx(model_file: Path, n_features: int, out: Path) -> None:
     if PROBABILITIES_OUTPUT not in outputs:
         raise ValueError(f"converted model has outputs {outputs}, no {PROBABILITIES_OUTPUT!r}")
     out.write_bytes(onnx_model.SerializeToString())
-
-
-class OnnxModel:
-    """An onnxruntime session that asks only for the probabilities output."""
-
-    def __init__(self, path: Path) -> None:
-        """Opens the model; raises onnxruntime's errors if it is not a loadable ONNX file."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = _QUIET
-        self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        (model_input,) = self._session.get_inputs()
-        self._input_name = model_input.name
-        self._outputs = [PROBABILITIES_OUTPUT]
-        self.n_features = int(model_input.shape[1])
-
-    def predict(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Probability of the positive class for each row, as float64."""
-        (probabilities,) = self._session.run(self._outputs, {self._input_name: rows})
-        return np.asarray(probabilities[:, 1], dtype=np.float64)

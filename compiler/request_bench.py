@@ -26,19 +26,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from compiler.backends import load_backend
-from compiler.cpu import cpu_flags, cpu_model
-from compiler.request_kernel import KERNELS, MODES, SESSION_INPUTS, RequestKernel
 from compiler.toolchain import find_cc
-from training.bundle import LIBRARY_FILE, TRAIN_SAMPLE_FILE, probe_from_manifest, read_manifest
-from training.catalog import ProductTables, load_tables
-from training.features import (
+from reco import (
     FEATURE_NAMES,
+    KERNELS,
+    LIBRARY_FILE,
+    MODES,
+    REQUEST_KERNEL_HEADER,
     SESSION_FEATURES,
+    SESSION_INPUTS,
+    TRAIN_SAMPLE_FILE,
     CandidateInputs,
     Encodings,
+    ProductTables,
+    RequestKernel,
     SessionInputs,
     build_features,
+    cpu_flags,
+    cpu_model,
+    load_backend,
+    load_tables,
+    probe_from_manifest,
+    read_manifest,
     session_feature_columns,
 )
 
@@ -257,6 +266,7 @@ class Driver:
                 cc,
                 "-O2",
                 f"-I{DRIVER_SOURCE.parent}",
+                f"-I{REQUEST_KERNEL_HEADER.parent}",
                 str(DRIVER_SOURCE),
                 "-ldl",
                 "-o",

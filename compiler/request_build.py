@@ -11,17 +11,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from compiler.cpu import cpu_flags
 from compiler.flatgen import NotEligibleError
-from compiler.parity import GroupedCheck
 from compiler.request_forest import (
     KERNEL_HEADER,
     KERNEL_SOURCE,
     generate_request_header,
     read_request_forest,
 )
-from compiler.request_kernel import RequestKernel, RequestKernelError, shared_session_rows
-from training.features import SESSION_FEATURES
+from reco import (
+    SESSION_FEATURES,
+    GroupedCheck,
+    RequestKernel,
+    RequestKernelError,
+    cpu_flags,
+    shared_session_rows,
+)
 
 logger = logging.getLogger(__name__)
 

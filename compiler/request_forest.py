@@ -32,13 +32,13 @@ from compiler.flatgen import (
     postprocess_expression,
     read_forest,
 )
-from training.features import FEATURE_NAMES, SESSION_FEATURES
+from reco import FEATURE_NAMES, REQUEST_KERNEL_HEADER, SESSION_FEATURES
 
 logger = logging.getLogger(__name__)
 
 HEADER_FILE = "request_forest.h"
 KERNEL_SOURCE = Path(__file__).with_name("request_kernel.c")
-KERNEL_HEADER = Path(__file__).with_name("request_kernel.h")  # its interface
+KERNEL_HEADER = REQUEST_KERNEL_HEADER  # its interface, in the runtime package
 MAX_LEAVES = 32  # one uint32 leaf mask per tree and row
 # A request's folded forest (16 bytes a tree, 12 a candidate test) stays on the call's stack up
 # to this size; a larger one is allocated per request.

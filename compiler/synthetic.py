@@ -13,14 +13,15 @@ import numpy as np
 import numpy.typing as npt
 
 from compiler.build import TRAIN_SAMPLE_FILE
-from training.bundle import (
+from reco import (
+    FEATURE_NAMES,
     FORMAT_VERSION,
     MODEL_FILE,
+    UNKNOWN_CODE,
     hash_files,
     probe_to_manifest,
     write_manifest,
 )
-from training.features import FEATURE_NAMES, UNKNOWN_CODE
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,18 @@ from loadtest.commands import execute
 from loadtest.generator import GeneratorError
 from loadtest.probe import TargetNotReadyError
 from loadtest.products import CatalogError
+from reco.settings import EXIT_BAD_SETTING, run_cli
 
 # Exit codes: 0 PASS, 1 FAIL (SLO breached), 2 could not run (bad flags, no server, ...).
-EXIT_CANNOT_RUN = 2
+EXIT_CANNOT_RUN = EXIT_BAD_SETTING
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses flags, runs, returns the exit code."""
+    """Parses flags, runs, returns the exit code (a bad flag: one line, exit 2)."""
+    return run_cli("python -m loadtest", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     settings, verbose = parse_settings(argv)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from types import SimpleNamespace
 
+import reco.settings as flags
 from loadtest import slo
 from loadtest.capacity import SearchPlan
 from loadtest.compare import Contender
 from loadtest.generator import DEFAULT_MAX_CPU, DEFAULT_MAX_SEND_LAG_MS, Saturation
 from loadtest.schedule import ARRIVALS, RateSchedule
-from loadtest.server_process import SERVER_COMMAND_ENV, ServerSpec, default_server_command
+from loadtest.server_process import DEFAULT_SERVER_COMMAND, SERVER_COMMAND_ENV, ServerSpec
 from loadtest.workload import KINDS, Mix
-
-T = TypeVar("T")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_BUNDLE = Path("artifacts/latest")
@@ -65,17 +62,6 @@ def _mode(comparing: bool, searching_capacity: bool) -> str:
     return "capacity" if searching_capacity else "run"
 
 
-def _env(name: str, default: T, convert: Callable[[str], T]) -> T:
-    """The environment variable converted, else the default; a bad value names the variable."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return convert(raw)
-    except ValueError:
-        raise SystemExit(f"environment variable {name}={raw!r} is not a valid value") from None
-
-
 def _rate_pair(text: str) -> tuple[float, float]:
     start, sep, end = text.partition(":")
     try:
@@ -83,228 +69,196 @@ def _rate_pair(text: str) -> tuple[float, float]:
             raise ValueError
         return float(start), float(end)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--ramp must look like FROM:TO in requests/s (e.g. 100:2000), got {text!r}"
-        ) from None
+        raise ValueError("must look like FROM:TO in requests/s (e.g. 100:2000)") from None
 
 
 def _optional_bound(text: str) -> float | None:
     """A bound in the SLO flags; "off" disables it."""
     if text.strip().lower() in {"off", "none", ""}:
         return None
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a flags.number, or off") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (defaults shown in --help; env fallbacks named in each help)."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest",
-        description=(
-            "Open-loop gRPC load generator for the reco.v1.Recommender server: fixed arrival "
-            "rate (or ramp), latency from the intended send time, SLO verdict (exit 0 PASS, "
-            "1 FAIL, 2 could not run), capacity search and comparison mode."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def build_parser() -> flags.SettingsParser:
+    """The flags (RECO_LOADTEST_<FLAG> fallbacks; defaults shown in --help)."""
+    p = flags.SettingsParser(
+        "python -m loadtest",
+        "Open-loop gRPC load generator for the reco.v1.Recommender server: fixed arrival rate (or "
+        "ramp), latency from the intended send time, SLO verdict (exit 0 PASS, 1 FAIL, 2 could "
+        "not run), capacity search and comparison mode.",
+        env_prefix="RECO_LOADTEST_",
     )
-    target = p.add_argument_group("target")
-    target.add_argument(
-        "--target",
-        default=_env("LOADTEST_TARGET", DEFAULT_TARGET, str),
-        help="host:port of a running server (env LOADTEST_TARGET)",
-    )
-    target.add_argument(
+    # target
+    p.add("--target", str, DEFAULT_TARGET, "host:port of a running server")
+    p.add(
         "--start-server",
-        action="store_true",
-        help="start the server on a free port with --bundle, wait for SERVING, stop it after",
+        flags.boolean,
+        "false",
+        "start the server on a free port with --bundle, wait for SERVING, stop it after",
     )
-    target.add_argument(
+    p.add(
         "--bundle",
-        type=Path,
-        default=_env("LOADTEST_BUNDLE", DEFAULT_BUNDLE, Path),
-        help="model bundle for a server started here (env LOADTEST_BUNDLE)",
+        flags.required_path,
+        str(DEFAULT_BUNDLE),
+        "model bundle for a server started here",
     )
-    target.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="--backend for a server started here",
-    )
-    target.add_argument(
+    p.add("--backend", flags.choice(*BACKENDS), "auto", "--backend for a server started here")
+    p.add(
         "--server-cmd",
-        default=default_server_command(),
-        help=f"command that starts a server; --bundle/--host/--port/--metrics-port/--backend "
-        f"are appended (env {SERVER_COMMAND_ENV})",
+        str,
+        DEFAULT_SERVER_COMMAND,
+        "command that starts a server; --bundle/--host/--port/--metrics-port/--backend are "
+        "appended",
+        env=SERVER_COMMAND_ENV,
     )
-    target.add_argument(
+    p.add(
         "--server-ready-timeout",
-        type=float,
-        default=180.0,
-        help="seconds to wait for a started server to report SERVING",
+        flags.number(positive=True),
+        "180",
+        "seconds to wait for a started server to report SERVING",
     )
-    target.add_argument(
+    p.add(
         "--ready-timeout",
-        type=float,
-        default=10.0,
-        help="seconds to wait for an already running --target to report SERVING",
+        flags.number(positive=True),
+        "10",
+        "seconds to wait for an already running --target to report SERVING",
     )
-
-    load = p.add_argument_group("load")
-    rate = load.add_mutually_exclusive_group()
-    rate.add_argument(
-        "--rate",
-        type=float,
-        default=_env("LOADTEST_RATE", 200.0, float),
-        help="arrival rate, requests/s over all workers (env LOADTEST_RATE)",
-    )
-    rate.add_argument(
+    # load
+    p.add("--rate", flags.number(positive=True), "200", "arrival rate, requests/s over all workers")
+    p.add(
         "--ramp",
-        type=_rate_pair,
+        flags.optional(_rate_pair),
+        "",
+        "ramp the rate linearly from FROM to TO over --duration instead (warm-up runs at FROM)",
         metavar="FROM:TO",
-        help="ramp the rate linearly over --duration instead (warm-up runs at FROM)",
     )
-    load.add_argument("--arrival", choices=ARRIVALS, default="constant", help="arrival process")
-    load.add_argument(
-        "--duration",
-        type=float,
-        default=_env("LOADTEST_DURATION", 20.0, float),
-        help="measured seconds (per step in --capacity) (env LOADTEST_DURATION)",
+    p.add("--arrival", flags.choice(*ARRIVALS), "constant", "arrival process")
+    p.add(
+        "--duration", flags.number(positive=True), "20", "measured seconds (per step in --capacity)"
     )
-    load.add_argument(
-        "--warmup", type=float, default=3.0, help="seconds sent first and excluded from results"
-    )
-    load.add_argument(
-        "--scenario",
-        default=_env("LOADTEST_SCENARIO", "score", str),
-        help=f"request mix, kind=weight,... with kinds {', '.join(KINDS)} (env LOADTEST_SCENARIO)",
-    )
-    load.add_argument(
-        "--candidates",
-        type=int,
-        default=_env("LOADTEST_CANDIDATES", 100, int),
-        help="candidates per Score request (env LOADTEST_CANDIDATES)",
-    )
-    load.add_argument(
+    p.add("--warmup", flags.number(0), "3", "seconds sent first and excluded from results")
+    p.add("--scenario", str, "score", f"request mix, kind=weight,... with kinds {', '.join(KINDS)}")
+    p.add("--candidates", flags.integer(1), "100", "candidates per Score request")
+    p.add(
         "--catalog",
-        type=Path,
-        help="catalog CSV with a product_id column (default: <bundle>/catalog.csv, else "
+        flags.optional_path,
+        "",
+        "catalog CSV with a product_id column (default: <bundle>/catalog.csv, else "
         "PROD0001..PROD0200)",
     )
-    load.add_argument(
+    p.add(
         "--concurrency",
-        type=int,
-        default=256,
-        help="in-flight cap over all workers; a request due beyond it is counted as DROPPED",
+        flags.integer(1),
+        "256",
+        "in-flight cap over all workers; a request due beyond it is counted as DROPPED",
     )
-    load.add_argument(
-        "--workers",
-        type=int,
-        default=_env("LOADTEST_WORKERS", 1, int),
-        help="generator processes, each with its own event loop (env LOADTEST_WORKERS)",
-    )
-    load.add_argument("--channels", type=int, default=1, help="gRPC channels per worker")
-    load.add_argument("--timeout", type=float, default=1.0, help="per-request deadline, seconds")
-    load.add_argument("--seed", type=int, default=7, help="seed for requests and arrivals")
-
-    verdict = p.add_argument_group("SLO verdict ('off' disables a bound)")
-    verdict.add_argument(
+    p.add("--workers", flags.integer(1), "1", "generator processes, each with its own event loop")
+    p.add("--channels", flags.integer(1), "1", "gRPC channels per worker")
+    p.add("--timeout", flags.number(positive=True), "1", "per-request deadline, seconds")
+    p.add("--seed", flags.integer(), "7", "seed for requests and arrivals")
+    # SLO verdict ('off' disables a bound)
+    p.add(
         "--slo-p99-per-prediction-ms",
-        type=_optional_bound,
-        default=slo.DEFAULT_P99_PER_PREDICTION_MS,
-        help="p99 of request latency / candidates must be under this",
+        _optional_bound,
+        f"{slo.DEFAULT_P99_PER_PREDICTION_MS:g}",
+        "p99 of request latency / candidates must be under this ('off' disables it)",
     )
-    verdict.add_argument(
+    p.add(
         "--slo-p99-request-ms",
-        type=_optional_bound,
-        default=slo.DEFAULT_P99_REQUEST_MS,
-        help="p99 request latency must be under this",
+        _optional_bound,
+        f"{slo.DEFAULT_P99_REQUEST_MS:g}",
+        "p99 request latency must be under this ('off' disables it)",
     )
-    verdict.add_argument(
+    p.add(
         "--slo-max-error-rate",
-        type=_optional_bound,
-        default=slo.DEFAULT_MAX_ERROR_RATE,
-        help="share of scheduled requests without an OK answer (drops count) must be at most this",
+        _optional_bound,
+        f"{slo.DEFAULT_MAX_ERROR_RATE:g}",
+        "share of scheduled requests without an OK answer (drops count) must be at most this "
+        "('off' disables it)",
     )
-    verdict.add_argument(
+    p.add(
         "--max-client-cpu",
-        type=float,
-        default=DEFAULT_MAX_CPU,
-        help="warn (generator saturated) above this share of a core per worker",
+        flags.number(0),
+        f"{DEFAULT_MAX_CPU:g}",
+        "warn (generator saturated) above this share of a core per worker",
     )
-    verdict.add_argument(
+    p.add(
         "--max-send-lag-ms",
-        type=float,
-        default=DEFAULT_MAX_SEND_LAG_MS,
-        help="generator behind schedule (saturated) when the median send lag exceeds this; "
-        "a warning when only the p99 does",
+        flags.number(0),
+        f"{DEFAULT_MAX_SEND_LAG_MS:g}",
+        "generator behind schedule (saturated) when the median send lag exceeds this; a "
+        "warning when only the p99 does",
     )
-
-    cap = p.add_argument_group("capacity search")
-    cap.add_argument(
-        "--capacity", action="store_true", help="step the rate up until the SLO breaks"
-    )
-    cap.add_argument("--capacity-start", type=float, default=100.0, help="first rate, requests/s")
-    cap.add_argument("--capacity-step", type=float, default=100.0, help="rate increment")
-    cap.add_argument("--capacity-max", type=float, default=5000.0, help="highest rate to try")
-    cap.add_argument(
+    # capacity search
+    p.add("--capacity", flags.boolean, "false", "step the rate up until the SLO breaks")
+    p.add("--capacity-start", flags.number(positive=True), "100", "first rate, requests/s")
+    p.add("--capacity-step", flags.number(positive=True), "100", "rate increment")
+    p.add("--capacity-max", flags.number(positive=True), "5000", "highest rate to try")
+    p.add(
         "--capacity-bisect",
-        type=int,
-        default=2,
-        help="midpoints tried between the last rate that held and the first that broke",
+        flags.integer(0),
+        "2",
+        "midpoints tried between the last rate that held and the first that broke",
     )
-    cap.add_argument(
+    p.add(
         "--capacity-confirm",
-        type=int,
-        default=0,
-        help="re-run a breaking rate this many times; it breaks only if every try does "
-        "(for noisy machines)",
+        flags.integer(0),
+        "0",
+        "re-run a breaking rate this many times; it breaks only if every try does (for "
+        "noisy machines)",
     )
-
-    cmp = p.add_argument_group("comparison")
-    cmp.add_argument(
+    # comparison
+    p.add(
         "--compare",
-        nargs="+",
+        str,
+        "",
+        "run the same scenario against each target; ratios against the first",
         metavar="[LABEL=]HOST:PORT",
-        default=[],
-        help="run the same scenario against each target; ratios against the first",
+        nargs="+",
     )
-    cmp.add_argument(
+    p.add(
         "--compare-backends",
+        str,
+        "",
+        f"start one server per backend ({', '.join(BACKENDS[1:])}) with --bundle and compare them",
         metavar="B1,B2,...",
-        help=f"start one server per backend ({', '.join(BACKENDS[1:])}) with --bundle and "
-        "compare them",
     )
-    cmp.add_argument(
+    p.add(
         "--rounds",
-        type=int,
-        default=1,
-        help="alternate the contenders this many times; medians over the rounds",
+        flags.integer(1),
+        "1",
+        "alternate the contenders this many times; medians over the rounds",
     )
-
-    out = p.add_argument_group("output")
-    out.add_argument(
+    # output
+    p.add(
         "--results-dir",
-        type=Path,
-        default=_env("LOADTEST_RESULTS_DIR", None, Path),
-        help="where result.json, summary.md and the PNGs go (env LOADTEST_RESULTS_DIR; "
-        f"default {DEFAULT_RESULTS_ROOT}/<UTC time>-<mode>)",
+        flags.optional_path,
+        "",
+        f"where result.json, summary.md and the PNGs go (unset: {DEFAULT_RESULTS_ROOT}/<UTC "
+        "time>-<mode>)",
     )
-    out.add_argument("--no-progress", action="store_true", help="no progress line")
-    out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add("--no-progress", flags.boolean, "false", "no progress line")
+    p.add("--verbose", flags.boolean, "false", "debug logging", short="-v")
     return p
 
 
-def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
-    """Parses and validates the command line; returns the settings and the verbose flag."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, bool]:
+    """Parses and validates the command line; returns the settings and the verbose flag.
+    Raises flags.SettingError (one line naming the flag) for a bad value or combination."""
+    args = SimpleNamespace(**build_parser().parse(argv, environ))
     try:
         settings = _settings(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        raise flags.SettingError(str(exc)) from None
     return settings, bool(args.verbose)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: SimpleNamespace) -> Settings:
     if args.ramp is not None:
         if args.capacity:
             raise ValueError("--ramp and --capacity cannot be combined (capacity steps the rate)")

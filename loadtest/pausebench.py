@@ -17,7 +17,6 @@ collections (count and longest, per generation) during the phase.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shlex
@@ -28,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -42,6 +42,7 @@ from loadtest.products import load_product_ids
 from loadtest.schedule import RateSchedule
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.workload import Mix
+from reco.settings import boolean, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -125,7 +126,7 @@ async def preload(target: str, sessions: int, events: int, products: tuple[str, 
     return accepted
 
 
-def plan_for(target: str, products: tuple[str, ...], args: argparse.Namespace, rate: float,
+def plan_for(target: str, products: tuple[str, ...], args: SimpleNamespace, rate: float,
              seconds: float, concurrency: int) -> LoadPlan:  # fmt: skip
     return LoadPlan(
         target=target,
@@ -142,7 +143,7 @@ def plan_for(target: str, products: tuple[str, ...], args: argparse.Namespace, r
     )
 
 
-def measure(label: str, command: str, args: argparse.Namespace, products: tuple[str, ...],
+def measure(label: str, command: str, args: SimpleNamespace, products: tuple[str, ...],
             logs: Path) -> list[Phase]:  # fmt: skip
     """Capacity on the empty store, then the load while the store fills, then while it holds."""
     name = label.split(maxsplit=1)[0]
@@ -205,32 +206,28 @@ def measure(label: str, command: str, args: argparse.Namespace, products: tuple[
 
 def main() -> int:
     parser = baseline_parser("python -m loadtest.pausebench", __doc__)
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=10, help="events per preloaded session")
-    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--load", type=float, default=0.7, help="share of capacity, held")
-    parser.add_argument(
+    parser.add("--sessions", integer(1), "100000", "sessions preloaded into the store")
+    parser.add("--events", integer(1), "10", "events per preloaded session")
+    parser.add("--duration", number(positive=True), "60", "measured seconds")
+    parser.add("--warmup", number(0), "5", "seconds before measuring")
+    parser.add("--load", number(positive=True), "0.7", "share of capacity, held")
+    parser.add(
         "--rate",
-        type=float,
-        default=0.0,
-        help="requests/s while held, the same for every server (instead of --load x its "
-        "capacity); filling runs at rate x fill-load / load",
+        number(0),
+        "0",
+        "requests/s while held, the same for every server (instead of --load x its capacity); "
+        "filling runs at rate x fill-load / load",
     )
-    parser.add_argument(
-        "--fill-load",
-        type=float,
-        default=0.5,
-        help="share of capacity while filling (the filling costs CPU too)",
-    )
-    parser.add_argument("--fill-rate", type=float, default=10_000.0,
-                        help="events per second streamed into the store while filling")  # fmt: skip
-    parser.add_argument("--probe-rate", type=float, default=5000.0,
-                        help="offered rate while finding capacity (above it)")  # fmt: skip
-    parser.add_argument("--scenario", default="track=4,score=1")
-    parser.add_argument("--candidates", type=int, default=20, help="per Score request")
-    parser.add_argument("--quick", action="store_true", help="10k sessions, 10 s (smoke run)")
-    args = parser.parse_args()
+    parser.add("--fill-load", number(positive=True), "0.5",
+               "share of capacity while filling (the filling costs CPU too)")  # fmt: skip
+    parser.add("--fill-rate", number(positive=True), "10000",
+               "events per second streamed into the store while filling")  # fmt: skip
+    parser.add("--probe-rate", number(positive=True), "5000",
+               "offered rate while finding capacity (above it)")  # fmt: skip
+    parser.add("--scenario", str, "track=4,score=1", "request mix")
+    parser.add("--candidates", integer(1), "20", "per Score request")
+    parser.add("--quick", boolean, "false", "10k sessions, 10 s (smoke run)")
+    args = SimpleNamespace(**parser.parse())
     if args.quick:
         args.sessions, args.duration = 10_000, 10.0
     products = load_product_ids(args.bundle / "catalog.csv")
@@ -254,4 +251,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.pausebench", main))

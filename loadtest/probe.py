@@ -22,31 +22,44 @@ class TargetNotReadyError(RuntimeError):
     """The target did not report SERVING in time, or its process exited."""
 
 
-def wait_for_serving(
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_for_health(
     target: str,
     timeout_s: float,
+    want: int = SERVING,
     service: str = RECOMMENDER_SERVICE,
     process: subprocess.Popen[bytes] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
-    """Blocks until the target's health service reports `service` SERVING.
+    """Blocks until the target's health service reports `service` in the `want` status (the
+    one health-wait of the project: load tests, benchmarks, the demo and the tests use it).
 
-    Waits through grpc (Health.Watch with wait_for_ready), never by sleeping. A target
-    without a health service counts as ready once it answers at all. Raises
-    TargetNotReadyError on timeout or when `process` (the server we started) exits first.
+    Waits through grpc (Health.Watch with wait_for_ready), never by sleeping; a plaintext
+    channel, or TLS with `credentials`. A target without a health service counts as ready once
+    it answers at all. Raises TargetNotReadyError on timeout or when `process` (the server we
+    started) exits first.
     """
     deadline = time.monotonic() + timeout_s
     last = "no answer: is a server listening there?"
-    with grpc.insecure_channel(target) as channel:
+    wanted = health_pb2.HealthCheckResponse.ServingStatus.Name(want)
+    channel = (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(target, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process is not None and process.poll() is not None:
                 raise TargetNotReadyError(
-                    f"server process exited with code {process.returncode} before SERVING"
+                    f"server process exited with code {process.returncode} before {wanted}"
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TargetNotReadyError(
-                    f"{target} did not report {service or '(all)'} SERVING within "
+                    f"{target} did not report {service or '(all)'} {wanted} within "
                     f"{timeout_s:g} s (last: {last})"
                 )
             stream = stub.Watch(
@@ -57,7 +70,7 @@ def wait_for_serving(
             try:
                 for response in stream:
                     last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    if response.status == want:
                         return
             except grpc.RpcError as exc:
                 code = exc.code()
@@ -68,6 +81,16 @@ def wait_for_serving(
                     last = f"{code.name}: {exc.details()}"
             finally:
                 stream.cancel()
+
+
+def wait_for_serving(
+    target: str,
+    timeout_s: float,
+    service: str = RECOMMENDER_SERVICE,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """wait_for_health for SERVING."""
+    wait_for_health(target, timeout_s, SERVING, service, process)
 
 
 def model_info(target: str, timeout_s: float = 5.0) -> dict[str, str]:

@@ -7,7 +7,6 @@ the tool appends --bundle, --host, --port, --metrics-port and --backend.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shlex
@@ -20,17 +19,18 @@ from pathlib import Path
 from types import TracebackType
 
 from loadtest.probe import TargetNotReadyError, wait_for_serving
+from reco.settings import SettingsParser, optional_path, required_path
 
 logger = logging.getLogger(__name__)
 
-SERVER_COMMAND_ENV = "LOADTEST_SERVER_CMD"
+SERVER_COMMAND_ENV = "RECO_LOADTEST_SERVER_CMD"
 DEFAULT_SERVER_COMMAND = f"{shlex.quote(sys.executable)} -m server"
 STOP_GRACE_S = 15.0
 _LOG_TAIL_CHARS = 3000
 
 
 def default_server_command() -> str:
-    """The server command: $LOADTEST_SERVER_CMD, else `<this python> -m server`."""
+    """The server command: $RECO_LOADTEST_SERVER_CMD, else `<this python> -m server`."""
     return os.environ.get(SERVER_COMMAND_ENV) or DEFAULT_SERVER_COMMAND
 
 
@@ -43,20 +43,26 @@ def checkout_command(directory: Path | None, *program: str) -> str:
     return f"env -C {shlex.quote(str(directory.resolve()))} {command}"
 
 
-def baseline_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """The arguments every before/after benchmark takes: --bundle and --baseline-dir."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
-    parser.add_argument(
+def baseline_parser(prog: str, doc: str | None) -> SettingsParser:
+    """The flags every before/after benchmark takes: --bundle and --baseline-dir."""
+    parser = SettingsParser(prog, doc or "", env_prefix="RECO_BENCH_")
+    parser.add("--bundle", required_path, "artifacts/latest", "model bundle the servers load")
+    parser.add(
         "--baseline-dir",
-        type=Path,
-        default=None,
-        help="another checkout (e.g. `git archive` of main into a directory), measured first "
-        "in the same run",
+        optional_path,
+        "",
+        "another checkout (e.g. `git archive` of main into a directory), measured first in the "
+        "same run",
     )
     return parser
+
+
+def checkouts(baseline_dir: Path | None, *program: str) -> list[tuple[str, str]]:
+    """(label, command) of the baseline checkout (when given) and this one, in that order."""
+    here = [("this checkout", checkout_command(None, *program))]
+    if baseline_dir is None:
+        return here
+    return [(f"baseline ({baseline_dir.name})", checkout_command(baseline_dir, *program)), *here]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

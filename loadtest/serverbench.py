@@ -1,6 +1,6 @@
 """Server latency benchmark: server-side and end-to-end times per RPC, store and server layout.
 
-    python -m loadtest.serverbench [--bundle artifacts/latest] [--quick]
+    python -m loadtest.serverbench [--bundle artifacts/latest] [--quick] [--baseline-dir DIR]
 
 Starts real servers (`python -m server`, gRPC only from here) and prints Markdown tables:
 1. Score with 1, 10, 100 and 1000 candidates: server_time_us and round trip, one request in
@@ -15,8 +15,8 @@ Every request scores a fresh random set of candidates from the catalog.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -27,8 +27,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -36,11 +37,13 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loadtest.products import load_product_ids
-from loadtest.server_process import ManagedServer, ServerSpec
+from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkouts
+from reco.settings import boolean, choice, comma_list, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
 BATCH_SIZES = (1, 10, 100, 1000)
+TABLES = ("score", "sessions", "layouts", "cost")
 CONTEXT = pb.SessionContext(
     session_id="bench",
     current_product_id="PROD0001",
@@ -220,9 +223,13 @@ def redis_server(*config: str) -> Iterator[str]:
 
 
 @contextmanager
-def server(bundle: Path, logs: Path, *flags: str) -> Iterator[ManagedServer]:
-    spec = ServerSpec(bundle=bundle, extra_args=("--watch-seconds", "0", *flags))
-    with ManagedServer(spec, logs / f"server-{'-'.join(flags) or 'default'}.log") as running:
+def server(bundle: Path, logs: Path, *flags: str, command: str = "") -> Iterator[ManagedServer]:
+    """A server on free ports; `command` starts another checkout's (default: this one's)."""
+    spec = ServerSpec(bundle=bundle.resolve(), extra_args=("--watch-seconds", "0", *flags))
+    if command:
+        spec = replace(spec, command=command)
+    name = f"server-{uuid.uuid4().hex[:6]}-{'-'.join(flags) or 'default'}.log"
+    with ManagedServer(spec, logs / name) as running:
         yield running
 
 
@@ -256,42 +263,54 @@ LAYOUTS = (
 )
 
 
-def score_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+def rounds(args: SimpleNamespace) -> Iterator[tuple[str, str]]:
+    """(row label, server command) of each checkout, alternating for --rounds rounds."""
+    for round_ in range(args.rounds):
+        for label, command in args.checkouts:
+            yield (f"{label}, round {round_ + 1}" if args.rounds > 1 else label), command
+
+
+def score_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("Score on the default server: back to back (1 in flight), and 8 in flight\n")
-    print(table_header("candidates"))
-    with server(args.bundle, logs) as running, grpc.insecure_channel(running.target) as channel:
-        stub = pb_grpc.RecommenderStub(channel)
-        for size in BATCH_SIZES:
-            print(sequential_score(stub, requests, size, args.requests).row(f"{size}, 1 in flight"))
-        for size in (100, 1000):
-            timings = sequential_score(stub, requests, size, args.requests, packed=True)
-            print(timings.row(f"{size} as candidate_ids, 1 in flight"))
-        for size in BATCH_SIZES:
-            timings = concurrent_score(running.target, requests, size, 8, args.seconds)
-            rate = len(timings.server_us) / timings.seconds
-            print(timings.row(f"{size}, 8 in flight ({rate:.0f}/s)"), flush=True)
+    print(table_header("server, candidates"))
+    for name, command in rounds(args):
+        with (
+            server(args.bundle, logs, command=command) as running,
+            grpc.insecure_channel(running.target) as channel,
+        ):
+            stub = pb_grpc.RecommenderStub(channel)
+            for size in BATCH_SIZES:
+                timings = sequential_score(stub, requests, size, args.requests)
+                print(timings.row(f"{name}: {size}, 1 in flight"))
+            for size in (100, 1000):
+                timings = sequential_score(stub, requests, size, args.requests, packed=True)
+                print(timings.row(f"{name}: {size} as candidate_ids, 1 in flight"))
+            for size in BATCH_SIZES:
+                timings = concurrent_score(running.target, requests, size, 8, args.seconds)
+                rate = len(timings.server_us) / timings.seconds
+                print(timings.row(f"{name}: {size}, 8 in flight ({rate:.0f}/s)"), flush=True)
     print()
 
 
-def session_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+def session_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("TrackEvent and Recommend (k=3, whole 200-product catalog), back to back\n")
-    print(table_header("RPC, store"))
-    with server(args.bundle, logs) as running, grpc.insecure_channel(running.target) as channel:
-        track, recommend = session_rpcs(pb_grpc.RecommenderStub(channel), requests, args.sessions)
-    print(track.row("TrackEvent, in-process"))
-    print(recommend.row("Recommend, in-process"), flush=True)
-    with (
-        redis_server() as url,
-        server(args.bundle, logs, "--session-store", url) as running,
-        grpc.insecure_channel(running.target) as channel,
-    ):
-        track, recommend = session_rpcs(pb_grpc.RecommenderStub(channel), requests, args.sessions)
-    print(track.row("TrackEvent, Redis"))
-    print(recommend.row("Recommend, Redis"), flush=True)
+    print(table_header("server, RPC, store"))
+    for name, command in rounds(args):
+        for store in ("in-process", "Redis"):
+            with contextlib.ExitStack() as stack:
+                flags: tuple[str, ...] = ()
+                if store == "Redis":
+                    flags = ("--session-store", stack.enter_context(redis_server()))
+                running = stack.enter_context(server(args.bundle, logs, *flags, command=command))
+                channel = stack.enter_context(grpc.insecure_channel(running.target))
+                stub = pb_grpc.RecommenderStub(channel)
+                track, recommend = session_rpcs(stub, requests, args.sessions)
+            print(track.row(f"{name}: TrackEvent, {store}"))
+            print(recommend.row(f"{name}: Recommend, {store}"), flush=True)
     print()
 
 
-def layout_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+def layout_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("Server layouts: 100-candidate Score, 16 in flight (the client shares the 2 cores)\n")
     header = table_header("layout", "requests/s").split("\n")
     print(header[0][:-1] + "| client CPU |\n" + header[1] + "---:|")
@@ -339,7 +358,7 @@ def server_cpu_per_call(target: str, pid: int, call: str, request: object, count
     return asyncio.run(run())
 
 
-def cost_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> None:
+def cost_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print("Server CPU time per call (user + system, all threads), 8 in flight\n")
     print("| call | server CPU per call (us) | calls/s | calls |\n|---|---:|---:|---:|")
     calls = (
@@ -357,18 +376,18 @@ def cost_tables(args: argparse.Namespace, requests: Requests, logs: Path) -> Non
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.serverbench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
-    parser.add_argument("--requests", type=int, default=2000, help="per sequential series")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per concurrent series")
-    parser.add_argument("--sessions", type=int, default=300, help="shoppers per store")
-    parser.add_argument("--quick", action="store_true", help="a fifth of the work (smoke run)")
-    parser.add_argument("--parts", default="score,sessions,layouts,cost", help="tables to print")
-    args = parser.parse_args()
+    parser = baseline_parser("python -m loadtest.serverbench", __doc__)
+    parser.add("--requests", integer(1), "2000", "per sequential series")
+    parser.add("--seconds", number(positive=True), "8", "per concurrent series")
+    parser.add("--sessions", integer(10), "300", "shoppers per store")
+    parser.add("--quick", boolean, "false", "a fifth of the work (smoke run)")
+    parser.add("--parts", comma_list(choice(*TABLES)), ",".join(TABLES), "tables to print")
+    parser.add("--rounds", integer(1), "1",
+               "with --baseline-dir: alternate the two checkouts this many times (score, "
+               "sessions)")  # fmt: skip
+    args = SimpleNamespace(**parser.parse())
+    args.checkouts = [(label, command) for label, command in
+                      checkouts(args.baseline_dir, "-m", "server")]  # fmt: skip
     if args.quick:
         args.requests, args.seconds, args.sessions = args.requests // 5, args.seconds / 4, 60
     requests = Requests(load_product_ids(args.bundle / "catalog.csv"))
@@ -383,11 +402,11 @@ def main() -> int:
         "layouts": layout_tables,
         "cost": cost_tables,
     }
-    for part in args.parts.split(","):
+    for part in args.parts:
         tables[part](args, requests, logs)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.serverbench", main))

@@ -14,7 +14,6 @@ main's TrackEvent re-reads every event of the session and would take hours to fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -25,6 +24,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from loadtest.products import load_product_ids
 from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkout_command
 from loadtest.serverbench import redis_server
+from reco.settings import comma_list, integer, number, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -104,7 +105,7 @@ def score_loop(target: str, products: tuple[str, ...], stop: threading.Event,
 
 
 def measure_size(target: str, url: str, size: int, products: tuple[str, ...], baseline: bool,
-                 args: argparse.Namespace) -> str:  # fmt: skip
+                 args: SimpleNamespace) -> str:  # fmt: skip
     session = f"long-{size}-{uuid.uuid4().hex[:6]}"
     start_ms = time.time_ns() // 1_000_000 - 3_600_000
     with grpc.insecure_channel(target) as channel:
@@ -155,18 +156,19 @@ def supports(command: str, flag: str) -> bool:
 
 def main() -> int:
     parser = baseline_parser("python -m loadtest.sessionbench", __doc__)
-    parser.add_argument("--sizes", default="10,1000,10000,100000")
-    parser.add_argument("--requests", type=int, default=40, help="most Recommend calls per size")
-    parser.add_argument("--seconds", type=float, default=20.0, help="most time per size")
-    parser.add_argument("--min-seconds", type=float, default=3.0, help="least time per size")
-    parser.add_argument(
+    parser.add("--sizes", comma_list(integer(1)), "10,1000,10000,100000", "events per session")
+    parser.add("--requests", integer(1), "40", "most Recommend calls per size")
+    parser.add("--seconds", number(positive=True), "20", "most time per size")
+    parser.add("--min-seconds", number(0), "3", "least time per size")
+    parser.add(
         "--redis-config",
-        default="",
-        help='redis-server flags, e.g. "--appendonly yes --appendfsync always" (default: none)',
+        str,
+        "",
+        'redis-server flags, e.g. "--appendonly yes --appendfsync always" (default: none)',
     )
-    args = parser.parse_args()
+    args = SimpleNamespace(**parser.parse())
     products = load_product_ids(args.bundle / "catalog.csv")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = list(args.sizes)
     logs = Path(tempfile.mkdtemp(prefix="reco-sessionbench-"))
     servers = [("this checkout", checkout_command(None, "-m", "server"), False)]
     if args.baseline_dir is not None:
@@ -193,4 +195,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m loadtest.sessionbench", main))

@@ -6,7 +6,6 @@ bundle's catalog.csv. With --start-server it starts `python -m server` on a free
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -14,11 +13,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 
 from loadtest.probe import wait_for_serving
 from loadtest.server_process import ManagedServer, ServerSpec
+from reco.settings import SettingsParser, boolean, required_path, run_cli
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -148,7 +149,7 @@ def show(response: pb.RecommendResponse, title: str) -> None:
 
 
 @contextmanager
-def server_for(args: argparse.Namespace) -> Iterator[str]:
+def server_for(args: SimpleNamespace) -> Iterator[str]:
     """The target to talk to: the given one, or a server started for the demo."""
     if not args.start_server:
         wait_for_serving(args.target, timeout_s=10)
@@ -161,11 +162,11 @@ def server_for(args: argparse.Namespace) -> Iterator[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--target", default="127.0.0.1:50051", help="a running server")
-    parser.add_argument("--start-server", action="store_true", help="start one for the demo")
-    parser.add_argument("--bundle", type=Path, default=ROOT / "artifacts" / "latest")
-    args = parser.parse_args()
+    parser = SettingsParser("scripts/demo.py", __doc__ or "", env_prefix="RECO_DEMO_")
+    parser.add("--target", str, "127.0.0.1:50051", "a running server")
+    parser.add("--start-server", boolean, "false", "start one for the demo")
+    parser.add("--bundle", required_path, str(ROOT / "artifacts" / "latest"), "its bundle")
+    args = SimpleNamespace(**parser.parse())
     catalog = load_catalog(args.bundle / "catalog.csv")
     with server_for(args) as target, grpc.insecure_channel(target) as channel:
         stub = pb_grpc.RecommenderStub(channel)
@@ -175,4 +176,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("scripts/demo.py", main))

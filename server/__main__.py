@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import sys
 
+from reco.settings import EXIT_BAD_SETTING, run_cli
 from server.core.errors import Unavailable
-from server.flags import SettingError
 from server.preflight import prepare
 from server.settings import parse_settings
 
 PROG = "python -m server"
-# A bad setting, an unusable file or port, a bundle that cannot serve: the operator's to fix.
-EXIT_BAD_SETTING = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parses and checks the settings, configures logging and runs the server (or its worker
     processes). Every start-up failure is one line on stderr and exit status 2."""
+    return run_cli(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    # A bundle that cannot serve is the operator's to fix too: logged, then exit status 2.
     try:
         settings = parse_settings(argv)
         logging.basicConfig(
@@ -37,9 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         from server.app import run  # noqa: PLC0415 - after logging is configured
 
         run(settings)
-    except SettingError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTING
     except Unavailable as exc:
         logging.getLogger("server").error("%s", exc)
         return EXIT_BAD_SETTING

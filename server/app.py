@@ -17,7 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from reco import SigningKeyError, load_key
 from reco.inference_v2 import grpc_predict_v2_pb2_grpc as v2_grpc
+from reco.settings import SettingError
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.memory_store import MemoryStore
@@ -28,7 +30,6 @@ from server.core.registry import PRIMARY, ModelRegistry
 from server.core.reload import BundleWatcher, Reloader, ReloadResult
 from server.core.scoring import Limits, Scorer
 from server.core.sessions import SessionLimits, SessionStore
-from server.flags import SettingError
 from server.gcpause import GcPauseRecorder, freeze_loaded_objects
 from server.listeners import bind_public, describe_public, start_admin, start_health_listener
 from server.metrics import Metrics, serve_metrics
@@ -43,7 +44,6 @@ from server.transport.servicers import RecommenderServicer
 from server.transport.shedding import QueueMonitor, core_counters_since, existing_server_ids
 from server.transport.watchdog import Watchdog
 from server.warmup import warm_up
-from training.signing import SigningKeyError, load_key
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +117,18 @@ class App:
         self.reloader = Reloader(
             self.registry, self.load, self._on_reload, self.bundles, self.bundle_root
         )
+        self.scorer = Scorer(
+            self.registry, Limits(max_candidates=settings.max_candidates), self.store
+        )
+        self.recommender = Recommender(
+            self.registry,
+            self.store,
+            RecommendLimits(settings.catalog_limit, settings.retrieval_size),
+        )
         self.handlers = Handlers(
             registry=self.registry,
-            scorer=Scorer(
-                self.registry, Limits(max_candidates=settings.max_candidates), self.store
-            ),
-            recommender=Recommender(
-                self.registry,
-                self.store,
-                RecommendLimits(settings.catalog_limit, settings.retrieval_size),
-            ),
+            scorer=self.scorer,
+            recommender=self.recommender,
             store=self.store,
             reloader=self.reloader,
             metrics=self.metrics,
@@ -143,8 +145,9 @@ class App:
             root=self.bundle_root,
             key=self.key,
             scratch_dir=self.settings.runtime_dir,
+            explain=self.settings.explain,
         )
-        warm_up(model, self.settings.warmup_requests)
+        warm_up(model, self.scorer, self.recommender, self.settings.warmup_requests)
         return model
 
     def load_all(self) -> None:

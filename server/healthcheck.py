@@ -3,63 +3,40 @@ over plaintext, TLS or mTLS like the server's public port."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
+from collections.abc import Mapping
+from types import SimpleNamespace
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from reco.settings import SettingsParser, boolean, number, optional_path, run_cli
 
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags; each falls back to the environment variable in brackets."""
-    parser = argparse.ArgumentParser(prog="python -m server.healthcheck", description=__doc__)
-    parser.add_argument(
-        "--target",
-        default=f"127.0.0.1:{os.environ.get('RECO_PORT', '50051')}",
-        help="host:port of the public listener [RECO_PORT for the port]",
-    )
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds")
-    parser.add_argument(
-        "--tls",
-        action=argparse.BooleanOptionalAction,
-        default=_env("RECO_TLS_CERT") is not None,
-        help="connect with TLS (default: on when RECO_TLS_CERT is set, as for the server)",
-    )
-    parser.add_argument(
-        "--ca",
-        type=Path,
-        default=_env("RECO_HEALTHCHECK_CA") or _env("RECO_TLS_CERT"),
-        help="PEM roots that signed the server's certificate [RECO_HEALTHCHECK_CA, else "
-        "RECO_TLS_CERT: right for a self-signed certificate]",
-    )
-    parser.add_argument(
-        "--cert",
-        type=Path,
-        default=_env("RECO_HEALTHCHECK_CERT"),
-        help="client certificate for an mTLS server [RECO_HEALTHCHECK_CERT]",
-    )
-    parser.add_argument(
-        "--key",
-        type=Path,
-        default=_env("RECO_HEALTHCHECK_KEY"),
-        help="private key of --cert [RECO_HEALTHCHECK_KEY]",
-    )
-    parser.add_argument(
-        "--server-name",
-        default=_env("RECO_HEALTHCHECK_SERVER_NAME"),
-        help="name the server's certificate must carry, when not the target's host "
-        "[RECO_HEALTHCHECK_SERVER_NAME]",
-    )
-    return parser
+PROG = "python -m server.healthcheck"
 
 
-def _channel(args: argparse.Namespace) -> grpc.Channel:
+def build_parser(environ: Mapping[str, str] | None = None) -> SettingsParser:
+    """The flags (RECO_HEALTHCHECK_<FLAG> fallbacks); the defaults follow the server's own
+    settings in the environment (RECO_PORT, RECO_TLS_CERT), as in its container."""
+    env = os.environ if environ is None else environ
+    p = SettingsParser(PROG, __doc__ or "", env_prefix="RECO_HEALTHCHECK_")
+    p.add("--target", str, f"127.0.0.1:{env.get('RECO_PORT') or '50051'}",
+          "host:port of the public listener (the port defaults to RECO_PORT)")  # fmt: skip
+    p.add("--timeout", number(positive=True), "2", "seconds")
+    p.add("--tls", boolean, "true" if env.get("RECO_TLS_CERT") else "false",
+          "connect with TLS (default on when RECO_TLS_CERT is set, as for the server)")  # fmt: skip
+    p.add("--ca", optional_path, env.get("RECO_TLS_CERT", ""),
+          "PEM roots that signed the server's certificate (default RECO_TLS_CERT: right for a "
+          "self-signed certificate)")  # fmt: skip
+    p.add("--cert", optional_path, "", "client certificate for an mTLS server")
+    p.add("--key", optional_path, "", "private key of --cert")
+    p.add("--server-name", str, "",
+          "name the server's certificate must carry, when not the target's host")  # fmt: skip
+    return p
+
+
+def _channel(args: SimpleNamespace) -> grpc.Channel:
     if not args.tls:
         return grpc.insecure_channel(args.target)
     client = None
@@ -75,8 +52,13 @@ def _channel(args: argparse.Namespace) -> grpc.Channel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Checks the server's health service once; prints the status."""
-    args = build_parser().parse_args(argv)
+    """Checks the server's health service once; prints the status (exit 0 SERVING, 1 not, 2 a
+    bad setting)."""
+    return run_cli(PROG, lambda: _check(argv))
+
+
+def _check(argv: list[str] | None) -> int:
+    args = SimpleNamespace(**build_parser().parse(argv))
     try:
         channel = _channel(args)
     except OSError as exc:

@@ -11,10 +11,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from reco.settings import SettingError
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.endpoints import Endpoint, parse_endpoint
-from server.flags import SettingError
 from server.metrics import Metrics
 from server.preflight import read_token
 from server.settings import ADMIN_OFF, Settings

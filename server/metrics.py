@@ -16,7 +16,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from server.flags import SettingError
+from reco.settings import SettingError
 
 # Stages timed inside the server, per scoring RPC.
 STAGES = {

@@ -13,10 +13,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from reco import KEY_ENV, KEY_FILE_ENV, SigningKeyError, key_file_is_private, load_key
+from reco.settings import SettingError, shown
 from server.endpoints import Endpoint, default_admin_endpoint, for_worker, parse_endpoint
-from server.flags import SettingError, shown
 from server.settings import ADMIN_OFF, Settings
-from training.signing import KEY_ENV, KEY_FILE_ENV, SigningKeyError, key_file_is_private, load_key
 
 log = logging.getLogger(__name__)
 

@@ -7,20 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from server.flags import (
-    SettingError,
-    SettingsParser,
-    boolean,
-    choice,
-    integer,
-    number,
-    optional_path,
-    port,
-    required_path,
-)
+import reco.settings as flags
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Below this, ordinary requests (a few hundred candidate ids, a Recommend answer with reasons
 # and explanations) no longer fit; gRPC itself cannot go beyond 2 GiB - 1.
 MIN_MESSAGE_BYTES = 64 * 1024
@@ -73,6 +62,7 @@ class Settings:
     watch_seconds: float
     ab_bundle: Path | None
     ab_share: float
+    explain: bool
     log_level: str
     # Ecosystem (issue 14): the V2 model name, connection management, the probe port.
     inference_model_name: str
@@ -95,9 +85,9 @@ class Settings:
         return self.tls_cert is not None
 
 
-def build_parser() -> SettingsParser:
+def build_parser() -> flags.SettingsParser:
     """The CLI; every flag falls back to the RECO_<FLAG> environment variable, then the default."""
-    p = SettingsParser(
+    p = flags.SettingsParser(
         prog="python -m server",
         description="Serve a model bundle over gRPC (reco.v1.Recommender, health, reflection) "
         "with Prometheus metrics on a separate HTTP port and reco.v1.Admin on a private "
@@ -105,43 +95,38 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--bundle",
-        required_path,
+        flags.required_path,
         "artifacts/latest",
         "model bundle directory (a symlink is resolved at load, and watched)",
     )
     p.add(
         "--bundle-root",
-        optional_path,
+        flags.optional_path,
         "",
         "bundles are loaded only from under this directory (symlinks resolved; unset = the "
         "directory holding what --bundle resolves to)",
     )
-    p.add(
-        "--bundle-key-file",
-        optional_path,
-        "",
-        "HMAC-SHA256 key that training and the compiler signed manifests with; set, every "
-        "bundle must carry a valid manifest.json.sig (the key itself may come from "
-        "RECO_BUNDLE_KEY instead)",
-    )
+    p.add_flag(flags.BUNDLE_KEY_FILE, "; set, every bundle must carry a valid signature")
     p.add("--host", str, "127.0.0.1", "public listen address")
-    p.add("--port", port(zero="picks a free one; one worker only"), "50051", "public gRPC port")
+    p.add(
+        "--port", flags.port(zero="picks a free one; one worker only"), "50051", "public gRPC port"
+    )
     p.add(
         "--metrics-port",
-        port(disabled="disables it"),
+        flags.port(disabled="disables it"),
         "9464",
         "Prometheus /metrics HTTP port, on --host",
     )
     p.add(
         "--tls-cert",
-        optional_path,
+        flags.optional_path,
         "",
         "PEM certificate chain: the public port (and the admin listener) serve TLS",
     )
-    p.add("--tls-key", optional_path, "", "PEM private key of --tls-cert")
+    p.add("--tls-key", flags.optional_path, "", "PEM private key of --tls-cert")
     p.add(
         "--tls-client-ca",
-        optional_path,
+        flags.optional_path,
         "",
         "PEM CA bundle: the public port requires client certificates it signed (mTLS)",
     )
@@ -154,53 +139,58 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--admin-token-file",
-        optional_path,
+        flags.optional_path,
         "",
         "file holding the bearer token Admin calls must send (authorization: Bearer ...)",
     )
     p.add(
         "--admin-tls-client-ca",
-        optional_path,
+        flags.optional_path,
         "",
         "PEM CA bundle: Admin calls need a client certificate it signed (needs --tls-cert)",
     )
     p.add(
         "--runtime-dir",
-        optional_path,
+        flags.optional_path,
         "",
         "private (0700) directory for the admin socket and verified bundle copies (unset = "
         "$XDG_RUNTIME_DIR/reco-server, else <tmp>/reco-server-<uid>)",
     )
     p.add(
         "--backend",
-        choice(*BACKENDS),
+        flags.choice(*BACKENDS),
         "auto",
         "model backend; auto = the first of compiled, onnx, lightgbm that loads and passes "
         "the bundle's parity probe",
     )
-    p.add("--workers", integer(1, 256), "1", "server processes sharing the port with SO_REUSEPORT")
+    p.add(
+        "--workers",
+        flags.integer(1, 256),
+        "1",
+        "server processes sharing the port with SO_REUSEPORT",
+    )
     p.add(
         "--threads",
-        integer(1, 1024),
+        flags.integer(1, 1024),
         "4",
         "threads per process for calls that wait on a remote session store (Redis); every "
         "other call runs on the event loop",
     )
     p.add(
         "--max-candidates",
-        integer(1),
+        flags.integer(1),
         "1000",
         "most candidates (or feature rows) per Score request",
     )
     p.add(
         "--max-message-bytes",
-        integer(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+        flags.integer(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
         str(4 * 1024**2),
         "largest request/response message",
     )
     p.add(
         "--max-in-flight",
-        integer(1),
+        flags.integer(1),
         "64",
         "unary RPCs being handled at once per process before RESOURCE_EXHAUSTED (calls on the "
         "in-process store run one at a time on the event loop; this bounds those waiting on "
@@ -208,7 +198,7 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--max-open-streams",
-        integer(1),
+        flags.integer(1),
         "256",
         "ScoreStream and StreamEvents calls open at once per process before "
         "RESOURCE_EXHAUSTED; apart from --max-in-flight, so idle streams never starve unary "
@@ -216,7 +206,7 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--max-queue-ms",
-        number(0),
+        flags.number(0),
         "50",
         "load shedding: a call that waited longer than this in gRPC's queue before the server "
         "could take it is refused with RESOURCE_EXHAUSTED at once, so admitted calls keep their "
@@ -224,27 +214,27 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--stall-seconds",
-        number(positive=True),
+        flags.number(positive=True),
         "2",
         "health turns NOT_SERVING while every unary slot has been taken, or the event loop has "
         "not run, for this long (and SERVING again once it recovers)",
     )
     p.add(
         "--grace-seconds",
-        number(0, 3600),
+        flags.number(0, 3600),
         "5",
         "on SIGTERM, how long in-flight RPCs may take to finish",
     )
     p.add(
         "--drain-seconds",
-        number(0, 3600),
+        flags.number(0, 3600),
         "1",
         "on SIGTERM, keep serving at least this long after health says NOT_SERVING, so calls "
         "already sent still arrive and load balancers notice (at most --grace-seconds)",
     )
     p.add(
         "--warmup-requests",
-        integer(0, 1_000_000),
+        flags.integer(0, 1_000_000),
         "200",
         "synthetic requests scored before reporting SERVING",
     )
@@ -257,53 +247,53 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--session-ttl-seconds",
-        number(positive=True),
+        flags.number(positive=True),
         "1800",
         "a session idle this long is forgotten",
     )
     p.add(
         "--max-sessions",
-        integer(1),
+        flags.integer(1),
         "100000",
         "in-process store: least recently used sessions beyond this are evicted",
     )
     p.add(
         "--max-session-events",
-        integer(1),
+        flags.integer(1),
         "2000",
         "events one session may hold; beyond it TrackEvent answers RESOURCE_EXHAUSTED until "
         "the session expires or is forgotten",
     )
     p.add(
         "--max-session-bytes",
-        integer(1),
+        flags.integer(1),
         str(256 * 1024),
         "bytes of event data (ids and strings) one session may hold; beyond it TrackEvent "
         "answers RESOURCE_EXHAUSTED",
     )
     p.add(
         "--max-id-bytes",
-        integer(1, 4096),
+        flags.integer(1, 4096),
         "128",
         "longest event, session, product or customer id (and device type, traffic source) in "
         "UTF-8 bytes; longer is INVALID_ARGUMENT",
     )
     p.add(
         "--max-event-age-seconds",
-        number(positive=True),
+        flags.number(positive=True),
         "86400",
         "events whose client_timestamp is older than this (by the server's clock) are "
         "INVALID_ARGUMENT",
     )
     p.add(
         "--max-event-ahead-seconds",
-        number(0),
+        flags.number(0),
         "300",
         "events whose client_timestamp is further ahead of the server's clock are INVALID_ARGUMENT",
     )
     p.add(
         "--require-durable-sessions",
-        boolean,
+        flags.boolean,
         "false",
         "refuse to start (exit 2) unless the Redis session store provably fsyncs every "
         "acknowledged event (appendonly yes, appendfsync always); the in-process store is "
@@ -311,39 +301,47 @@ def build_parser() -> SettingsParser:
     )
     p.add(
         "--catalog-limit",
-        integer(1),
+        flags.integer(1),
         "1000",
         "Recommend scores the whole catalog up to this many products, else a retrieval stage "
         "picks --retrieval-size of them",
     )
     p.add(
         "--retrieval-size",
-        integer(1),
+        flags.integer(1),
         "300",
         "candidates the retrieval stage keeps (at most --catalog-limit)",
     )
     p.add(
         "--watch-seconds",
-        number(0, 86400),
+        flags.number(0, 86400),
         "2",
         f"poll --bundle (e.g. the artifacts/latest symlink) this often (>= {MIN_WATCH_SECONDS}) "
         "and reload when it points elsewhere; 0 disables watching (SIGHUP and Admin "
         "ReloadModel still reload)",
     )
-    p.add("--ab-bundle", optional_path, "", "a second bundle served as variant B")
+    p.add("--ab-bundle", flags.optional_path, "", "a second bundle served as variant B")
     p.add(
         "--ab-share",
-        number(),
+        flags.number(),
         "0.5",
         "share of sessions routed to variant B (between 0 and 1), by a stable hash of the "
         "session id",
     )
-    p.add("--log-level", choice(*LOG_LEVELS, case_insensitive=True), "INFO", "logging level")
+    p.add(
+        "--explain",
+        flags.boolean,
+        "false",
+        "serve Recommend's explain (top feature contributions): LightGBM's booster is built at "
+        "load from the verified model.txt (slower warm-up, more memory); off, explain is "
+        "INVALID_ARGUMENT",
+    )
+    p.add_flag(flags.LOG_LEVEL)
     _add_ecosystem(p)
     return p
 
 
-def _add_ecosystem(p: SettingsParser) -> None:
+def _add_ecosystem(p: flags.SettingsParser) -> None:
     """The Open Inference Protocol's model name, connection management for load balancers, and
     the plaintext health port for Kubernetes' native gRPC probes."""
     p.add(
@@ -354,42 +352,42 @@ def _add_ecosystem(p: SettingsParser) -> None:
     )
     p.add(
         "--keepalive-seconds",
-        number(0),
+        flags.number(0),
         "60",
         "ping each client connection after this long without activity, so dead peers (and "
         "the stream slots they hold) are found; 0 = gRPC's default (2 hours)",
     )
     p.add(
         "--keepalive-timeout-seconds",
-        number(positive=True),
+        flags.number(positive=True),
         "20",
         "close a connection whose keepalive ping is unanswered this long",
     )
     p.add(
         "--min-client-ping-seconds",
-        number(0),
+        flags.number(0),
         "10",
         "clients may send keepalive pings this often, with or without calls in flight; more "
         "often is answered with GOAWAY (too_many_pings)",
     )
     p.add(
         "--max-connection-age-seconds",
-        number(0),
+        flags.number(0),
         "300",
-        "send GOAWAY to a client connection after about this long (gRPC adds +-10%% jitter), "
+        "send GOAWAY to a client connection after about this long (gRPC adds +-10% jitter), "
         "so long-lived channels reconnect and spread over replicas behind an L4 load balancer "
         "(a Kubernetes Service); calls in flight finish first; 0 = never",
     )
     p.add(
         "--max-connection-age-grace-seconds",
-        number(0),
+        flags.number(0),
         "0",
         "after that GOAWAY, how long calls and streams still open may take before the "
         "connection is closed; 0 = as long as they take (long ScoreStream calls are never cut)",
     )
     p.add(
         "--health-port",
-        port(disabled="off"),
+        flags.port(disabled="off"),
         "-1",
         "a plaintext listener on --host serving only grpc.health.v1, for probes that cannot "
         "speak TLS (Kubernetes' native gRPC probes) when the public port serves TLS",
@@ -400,7 +398,7 @@ def parse_settings(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Settings from argv (default sys.argv) and the environment, every value and every rule
-    between values checked; raises SettingError (one line naming the setting) otherwise.
+    between values checked; raises flags.SettingError (one line naming the setting) otherwise.
 
     Nothing here touches the file system or the network: server.preflight checks files and
     listeners before anything is loaded."""
@@ -411,35 +409,45 @@ def parse_settings(
     return settings
 
 
-def _check_rules(s: Settings, parser: SettingsParser) -> None:
+def _check_rules(s: Settings, parser: flags.SettingsParser) -> None:
     """The rules between settings, each failure naming every setting involved."""
     name = parser.source
     if not 0.0 < s.ab_share < 1.0:
-        raise SettingError(f"{name('ab_share')} must be between 0 and 1 (exclusive), "
-                           f"got {s.ab_share:g}")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('ab_share')} must be between 0 and 1 (exclusive), got {s.ab_share:g}"
+        )
     if 0 < s.watch_seconds < MIN_WATCH_SECONDS:
-        raise SettingError(f"{name('watch_seconds')} must be 0 (off) or >= {MIN_WATCH_SECONDS}, "
-                           f"got {s.watch_seconds:g}")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('watch_seconds')} must be 0 (off) or >= {MIN_WATCH_SECONDS}, "
+            f"got {s.watch_seconds:g}"
+        )
     if s.drain_seconds > s.grace_seconds:
-        raise SettingError(f"{name('drain_seconds')} ({s.drain_seconds:g}) must be <= "
-                           f"{name('grace_seconds')} ({s.grace_seconds:g})")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('drain_seconds')} ({s.drain_seconds:g}) must be <= "
+            f"{name('grace_seconds')} ({s.grace_seconds:g})"
+        )
     # Retrieval keeps retrieval_size products out of a pool larger than catalog_limit: with
     # retrieval_size <= catalog_limit the pool always holds enough, whatever the catalog.
     if s.retrieval_size > s.catalog_limit:
-        raise SettingError(f"{name('retrieval_size')} ({s.retrieval_size}) must be <= "
-                           f"{name('catalog_limit')} ({s.catalog_limit})")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('retrieval_size')} ({s.retrieval_size}) must be <= "
+            f"{name('catalog_limit')} ({s.catalog_limit})"
+        )
     if s.metrics_port > 0 and s.metrics_port == s.port:
-        raise SettingError(f"{name('metrics_port')} and {name('port')} are both {s.port}")
+        raise flags.SettingError(f"{name('metrics_port')} and {name('port')} are both {s.port}")
     if s.health_port > 0 and s.health_port in (s.port, s.metrics_port):
         other = name("port") if s.health_port == s.port else name("metrics_port")
-        raise SettingError(f"{name('health_port')} {s.health_port} is already used by {other}")
+        raise flags.SettingError(
+            f"{name('health_port')} {s.health_port} is already used by {other}"
+        )
     if not s.inference_model_name:
-        raise SettingError(f"{name('inference_model_name')} must not be empty")
+        raise flags.SettingError(f"{name('inference_model_name')} must not be empty")
     if s.workers > 1 and s.port == 0:
-        raise SettingError(f"{name('port')} 0 cannot be shared by {s.workers} workers; "
-                           "give a port")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('port')} 0 cannot be shared by {s.workers} workers; give a port"
+        )
     if not s.host:
-        raise SettingError(f"{name('host')} must not be empty")
+        raise flags.SettingError(f"{name('host')} must not be empty")
     _check_store(s, name)
     _check_tls(s, name)
 
@@ -448,18 +456,20 @@ def _check_store(s: Settings, name: Callable[[str], str]) -> None:
     store = s.session_store
     schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     if store != "memory" and not store.startswith(schemes):
-        raise SettingError(f"{name('session_store')} must be 'memory', a redis:// URL or a "
-                           f"redis+cluster:// URL, got {store.split('://')[0]!r}...")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('session_store')} must be 'memory', a redis:// URL or a redis+cluster:// "
+            f"URL, got {store.split('://')[0]!r}..."
+        )
     if "+cluster://" in store and urlsplit(store).path.strip("/") not in ("", "0"):
-        raise SettingError(f"{name('session_store')}: a Redis Cluster has only database 0")
+        raise flags.SettingError(f"{name('session_store')}: a Redis Cluster has only database 0")
     if store == "memory" and s.require_durable_sessions:
-        raise SettingError(
+        raise flags.SettingError(
             f"{name('require_durable_sessions')}: the in-process session store loses every "
             "session when the process stops; use --session-store redis://host:port/db with "
             "appendonly yes and appendfsync always"
         )
     if store == "memory" and s.workers > 1:
-        raise SettingError(
+        raise flags.SettingError(
             f"{name('workers')} {s.workers} with the in-process session store would split each "
             "session across processes; use --session-store redis://host:port/db (or --workers 1)"
         )
@@ -467,10 +477,13 @@ def _check_store(s: Settings, name: Callable[[str], str]) -> None:
 
 def _check_tls(s: Settings, name: Callable[[str], str]) -> None:
     if (s.tls_cert is None) != (s.tls_key is None):
-        raise SettingError(f"{name('tls_cert')} and {name('tls_key')} must be given together")
+        raise flags.SettingError(f"{name('tls_cert')} and {name('tls_key')} must be given together")
     if s.tls_client_ca is not None and s.tls_cert is None:
-        raise SettingError(f"{name('tls_client_ca')} needs --tls-cert and --tls-key "
-                           "(the server's own certificate)")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('tls_client_ca')} needs --tls-cert and --tls-key (the server's own certificate)"
+        )
     if s.admin_tls_client_ca is not None and s.tls_cert is None:
-        raise SettingError(f"{name('admin_tls_client_ca')} needs --tls-cert and --tls-key "
-                           "(the server's own certificate)")  # fmt: skip
+        raise flags.SettingError(
+            f"{name('admin_tls_client_ca')} needs --tls-cert and --tls-key "
+            "(the server's own certificate)"
+        )

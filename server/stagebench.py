@@ -10,17 +10,17 @@ is idle between requests unless it is saturated, so its server_time_us sits betw
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from reco.settings import SettingsParser, integer, required_path, run_cli
 from reco.v1 import recommender_pb2 as pb
 from server.app import App
 from server.core.sessions import Event, EventType
@@ -61,14 +61,10 @@ def timed(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m server.stagebench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--bundle", type=Path, default=Path("artifacts/latest"))
-    parser.add_argument("--requests", type=int, default=3000)
-    args = parser.parse_args()
+    parser = SettingsParser("python -m server.stagebench", __doc__ or "", env_prefix="RECO_BENCH_")
+    parser.add("--bundle", required_path, "artifacts/latest", "model bundle to load")
+    parser.add("--requests", integer(10), "3000", "requests per stage series")
+    args = SimpleNamespace(**parser.parse())
     recorder = StageRecorder()
     app = App(parse_settings(["--bundle", str(args.bundle), "--watch-seconds", "0"]), recorder)
     app.load_all()
@@ -137,4 +133,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("python -m server.stagebench", main))

@@ -17,9 +17,9 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
+from reco.settings import SettingError
 from server.core.errors import Unavailable
 from server.endpoints import for_worker, parse_endpoint
-from server.flags import SettingError
 from server.settings import ADMIN_OFF, Settings
 
 log = logging.getLogger(__name__)

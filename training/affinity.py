@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.catalog import AFFINITY_COLUMNS
-from training.features import NONE_PRODUCT
+from reco import AFFINITY_COLUMNS, NONE_PRODUCT
 from training.schema import PREVIOUS_COLUMNS
 
 # Pairs seen together in fewer sessions than this are left out (1 keeps every co-view).

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from reco import Encodings
 from training.affinity import session_baskets
-from training.features import Encodings
 from training.model import predict, train_booster
 from training.schema import LABEL
 

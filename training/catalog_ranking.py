@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.catalog import NO_PRODUCT, Catalog
+from reco import NO_PRODUCT, Catalog
 from training.pages import PageViews
 from training.schema import LABEL, SLOT
 

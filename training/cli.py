@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
+from types import SimpleNamespace
 
+import reco.settings as flags
+from reco import SigningKeyError, generate_key_file, signing_key_for
 from training.schema import DataError
 from training.settings import (
     CALIBRATION_CHOICES,
@@ -25,261 +24,221 @@ from training.settings import (
     GenerationSettings,
     TrainSettings,
 )
-from training.signing import SigningKeyError, generate_key_file, signing_key_for
 
 log = logging.getLogger("training")
-
-T = TypeVar("T")
 
 # Exit codes: refused input and an existing bundle are the caller's to fix, not crashes.
 EXIT_BAD_DATA = 2
 EXIT_BUNDLE_EXISTS = 3
 
 
-def _env(name: str, default: T, kind: Callable[[str], T]) -> T:
-    """The environment variable's value converted by `kind`, else the default."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise SystemExit(f"environment variable {name}={raw!r} is not a valid value") from None
+PROG = "python -m training"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for all three commands."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training",
-        description="Data generator, data-quality checks and training for the click model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def build_parser() -> flags.SettingsParser:
+    """Every command's flags, each with a RECO_<FLAG> environment fallback (see --help)."""
+    p = flags.SettingsParser(
+        PROG, "Data generator, data-quality checks and training for the click model."
     )
-    parser.add_argument(
-        "--log-level",
-        default=_env("RECO_LOG_LEVEL", "INFO", str),
-        help="logging level (env RECO_LOG_LEVEL)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    p.add_flag(flags.LOG_LEVEL)
 
-    gen = commands.add_parser(
-        "generate",
-        help="write impressions.csv, catalog.csv and generation.json",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    gen.add_argument(
-        "--rows",
-        type=int,
-        default=_env("RECO_ROWS", DEFAULT_ROWS, int),
-        help="impression rows to write (env RECO_ROWS)",
-    )
-    gen.add_argument(
+    gen = p.command("generate", "write impressions.csv, catalog.csv and generation.json")
+    gen.add("--rows", flags.integer(1), str(DEFAULT_ROWS), "impression rows to write")
+    gen.add(
         "--seed",
-        type=int,
-        default=_env("RECO_SEED", DEFAULT_SEED, int),
-        help="random seed; same rows + seed give identical files (env RECO_SEED)",
+        flags.integer(),
+        str(DEFAULT_SEED),
+        "random seed; same rows + seed give identical files",
     )
-    gen.add_argument("--out", type=Path, required=True, help="output directory")
-    gen.add_argument(
+    gen.add("--out", flags.required_path, "", "output directory")
+    gen.add(
         "--products",
-        type=int,
-        default=DEFAULT_PRODUCTS,
-        help="catalog size (at least one product per base item)",
+        flags.integer(1),
+        str(DEFAULT_PRODUCTS),
+        "catalog size (at least one product per base item)",
     )
-    gen.add_argument(
+    gen.add(
         "--notebook",
-        action="store_true",
-        help="also write sessions.csv in the notebook's schema (one row per session)",
+        flags.boolean,
+        "false",
+        "also write sessions.csv in the notebook's schema (one row per session)",
     )
-    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.add("--no-progress", flags.boolean, "false", "hide the progress bar")
 
-    check = commands.add_parser(
-        "check",
-        help="print the data-quality report of a data file or directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    check.add_argument(
+    check = p.command("check", "print the data-quality report of a data file or directory")
+    check.add(
         "--data",
-        type=Path,
-        required=True,
-        help="a CSV, or a directory with impressions.csv or sessions.csv",
+        flags.required_path,
+        "",
+        "a CSV, or a directory with impressions.csv or sessions.csv",
     )
     _add_max_bad(check)
 
-    fit = commands.add_parser(
-        "train",
-        help="train, evaluate and write a model bundle",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    fit.add_argument(
+    fit = p.command("train", "train, evaluate and write a model bundle")
+    fit.add(
         "--data",
-        type=Path,
-        required=True,
-        help="a CSV, or a directory with impressions.csv (+ catalog.csv) or sessions.csv",
+        flags.required_path,
+        "",
+        "a CSV, or a directory with impressions.csv (+ catalog.csv) or sessions.csv",
     )
-    fit.add_argument(
+    fit.add(
         "--out",
-        type=Path,
-        required=True,
-        help="the new bundle directory (must not exist); its name is the version",
+        flags.required_path,
+        "",
+        "the new bundle directory (must not exist); its name is the version",
     )
     _add_max_bad(fit)
-    fit.add_argument(
+    fit.add(
         "--threshold",
-        type=float,
-        default=_env("RECO_THRESHOLD", DEFAULT_THRESHOLD, float),
-        help="default confidence threshold (env RECO_THRESHOLD)",
+        flags.number(0, 1),
+        str(DEFAULT_THRESHOLD),
+        "default confidence threshold (between 0 and 1)",
     )
-    fit.add_argument(
+    fit.add(
         "--threads",
-        type=int,
-        default=_env("RECO_TRAIN_THREADS", DEFAULT_THREADS, int),
-        help="LightGBM threads; fixed so training is reproducible (env RECO_TRAIN_THREADS)",
+        flags.integer(1),
+        str(DEFAULT_THREADS),
+        "LightGBM threads; fixed so training is reproducible",
+        env="RECO_TRAIN_THREADS",
     )
-    fit.add_argument(
+    fit.add(
         "--feature-set",
-        choices=FEATURE_SET_CHOICES,
-        default=_env("RECO_FEATURE_SET", None, str),
-        help="impressions only: 'candidate' (what the server serves) or 'sequence' (adds the "
-        "decayed whole-session history; not servable yet); default: what the schema trains "
-        "(env RECO_FEATURE_SET)",
+        flags.optional(flags.choice(*FEATURE_SET_CHOICES)),
+        "",
+        "impressions only: 'candidate' (what the server serves) or 'sequence' (adds the "
+        "decayed whole-session history; not servable yet); unset = what the schema trains",
     )
-    fit.add_argument(
+    fit.add(
         "--split",
-        choices=SPLIT_CHOICES,
-        default=_env("RECO_SPLIT", "session", str),
-        help="'session': 1/5 of the sessions held out at random; 'time': the 1/5 that started "
-        "last (env RECO_SPLIT)",
+        flags.choice(*SPLIT_CHOICES),
+        "session",
+        "'session': 1/5 of the sessions held out at random; 'time': the 1/5 that started last",
     )
-    fit.add_argument(
+    fit.add(
         "--calibration",
-        choices=CALIBRATION_CHOICES,
-        default=_env("RECO_CALIBRATION", "auto", str),
-        help="'auto': fold a Platt step into the trees when validation shows miscalibration "
-        "beyond sampling noise; 'platt': always; 'none': never (env RECO_CALIBRATION)",
+        flags.choice(*CALIBRATION_CHOICES),
+        "auto",
+        "'auto': fold a Platt step into the trees when validation shows miscalibration "
+        "beyond sampling noise; 'platt': always; 'none': never",
     )
-    fit.add_argument(
+    fit.add(
         "--business-projection",
-        action="store_true",
-        help="show the business illustration in the report even for generated data",
+        flags.boolean,
+        "false",
+        "show the business illustration in the report even for generated data",
     )
     defaults = BusinessAssumptions()
-    fit.add_argument(
+    fit.add(
         "--sessions-per-day",
-        type=float,
-        default=defaults.sessions_per_day,
-        help="business projection: sessions per day",
+        flags.number(0),
+        f"{defaults.sessions_per_day:g}",
+        "business projection: sessions per day",
     )
-    fit.add_argument(
+    fit.add(
         "--recs-per-session",
-        type=float,
-        default=defaults.recs_per_session,
-        help="business projection: recommendations shown per session",
+        flags.number(0),
+        f"{defaults.recs_per_session:g}",
+        "business projection: recommendations shown per session",
     )
-    fit.add_argument(
+    fit.add(
         "--value-per-click",
-        type=float,
-        default=defaults.value_per_click,
-        help="business projection: dollars per click",
+        flags.number(0),
+        f"{defaults.value_per_click:g}",
+        "business projection: dollars per click",
     )
+    fit.add_flag(flags.BUNDLE_KEY_FILE)
 
     _add_distributed(fit)
-    fit.add_argument(
-        "--bundle-key-file",
-        type=Path,
-        default=_env("RECO_BUNDLE_KEY_FILE", None, Path),
-        help="sign manifest.json with this HMAC key (python -m training keygen makes one; the "
-        "key may also come from RECO_BUNDLE_KEY) (env RECO_BUNDLE_KEY_FILE)",
-    )
 
-    keygen = commands.add_parser(
-        "keygen",
-        help="write a new random bundle signing key, readable by its owner only",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    keygen = p.command(
+        "keygen", "write a new random bundle signing key, readable by its owner only"
     )
-    keygen.add_argument(
-        "--out", type=Path, required=True, help="key file to create (never replaced)"
-    )
+    keygen.add("--out", flags.required_path, "", "key file to create (never replaced)")
 
-    versus = commands.add_parser(
+    versus = p.command(
         "compare",
-        help="train feature sets on one split and print their metrics and paired differences",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train feature sets on one split and print their metrics and paired differences",
     )
-    versus.add_argument("--data", type=Path, required=True, help="impressions (a CSV or directory)")
-    versus.add_argument(
+    versus.add("--data", flags.required_path, "", "impressions (a CSV or directory)")
+    versus.add(
         "--feature-sets",
-        nargs="+",
-        choices=FEATURE_SET_CHOICES,
-        default=list(FEATURE_SET_CHOICES),
-        help="feature sets to train; the first is the base of the differences",
+        flags.comma_list(flags.choice(*FEATURE_SET_CHOICES)),
+        ",".join(FEATURE_SET_CHOICES),
+        "comma-separated feature sets to train; the first is the base of the differences",
     )
-    versus.add_argument("--split", choices=SPLIT_CHOICES, default="session", help="held-out split")
-    versus.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="confidence threshold"
+    versus.add("--split", flags.choice(*SPLIT_CHOICES), "session", "held-out split")
+    versus.add("--threshold", flags.number(0, 1), str(DEFAULT_THRESHOLD), "confidence threshold")
+    versus.add(
+        "--threads",
+        flags.integer(1),
+        str(DEFAULT_THREADS),
+        "LightGBM threads",
+        env="RECO_TRAIN_THREADS",
     )
-    versus.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="LightGBM threads")
 
-    bench = commands.add_parser(
+    bench = p.command(
         "bench",
-        help="time generate + train per size and print a markdown table (wall time, peak RSS)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "time generate + train per size and print a markdown table (wall time, peak RSS)",
     )
-    bench.add_argument(
+    bench.add(
         "--rows",
-        type=int,
-        nargs="+",
-        default=[15_000, 1_000_000],
-        help="data set sizes to generate and train",
+        flags.comma_list(flags.integer(1)),
+        "15000,1000000",
+        "comma-separated data set sizes to generate and train",
     )
-    bench.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
-    bench.add_argument(
+    bench.add("--seed", flags.integer(), str(DEFAULT_SEED), "generator seed")
+    bench.add(
         "--dask-workers",
-        type=int,
-        default=None,
-        help="instead: one size (the first of --rows), single-machine against distributed "
-        "training on this many local workers, interleaved --rounds times",
+        flags.optional(flags.integer(1)),
+        "",
+        "instead: one size (the first of --rows), single-machine against distributed training "
+        "on this many local workers, interleaved --rounds times",
+        env="RECO_BENCH_DASK_WORKERS",
     )
-    bench.add_argument("--rounds", type=int, default=2, help="rounds of the --dask-workers run")
-    bench.add_argument(
-        "--work-dir",
-        type=Path,
-        required=True,
-        help="empty directory for the generated data and bundles",
+    bench.add(
+        "--rounds",
+        flags.integer(1),
+        "2",
+        "rounds of the --dask-workers comparison",
+        env="RECO_BENCH_ROUNDS",
     )
-    return parser
+    bench.add(
+        "--work-dir", flags.required_path, "", "empty directory for the generated data and bundles"
+    )
+    return p
 
 
-def _add_distributed(parser: argparse.ArgumentParser) -> None:
-    """Distributed training (training/distributed.py; the `distributed` extra)."""
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
+def _add_distributed(parser: flags.SettingsParser) -> None:
+    """Distributed training (training/distributed.py; the `distributed` extra); --dask and
+    --dask-workers exclude each other (checked in _run)."""
+    parser.add(
         "--dask",
+        str,
+        "",
+        "train with lightgbm.dask on this dask.distributed scheduler (tcp://host:8786) from "
+        "partitioned data (impressions/*.parquet, impressions/*.csv, or one CSV read in byte "
+        "ranges); writes the same bundle",
         metavar="SCHEDULER",
-        default=_env("RECO_DASK_SCHEDULER", None, str),
-        help="train with lightgbm.dask on this dask.distributed scheduler (tcp://host:8786) "
-        "from partitioned data (impressions/*.parquet, impressions/*.csv, or one CSV read in "
-        "byte ranges); writes the same bundle (env RECO_DASK_SCHEDULER)",
+        env="RECO_DASK_SCHEDULER",
     )
-    where.add_argument(
+    parser.add(
         "--dask-workers",
-        type=int,
-        default=_env("RECO_DASK_WORKERS", None, int),
-        help="as --dask, on a local cluster of this many worker processes sharing --threads "
-        "(env RECO_DASK_WORKERS)",
+        flags.optional(flags.integer(1)),
+        "",
+        "as --dask, on a local cluster of this many worker processes sharing --threads",
     )
 
 
-def _add_max_bad(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_max_bad(parser: flags.SettingsParser) -> None:
+    parser.add(
         "--max-bad-fraction",
-        type=float,
-        default=_env("RECO_MAX_BAD_FRACTION", DEFAULT_MAX_BAD_FRACTION, float),
-        help="refuse the file when more than this fraction of rows fail the rules "
-        "(env RECO_MAX_BAD_FRACTION)",
+        flags.number(0, 1),
+        str(DEFAULT_MAX_BAD_FRACTION),
+        "refuse the file when more than this fraction of rows fail the rules",
     )
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: SimpleNamespace) -> None:
     """Dispatches one command.
 
     Each command imports only what it runs: LightGBM and scikit-learn take seconds to import
@@ -336,14 +295,14 @@ def _run(args: argparse.Namespace) -> None:
             calibration=args.calibration,
             business_projection=args.business_projection,
         )
+        if args.dask and args.dask_workers is not None:
+            raise flags.SettingError("--dask and --dask-workers exclude each other; give one")
         if args.dask or args.dask_workers is not None:
             from training.distributed import Cluster, train_distributed  # noqa: PLC0415
 
             workers = args.dask_workers
-            if workers is not None and workers < 1:
-                raise ValueError(f"--dask-workers must be at least 1, got {workers}")
             threads = max(1, settings.num_threads // workers) if workers else settings.num_threads
-            cluster = Cluster(args.dask, workers, threads_per_worker=threads)
+            cluster = Cluster(args.dask or None, workers, threads_per_worker=threads)
             train_distributed(settings, cluster, key)
         else:
             from training.pipeline import train  # noqa: PLC0415
@@ -352,21 +311,19 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs one command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    """Runs one command; returns the process exit code (2 for a bad setting or refused data)."""
+    return flags.run_cli(PROG, lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = SimpleNamespace(**build_parser().parse(argv))
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         _run(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_DATA
-    except SigningKeyError as exc:
+    except (DataError, SigningKeyError, ValueError) as exc:  # ValueError: bad values (rows, ...)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_DATA
     except FileExistsError as exc:  # BundleExistsError (bundles are immutable), keygen's file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BUNDLE_EXISTS
-    except ValueError as exc:  # bad flag values (rows <= 0, catalog too small, ...)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_DATA
     return 0

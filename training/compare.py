@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from reco import SERVING_SLOT
 from training.bootstrap import (
     Bootstrap,
     Interval,
@@ -35,7 +36,6 @@ from training.model import predict
 from training.pages import page_views
 from training.pipeline import feature_set_of, fit
 from training.schema import LABEL, SIM_PROBABILITY
-from training.sequence import SERVING_SLOT
 from training.truth import Truth
 
 F64 = npt.NDArray[np.float64]

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.catalog import CATALOG_COLUMNS, CATALOG_FILE, Catalog
+from reco import CATALOG_COLUMNS, CATALOG_FILE
+from training.catalog import catalog_from_frame
 from training.generator import IMPRESSIONS_FILE, REPORT_FILE, SESSIONS_FILE
 from training.quality import QualityReport, check_quality
 from training.schema import CANDIDATE_SET, DataError
@@ -86,7 +87,7 @@ def catalog_from_impressions(frame: pd.DataFrame) -> pd.DataFrame:
 def _load_catalog(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"product_id": str})
-        Catalog.from_frame(frame)  # validates columns and unique ids
+        catalog_from_frame(frame)  # validates columns and unique ids
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: {exc}") from exc
     return frame.loc[:, list(CATALOG_COLUMNS)]

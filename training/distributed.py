@@ -26,18 +26,26 @@ import pandas as pd
 from dask.distributed import Client, LocalCluster
 from lightgbm.dask import DaskLGBMClassifier
 
+from reco import (
+    CATALOG_FILE,
+    FEATURE_SETS,
+    Catalog,
+    Encodings,
+    ProductTables,
+    SigningKey,
+    Vocabulary,
+)
 from training.affinity import affinity_from_baskets, session_baskets
-from training.catalog import CATALOG_FILE, Catalog, ProductTables
+from training.catalog import catalog_from_frame, tables_from_frame
 from training.dataset import DataSet, _generation, _load_catalog, catalog_from_impressions
 from training.evaluation import Fitted
-from training.features import FEATURE_SETS, Encodings, Vocabulary, features_from_frame
+from training.features import features_from_frame
 from training.generator import IMPRESSIONS_FILE
 from training.model import NUM_TREES, PARAMS, monotone_constraints
 from training.pipeline import Parts, calibrate, check_new_bundle, finish
 from training.quality import QualityReport, RuleResult, check_quality
 from training.schema import CANDIDATE_SET, LABEL, DataError
 from training.settings import TrainSettings
-from training.signing import SigningKey
 from training.split import SESSION_SPLIT, split_rows
 
 log = logging.getLogger(__name__)
@@ -216,10 +224,10 @@ def train_distributed(
         sample = sample.reset_index(drop=True)
 
         encodings = _encodings(train_rows)
-        catalog = Catalog.from_frame(data.catalog)
+        catalog = catalog_from_frame(data.catalog)
         baskets = train_rows.map_partitions(session_baskets).drop_duplicates().compute()
         affinity = affinity_from_baskets(baskets.reset_index(drop=True))
-        tables = ProductTables.build(catalog, affinity)
+        tables = tables_from_frame(catalog, affinity)
         names = FEATURE_SETS[CANDIDATE_SET]
         features_meta = pd.DataFrame({n: pd.Series(dtype=np.float32) for n in names})
         X = train_rows.map_partitions(_features_frame, encodings, catalog, tables, names,

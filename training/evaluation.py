@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from reco import CANDIDATE_SETS, SERVING_SLOT, Catalog, Encodings, ProductTables
 from training.baselines import BatchModel, PopularityRanker
 from training.bootstrap import (
     NONE,
@@ -32,9 +33,8 @@ from training.bootstrap import (
     weighted_log_loss,
     weighted_mean,
 )
-from training.catalog import Catalog, ProductTables
 from training.catalog_ranking import TOP, CatalogPages, catalog_frame, per_page_metrics
-from training.features import CANDIDATE_SETS, Encodings, features_from_frame
+from training.features import features_from_frame
 from training.metrics import (
     NOT_APPLICABLE,
     TOP_K,
@@ -47,7 +47,6 @@ from training.metrics import (
 from training.model import predict
 from training.pages import PageViews, page_views
 from training.schema import LABEL, SIM_CONTEXT_FREE, SIM_PROBABILITY
-from training.sequence import SERVING_SLOT
 from training.truth import Truth
 
 F64 = npt.NDArray[np.float64]

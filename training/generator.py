@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from reco import CATALOG_FILE, NONE_PRODUCT
 from training.behaviour import (
     DEVICES,
     EXAMINATION,
@@ -24,8 +25,6 @@ from training.behaviour import (
     World,
     simulate,
 )
-from training.catalog import CATALOG_FILE
-from training.features import NONE_PRODUCT
 from training.marginals import Calibration, Offsets, calibrate
 from training.products import generate_catalog
 from training.schema import (

@@ -18,27 +18,28 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.affinity import affinity_table
-from training.bundle import (
+from reco import (
+    AFFINITY_FILE,
+    CANDIDATE_SETS,
+    CATALOG_FILE,
+    FEATURE_SETS,
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
     TRAIN_SAMPLE_FILE,
+    Encodings,
+    SigningKey,
+    Vocabulary,
     hash_files,
     probe_to_manifest,
     sha256_file,
     write_manifest,
 )
-from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables
+from training.affinity import affinity_table
+from training.catalog import catalog_from_frame, catalog_to_frame, tables_from_frame
 from training.dataset import DataSet, load_dataset
 from training.evaluation import MODEL, Evaluation, Fitted, evaluate
-from training.features import (
-    CANDIDATE_SETS,
-    FEATURE_SETS,
-    Encodings,
-    Vocabulary,
-    features_from_frame,
-)
+from training.features import features_from_frame
 from training.metrics import NOT_APPLICABLE, business_projection
 from training.model import NUM_TREES, PARAMS, monotone_constraints, predict, train_booster
 from training.probe import build_probe
@@ -52,7 +53,6 @@ from training.reliability import (
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, DataError
 from training.settings import TrainSettings
-from training.signing import SigningKey
 from training.split import SESSION_SPLIT, SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 from training.truth import Truth
@@ -103,9 +103,9 @@ def fit(
     catalog = tables = affinity = None
     if feature_set in CANDIDATE_SETS:
         assert data.catalog is not None  # load_dataset always supplies one for impressions
-        catalog = Catalog.from_frame(data.catalog)
+        catalog = catalog_from_frame(data.catalog)
         affinity = affinity_table(train)
-        tables = ProductTables.build(catalog, affinity)
+        tables = tables_from_frame(catalog, affinity)
     X_train = features_from_frame(train, encodings, catalog, tables, feature_set)
     X_test = features_from_frame(test, encodings, catalog, tables, feature_set)
     names = FEATURE_SETS[feature_set]
@@ -452,7 +452,9 @@ def _write_bundle(
     fitted.booster.save_model(str(staging / MODEL_FILE))
     files = [MODEL_FILE]
     if fitted.catalog is not None and fitted.affinity is not None:
-        fitted.catalog.to_frame().to_csv(staging / CATALOG_FILE, index=False, lineterminator="\n")
+        catalog_to_frame(fitted.catalog).to_csv(
+            staging / CATALOG_FILE, index=False, lineterminator="\n"
+        )
         fitted.affinity.to_csv(staging / AFFINITY_FILE, index=False, lineterminator="\n")
         files += [CATALOG_FILE, AFFINITY_FILE]
     rng = np.random.default_rng(SAMPLE_SEED)

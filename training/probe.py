@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.catalog import Catalog, ProductTables
-from training.features import FEATURE_SETS, N_PREVIOUS, Encodings, features_from_frame
+from reco import FEATURE_SETS, N_PREVIOUS, Catalog, Encodings, ProductTables
+from training.features import features_from_frame
 from training.model import predict, split_thresholds
 
 PROBE_SEED = 42

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.catalog import CATALOG_COLUMNS
+from reco import CATALOG_COLUMNS
 from training.settings import DEFAULT_PRODUCTS
 
 # (category, subcategory, [(item name, lowest price, highest price), ...]). Items of one

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 # Previous products carried by a row, most recent first (the notebook's prev_product_1..3).
-N_PREVIOUS = 3
+from reco import N_PREVIOUS
 
 LABEL = "recommendation_clicked"
 TIMESTAMP = "timestamp"

@@ -8,13 +8,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.catalog import Catalog, ProductTables
-from training.features import (
+from reco import (
     CandidateInputs,
+    Catalog,
     Encodings,
+    ProductTables,
+    SessionContext,
     build_features,
     sequence_inputs_from_views,
-    session_inputs_from_context,
+    session_inputs,
 )
 from training.model import predict
 
@@ -32,7 +34,7 @@ class LiveContext:
     scroll_depth: float = 0.8
     clicked_product_image: bool = True
     session_length_mins: float = 12.0
-    products_viewed_count: float = 3.0
+    products_viewed_count: int = 3
 
 
 # Views Hiking Boots, adds a Tent to the cart, then views a Sleeping Bag, engaged, on a desktop.
@@ -60,21 +62,21 @@ def rank_catalog(
     if missing:
         raise ValueError(f"catalog has no product named {missing[0]!r}")
     current = by_name[context.current]
-    session = session_inputs_from_context(
-        encodings=encodings,
-        catalog=catalog,
-        current_product_id=current,
-        current_category=None,
-        current_price=None,
-        previous_product_ids=[by_name[n] for n in context.previous],
-        products_in_cart=float(len(context.in_cart)),
-        device_type=context.device_type,
-        traffic_source=context.traffic_source,
-        time_on_page_sec=context.time_on_page_sec,
-        scroll_depth=context.scroll_depth,
-        clicked_product_image=context.clicked_product_image,
-        session_length_mins=context.session_length_mins,
-        products_viewed_count=context.products_viewed_count,
+    session = session_inputs(
+        SessionContext(
+            current_product_id=current,
+            previous_product_ids=tuple(by_name[n] for n in context.previous),
+            products_in_cart=len(context.in_cart),
+            device_type=context.device_type,
+            traffic_source=context.traffic_source,
+            time_on_page_sec=context.time_on_page_sec,
+            scroll_depth=context.scroll_depth,
+            clicked_product_image=context.clicked_product_image,
+            session_length_mins=context.session_length_mins,
+            products_viewed_count=context.products_viewed_count,
+        ),
+        encodings,
+        catalog,
     )
     blocked = {current, *(by_name[n] for n in context.in_cart)}
     eligible = np.flatnonzero(

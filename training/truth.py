@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from reco import Catalog
 from training.behaviour import (
     DEVICES,
     SIMULATOR_VERSION,
@@ -25,7 +26,7 @@ from training.behaviour import (
     click_logit,
     sigmoid,
 )
-from training.catalog import Catalog
+from training.catalog import catalog_from_frame
 from training.marginals import Offsets
 from training.pages import PageViews
 from training.schema import (
@@ -75,7 +76,7 @@ class Truth:
             )
         return cls(
             world=World.from_catalog(catalog),
-            catalog=Catalog.from_frame(catalog),
+            catalog=catalog_from_frame(catalog),
             offsets=Offsets.from_report(generation["calibrated_offsets"]),
             examination=np.asarray(simulator["examination"], dtype=np.float64),
         )

@@ -4,60 +4,146 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from compiler import Backend, BackendError, load_backend
+from reco import (
+    FEATURE_NAMES,
+    Backend,
+    BackendError,
+    BackendUnavailableError,
+    BundleError,
+    CandidateInputs,
+    Catalog,
+    Encodings,
+    Explainer,
+    OutsideRootError,
+    ProductTables,
+    SessionContext,
+    SigningKey,
+    build_features,
+    load_bundle,
+    name_under_root,
+    session_inputs,
+)
 from server.core.errors import Unavailable
-from training.bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
-from training.catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
-from training.features import FEATURE_NAMES, Encodings
-from training.signing import SigningKey
-from training.verified_copy import OutsideRootError, copy_verified, name_under_root
 
 log = logging.getLogger(__name__)
 
-# The files a server reads after load; copied privately, the rest of the bundle only hashed.
-SERVED_FILES = (LIBRARY_FILE, ONNX_FILE, MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
-REQUIRED_FILES = (MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What an unknown session is shown, computed once per model: the in-stock products, most
+    popular first, and the model's score of each for a session it knows nothing about."""
+
+    by_popularity: I64
+    scores: F64
+    position: I64  # each catalog product's place in by_popularity (-1: not in stock)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A bundle ready to serve. Immutable: a reload builds a new one and swaps the reference."""
+    """A bundle ready to serve. Immutable: a reload builds a new one and swaps the reference.
+    Build it with LoadedModel.prepare, which computes the per-model lookups once."""
 
     bundle_dir: Path
     version: str
-    manifest: dict[str, Any]
     backend: Backend
     rejected_backends: tuple[str, ...]
     encodings: Encodings
     catalog: Catalog
     tables: ProductTables
     threshold: float
+    feature_names: tuple[str, ...]
+    files: Mapping[str, str]  # the manifest's sha256 of every file
+    created_at: str
     # Per-product lookups padded like ProductTables (index -1 = unknown product -> NaN), built
     # once here so a request resolves all its candidates with two numpy gathers.
     product_category_codes: npt.NDArray[np.float32] = field(repr=False)
     product_prices: npt.NDArray[np.float32] = field(repr=False)
+    in_stock_pool: I64 = field(repr=False)  # catalog indices of the products in stock
+    pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
+    cold_start: ColdStart = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
     # The bundle relative to the bundle root: the only name of it that clients see.
     bundle_name: str = ""
-    # model.txt as verified at load (explanations use it; the bundle may change afterwards).
-    model_text: str = field(default="", repr=False)
     # The key id the manifest's signature was checked with (None: signatures not checked).
     signed_by: str | None = None
+    # Built at load from the verified model.txt when explanations are enabled, else None.
+    explainer: Explainer | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
         """Columns of the model's input matrix."""
-        return len(FEATURE_NAMES)
+        return len(self.feature_names)
+
+    @classmethod
+    def prepare(
+        cls,
+        *,
+        backend: Backend,
+        encodings: Encodings,
+        catalog: Catalog,
+        tables: ProductTables,
+        threshold: float,
+        version: str,
+        bundle_dir: Path = Path(),
+        bundle_name: str = "",
+        files: Mapping[str, str] | None = None,
+        created_at: str = "",
+        rejected_backends: tuple[str, ...] = (),
+        signed_by: str | None = None,
+        explainer: Explainer | None = None,
+    ) -> LoadedModel:
+        """The model with everything that depends only on it computed now, not per request:
+        padded lookups, the in-stock pool and the cold-start ranking (scored by `backend`)."""
+        codes = np.append(encodings.category.encode(catalog.categories), np.float32(np.nan))
+        prices = np.append(catalog.prices, np.float32(np.nan)).astype(np.float32)
+        in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
+        popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
+        session = session_inputs(SessionContext(), encodings, catalog)
+        rows = build_features(session, CandidateInputs(codes[popular], prices[popular], popular),
+                              tables)  # fmt: skip
+        return cls(
+            bundle_dir=bundle_dir,
+            version=version,
+            backend=backend,
+            rejected_backends=rejected_backends,
+            encodings=encodings,
+            catalog=catalog,
+            tables=tables,
+            threshold=threshold,
+            feature_names=FEATURE_NAMES,
+            files=dict(files or {}),
+            created_at=created_at,
+            product_category_codes=codes.astype(np.float32),
+            product_prices=prices,
+            in_stock_pool=in_stock,
+            pool_position=_positions(in_stock, len(catalog)),
+            cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
+            popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
+            bundle_name=bundle_name,
+            signed_by=signed_by,
+            explainer=explainer,
+        )
+
+
+def _positions(pool: I64, n_products: int) -> I64:
+    """Each catalog product's position in `pool`, -1 when it is not there; padded like the
+    product tables, so NO_PRODUCT (-1) reads the padding."""
+    position = np.full(n_products + 1, -1, dtype=np.int64)
+    position[pool] = np.arange(len(pool))
+    return position
 
 
 def load_model(
@@ -67,10 +153,12 @@ def load_model(
     root: Path | None = None,
     key: SigningKey | None = None,
     scratch_dir: Path | None = None,
+    explain: bool = False,
 ) -> LoadedModel:
-    """Reads a bundle from under `root` (default: the directory holding it), checks its
-    signature when a key is given and every file it lists, and loads a backend that passed the
-    parity probe, all from a private copy made in `scratch_dir` and deleted afterwards.
+    """Reads a bundle from under `root` (default: the directory holding it) with
+    reco.load_bundle (signature, every listed file's hash, ELF checks, parity probe, all from
+    a private copy in `scratch_dir`), then prepares it; with `explain`, LightGBM's booster is
+    built now from the verified model.txt.
 
     Raises Unavailable naming the reason when the bundle cannot be served; its message names
     the bundle relative to the root and never holds an absolute path.
@@ -78,61 +166,53 @@ def load_model(
     bundle_dir = bundle_dir.absolute()  # a relative path is relative to the working directory
     root = Path(os.path.realpath(root if root is not None else bundle_dir.resolve().parent))
     display = _display_name(root, bundle_dir)
-    scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_dir))
     try:
-        return _load_copy(root, bundle_dir, key, scratch, backend_kind)
-    except (BundleError, BackendError, OSError, ValueError, KeyError) as exc:
+        bundle = load_bundle(
+            root,
+            bundle_dir,
+            key=key,
+            backend=backend_kind,
+            feature_names=FEATURE_NAMES,
+            keep_model_text=explain,
+            scratch_dir=scratch_dir,
+        )
+        manifest = bundle.manifest
+        explainer = None
+        if bundle.model_text is not None:
+            explainer = Explainer(bundle.model_text, manifest.feature_names)
+        model = LoadedModel.prepare(
+            backend=bundle.backend,
+            encodings=bundle.encodings,
+            catalog=bundle.catalog,
+            tables=bundle.tables,
+            threshold=manifest.default_threshold,
+            version=manifest.version,
+            bundle_dir=bundle.source,
+            bundle_name=bundle.name,
+            files=manifest.files,
+            created_at=manifest.created_at,
+            rejected_backends=tuple(bundle.backend.rejected),
+            signed_by=bundle.signed_by,
+            explainer=explainer,
+        )
+    except (BundleError, BackendError, BackendUnavailableError, OSError, ValueError) as exc:
         if isinstance(exc, OutsideRootError):
             log.error("refused bundle %s (%s): %s", bundle_dir, bundle_dir.resolve(), exc)
-        message = _without_paths(str(exc), {scratch: display, bundle_dir.resolve(): display,
-                                            root: "<bundle root>"})  # fmt: skip
+        # The private copy (reco.load_bundle makes it under scratch_dir) reads as the bundle.
+        scratch = os.path.realpath(scratch_dir or tempfile.gettempdir())
+        message = re.sub(re.escape(scratch) + r"/bundle-[^/\s]+", display, str(exc))
+        message = _without_paths(message, {bundle_dir.resolve(): display, root: "<bundle root>"})
         raise Unavailable(f"cannot load bundle {display}: {message}") from exc
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _load_copy(
-    root: Path, bundle_dir: Path, key: SigningKey | None, scratch: Path, backend_kind: str
-) -> LoadedModel:
-    copy = copy_verified(root, bundle_dir, key, scratch, SERVED_FILES)
-    manifest = copy.manifest
-    if manifest["feature_set"] != "candidate" or tuple(manifest["feature_names"]) != FEATURE_NAMES:
-        raise BundleError(
-            f"trained on feature set {manifest['feature_set']!r}; the server scores "
-            "candidates and needs the 'candidate' feature set"
-        )
-    absent = [name for name in REQUIRED_FILES if name not in manifest["files"]]
-    if absent:
-        raise BundleError(f"the manifest lists no {', '.join(absent)}")
-    catalog, tables = load_tables(scratch)
-    backend = load_backend(scratch, kind=backend_kind, manifest=manifest, label=copy.name)
-    encodings = Encodings.from_manifest(manifest["encodings"])
-    codes = encodings.category.encode(catalog.categories)
-    model = LoadedModel(
-        bundle_dir=copy.source,
-        version=str(manifest["version"]),
-        manifest=manifest,
-        backend=backend,
-        rejected_backends=tuple(backend.rejected),
-        encodings=encodings,
-        catalog=catalog,
-        tables=tables,
-        threshold=float(manifest["default_threshold"]),
-        product_category_codes=np.append(codes, np.float32(np.nan)).astype(np.float32),
-        product_prices=np.append(catalog.prices, np.float32(np.nan)).astype(np.float32),
-        popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
-        bundle_name=copy.name,
-        model_text=(scratch / MODEL_FILE).read_text(),
-        signed_by=copy.key_id,
-    )
     log.info(
-        "loaded bundle %s (version %s, %s) with backend %s; rejected: %s",
-        copy.source,
+        "loaded bundle %s (version %s, %s) with backend %s; rejected: %s; explanations %s",
+        bundle.source,
         model.version,
-        f"signature checked with key {copy.key_id}" if copy.key_id else "signature not checked",
-        backend.name,
+        f"signature checked with key {bundle.signed_by}" if bundle.signed_by else
+        "signature not checked",
+        model.backend.name,
         list(model.rejected_backends) or "none",
-    )
+        "on" if explainer else "off",
+    )  # fmt: skip
     return model
 
 

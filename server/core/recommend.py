@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from reco import NO_PRODUCT, CandidateInputs, Contribution, SessionContext
 from server.core.errors import InvalidArgument, Unavailable
 from server.core.model import LoadedModel
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
-from server.core.requests import Context
 from server.core.scoring import check_deadline, context_features
-from server.core.sessions import SessionState, SessionStore
-from server.core.validation import unit_interval
-from training.bundle import MODEL_FILE
-from training.catalog import NO_PRODUCT
-from training.features import FEATURE_NAMES, CandidateInputs
+from server.core.sessions import SessionStore
+from server.core.validation import validate_recommend
 
 log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 DEFAULT_K = 3
 MAX_K = 100
-EXPLAIN_TOP = 3
-MAX_EXPLAINED_MODELS = 4
 # Cold start scores this many of the most popular products and answers with the best of them.
 COLD_START_POOL = 50
 
@@ -65,15 +58,6 @@ class RecommendQuery:
 
 
 @dataclass(frozen=True)
-class Contribution:
-    """One feature's share of an item's score (log-odds), with the feature's value."""
-
-    feature: str
-    value: float
-    contribution: float
-
-
-@dataclass(frozen=True)
 class Item:
     """A recommended product."""
 
@@ -99,37 +83,12 @@ class Recommendation:
     candidates_scored: int
     stage_seconds: dict[str, float]
 
-
-class Explainer:
-    """Per-feature contributions from LightGBM's own booster (only when a caller asks: it is
-    about a hundred times slower than the compiled model)."""
-
-    def __init__(self) -> None:
-        self._boosters: dict[str, lgb.Booster] = {}
-        self._lock = threading.Lock()
-
-    def contributions(
-        self, model: LoadedModel, rows: npt.NDArray[np.float32]
-    ) -> list[list[Contribution]]:
-        """The EXPLAIN_TOP largest contributions of each row, largest magnitude first."""
-        # Keyed by the model text's hash: two bundles may share a version name.
-        identity = str(model.manifest.get("files", {}).get(MODEL_FILE, model.version))
-        with self._lock:
-            booster = self._boosters.get(identity)
-            if booster is None:
-                # The text verified at load: the bundle's model.txt may have changed since.
-                booster = lgb.Booster(model_str=model.model_text)
-                if len(self._boosters) >= MAX_EXPLAINED_MODELS:  # old versions after reloads
-                    self._boosters.pop(next(iter(self._boosters)))
-                self._boosters[identity] = booster
-        contrib = np.asarray(booster.predict(rows, pred_contrib=True, num_threads=1))[:, :-1]
-        out = []
-        for row, values in zip(rows, contrib, strict=True):
-            top = np.argsort(-np.abs(values))[:EXPLAIN_TOP]
-            out.append(
-                [Contribution(FEATURE_NAMES[j], float(row[j]), float(values[j])) for j in top]
-            )
-        return out
+    @classmethod
+    def of(cls, model: LoadedModel, variant: str, items: list[Item], cold_start: bool,
+           candidates_scored: int, stage_seconds: dict[str, float]) -> Recommendation:  # fmt: skip
+        """The answer of `model` (its version and backend) for `variant`."""
+        return cls(items, cold_start, model.version, model.backend.name, variant,
+                   candidates_scored, stage_seconds)  # fmt: skip
 
 
 class Recommender:
@@ -141,19 +100,11 @@ class Recommender:
         self.registry = registry
         self.store = store
         self.limits = limits
-        self.explainer = Explainer()
 
     def recommend(self, query: RecommendQuery, deadline: float | None = None) -> Recommendation:
         """Scores the session's candidates in one backend call and applies the rules."""
-        if not query.session_id:
-            raise InvalidArgument("session_id", query.session_id, "must not be empty")
-        if not 0 <= query.k <= MAX_K:
-            raise InvalidArgument(
-                "k", query.k, f"must be between 0 and {MAX_K} (0 = the default 3)"
-            )
-        if query.max_per_category < 0:
-            raise InvalidArgument("max_per_category", query.max_per_category, "must be >= 0")
-        unit_interval("min_score", query.min_score)
+        validate_recommend(query.session_id, query.k, MAX_K, query.max_per_category,
+                           query.min_score)  # fmt: skip
         model, variant = self.registry.select(query.session_id)
         t0 = time.perf_counter()
         try:
@@ -162,13 +113,26 @@ class Recommender:
             # Degrade instead of failing: a cold-start answer is still a useful page.
             log.warning("recommending cold start for %s: %s", query.session_id, exc)
             state = None
+        context = None if state is None else state.to_context()
+        return self.recommend_on(model, variant, query, context, deadline, t0)
+
+    def recommend_on(self, model: LoadedModel, variant: str, query: RecommendQuery,
+                     context: SessionContext | None, deadline: float | None = None,
+                     t0: float | None = None) -> Recommendation:  # fmt: skip
+        """Recommend for a session's context (None: unknown) against a given model (the one
+        the registry picked, or one being warmed)."""
+        t0 = time.perf_counter() if t0 is None else t0
+        if query.explain and model.explainer is None:
+            raise InvalidArgument(
+                "explain", True, "needs a server started with --explain (explanations are off)"
+            )
         k = query.k or DEFAULT_K
         excluded = [model.catalog.index.get(p, NO_PRODUCT) for p in query.exclude_product_ids]
-        if state is None or (not state.current_product_id and not state.cart):
+        if context is None or (not context.current_product_id and not context.cart_product_ids):
             return self._cold_start(model, variant, k, excluded, t0)
-        candidates = self.candidates(model, state, excluded)
+        candidates = self.candidates(model, context, excluded)
         t1 = time.perf_counter()
-        rows = context_features(model, state.to_context(), self._inputs(model, candidates))
+        rows = context_features(model, context, self._inputs(model, candidates))
         t2 = time.perf_counter()
         check_deadline(deadline)
         scores = model.backend.predict(rows)
@@ -178,38 +142,27 @@ class Recommender:
             model, candidates, rank(scores, min_score, 0), query.max_per_category
         )[:k]
         items = self._items(
-            model, state, candidates[order], scores[order], rows[order], query.explain
+            model, context, candidates[order], scores[order], rows[order], query.explain
         )
         t4 = time.perf_counter()
-        return Recommendation(
-            items=items,
-            cold_start=False,
-            model_version=model.version,
-            backend=model.backend.name,
-            variant=variant,
-            candidates_scored=len(candidates),
-            stage_seconds={
-                "retrieval": t1 - t0,
-                "features": t2 - t1,
-                "predict": t3 - t2,
-                "rank": t4 - t3,
-            },
-        )
+        stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
+        return Recommendation.of(model, variant, items, False, len(candidates), stages)
 
-    def candidates(self, model: LoadedModel, state: SessionState, excluded: list[int]) -> I64:
+    def candidates(self, model: LoadedModel, context: SessionContext, excluded: list[int]) -> I64:
         """Catalog indices allowed by the business rules: in stock, not in the cart, not the
         product on screen, not excluded; all of them for a small catalog, else retrieval."""
         index = model.catalog.index
-        allowed = model.catalog.in_stock.copy()
-        blocked = [index.get(p, NO_PRODUCT) for p in (state.current_product_id, *state.cart)]
-        blocked = [i for i in (*blocked, *excluded) if i != NO_PRODUCT]
-        allowed[blocked] = False
-        pool = np.flatnonzero(allowed)
+        shown = (context.current_product_id, *context.cart_product_ids)
+        blocked = [i for i in (*(index.get(p, NO_PRODUCT) for p in shown), *excluded)
+                   if i != NO_PRODUCT]  # fmt: skip
+        pool = model.in_stock_pool  # computed at load; never written
+        if blocked:
+            pool = pool[_kept(model.pool_position, len(pool), blocked)]
         if len(pool) <= self.limits.catalog_limit:
             return pool
-        return self._retrieve(model, state, pool)
+        return self._retrieve(model, context, pool)
 
-    def _retrieve(self, model: LoadedModel, state: SessionState, pool: I64) -> I64:
+    def _retrieve(self, model: LoadedModel, context: SessionContext, pool: I64) -> I64:
         """The pool's products most related to the session: affinity to the current and
         previous products first, then the current category, then popularity (a pool no larger
         than retrieval_size is kept whole). The tables are padded for NO_PRODUCT, so a product
@@ -218,8 +171,8 @@ class Recommender:
         if len(pool) <= size:
             return pool
         index = model.catalog.index
-        current = index.get(state.current_product_id, NO_PRODUCT)
-        previous = [index.get(p, NO_PRODUCT) for p in state.previous_product_ids]
+        current = index.get(context.current_product_id, NO_PRODUCT)
+        previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids]
         affinity = model.tables.affinity
         relatedness = affinity[current, pool] + affinity[previous, :][:, pool].max(
             axis=0, initial=0.0
@@ -237,11 +190,12 @@ class Recommender:
             model.product_category_codes[candidates], model.product_prices[candidates], candidates
         )
 
-    def _items(self, model: LoadedModel, state: SessionState | None, picked: I64,
+    def _items(self, model: LoadedModel, context: SessionContext | None, picked: I64,
                scores: npt.NDArray[np.float64], rows: npt.NDArray[np.float32],
                explain: bool) -> list[Item]:  # fmt: skip
         catalog = model.catalog
-        contributions = self.explainer.contributions(model, rows) if explain and len(rows) else None
+        explainer = model.explainer
+        contributions = explainer.contributions(rows) if explain and explainer else None
         items = []
         for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
             items.append(
@@ -252,7 +206,7 @@ class Recommender:
                     subcategory=str(catalog.subcategories[i]),
                     price=float(catalog.prices[i]),
                     score=score,
-                    reasons=reasons_for(model, state, i),
+                    reasons=reasons_for(model, context, i),
                     contributions=contributions[n] if contributions else [],
                 )
             )
@@ -261,23 +215,30 @@ class Recommender:
     def _cold_start(self, model: LoadedModel, variant: str, k: int, excluded: list[int],
                     t0: float) -> Recommendation:  # fmt: skip
         """Popular in-stock products, scored without session context (no threshold: there is
-        nothing to be confident about yet), flagged as cold start."""
-        allowed = model.catalog.in_stock.copy()
-        allowed[[i for i in excluded if i != NO_PRODUCT]] = False
-        pool = np.flatnonzero(allowed)
-        pool = pool[np.argsort(-model.catalog.popularity[pool], kind="stable")][:COLD_START_POOL]
-        rows = context_features(model, Context(), self._inputs(model, pool))
-        scores = model.backend.predict(rows)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return Recommendation(
-            items=self._items(model, None, pool[order], scores[order], rows[order], explain=False),
-            cold_start=True,
-            model_version=model.version,
-            backend=model.backend.name,
-            variant=variant,
-            candidates_scored=len(pool),
-            stage_seconds={"retrieval": time.perf_counter() - t0},
-        )
+        nothing to be confident about yet), flagged as cold start. The ranking was computed at
+        load (LoadedModel.cold_start); a request only drops its excluded products from it."""
+        cold = model.cold_start
+        dropped = [i for i in excluded if i != NO_PRODUCT]
+        if dropped:
+            among = np.flatnonzero(_kept(cold.position, len(cold.by_popularity), dropped))
+            among = among[:COLD_START_POOL]
+        else:
+            among = np.arange(min(COLD_START_POOL, len(cold.by_popularity)))
+        order = among[np.argsort(-cold.scores[among], kind="stable")][:k]
+        picked = cold.by_popularity[order]
+        items = self._items(model, None, picked, cold.scores[order], np.empty((0, 0), np.float32),
+                            explain=False)  # fmt: skip
+        stages = {"retrieval": time.perf_counter() - t0}
+        return Recommendation.of(model, variant, items, True, len(among), stages)
+
+
+def _kept(position: I64, size: int, dropped: list[int]) -> npt.NDArray[np.bool_]:
+    """A mask over a pool of `size` products without `dropped` (catalog indices), given each
+    catalog product's position in the pool (-1: not in it); a few array writes, no search."""
+    keep = np.ones(size, dtype=bool)
+    at = position[dropped]
+    keep[at[at >= 0]] = False
+    return keep
 
 
 def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int) -> I64:
@@ -295,23 +256,23 @@ def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int)
     return np.asarray(kept, dtype=np.int64)
 
 
-def reasons_for(model: LoadedModel, state: SessionState | None, product: int) -> list[str]:
+def reasons_for(model: LoadedModel, context: SessionContext | None, product: int) -> list[str]:
     """Why a product is shown, in words a shopper understands (at most two reasons)."""
     catalog = model.catalog
-    if state is None:
+    if context is None:
         return [f"popular in {catalog.subcategories[product]}"]
     index = catalog.index
     reasons = []
     related = [
         (index.get(p, NO_PRODUCT), p)
-        for p in (state.current_product_id, *state.previous_product_ids)
+        for p in (context.current_product_id, *context.previous_product_ids)
     ]
     strengths = [(model.tables.affinity[i, product], i) for i, _ in related if i != NO_PRODUCT]
     if strengths:
         strength, anchor = max(strengths)
         if strength > 0:
             reasons.append(f"goes with {catalog.names[anchor]}")
-    current = index.get(state.current_product_id, NO_PRODUCT)
+    current = index.get(context.current_product_id, NO_PRODUCT)
     if current != NO_PRODUCT and catalog.subcategories[current] == catalog.subcategories[product]:
         reasons.append(f"more {catalog.subcategories[product]}")
     if len(reasons) < 2 and catalog.popularity[product] >= model.popular_from:

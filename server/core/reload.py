@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reco import OutsideRootError, resolve_under_root
 from server.core.errors import InvalidArgument, RecoError
 from server.core.model import LoadedModel
 from server.core.registry import PRIMARY, ModelRegistry
-from training.verified_copy import OutsideRootError, resolve_under_root
 
 log = logging.getLogger(__name__)
 

@@ -7,43 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """The shopper's live context; None = not given (completed from the session, else missing)."""
-
-    session_id: str = ""
-    customer_id: str = ""
-    current_product_id: str = ""
-    current_category: str | None = None
-    current_price: float | None = None
-    previous_product_ids: tuple[str, ...] = ()
-    products_in_cart: int | None = None
-    device_type: str | None = None
-    traffic_source: str | None = None
-    time_on_page_sec: float | None = None
-    scroll_depth: float | None = None
-    clicked_product_image: bool | None = None
-    session_length_mins: float | None = None
-    products_viewed_count: int | None = None
-
-    def only_session_id(self) -> bool:
-        """True when the caller sent a session id and nothing else (complete it from the store)."""
-        return (
-            bool(self.session_id)
-            and not self.current_product_id
-            and not self.previous_product_ids
-            and self.current_category is None
-            and self.current_price is None
-            and self.products_in_cart is None
-            and self.device_type is None
-            and self.traffic_source is None
-            and self.time_on_page_sec is None
-            and self.scroll_depth is None
-            and self.clicked_product_image is None
-            and self.session_length_mins is None
-            and self.products_viewed_count is None
-        )
+from reco import SessionContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +42,7 @@ class FeatureRows:
 class ScoreQuery:
     """One Score call: a context plus candidates and/or a feature matrix."""
 
-    context: Context
+    context: SessionContext
     candidates: Candidates
     top_k: int = 0
     min_score: float | None = None

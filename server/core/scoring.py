@@ -8,23 +8,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from reco import NO_PRODUCT, CandidateInputs, SessionContext, build_features, session_inputs
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.model import LoadedModel
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
-from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery, ScoreResult
+from server.core.requests import Candidates, FeatureRows, ScoreQuery, ScoreResult
 from server.core.sessions import SessionStore
 from server.core.validation import (
-    unit_interval,
     validate_candidates,
     validate_context,
     validate_feature_rows,
-)
-from training.catalog import NO_PRODUCT
-from training.features import (
-    CandidateInputs,
-    build_features,
-    session_inputs_from_context,
+    validate_score_options,
 )
 
 F32 = npt.NDArray[np.float32]
@@ -89,24 +84,11 @@ def resolve_candidates(
     return ResolvedCandidates(inputs, rows, unknown_ids)
 
 
-def context_features(model: LoadedModel, context: Context, candidates: CandidateInputs) -> F32:
+def context_features(
+    model: LoadedModel, context: SessionContext, candidates: CandidateInputs
+) -> F32:
     """The model's input rows for one context and its candidates (the shared feature builder)."""
-    session = session_inputs_from_context(
-        encodings=model.encodings,
-        catalog=model.catalog,
-        current_product_id=context.current_product_id,
-        current_category=context.current_category,
-        current_price=context.current_price,
-        previous_product_ids=context.previous_product_ids,
-        products_in_cart=context.products_in_cart,
-        device_type=context.device_type,
-        traffic_source=context.traffic_source,
-        time_on_page_sec=context.time_on_page_sec,
-        scroll_depth=context.scroll_depth,
-        clicked_product_image=context.clicked_product_image,
-        session_length_mins=context.session_length_mins,
-        products_viewed_count=context.products_viewed_count,
-    )
+    session = session_inputs(context, model.encodings, model.catalog)
     return build_features(session, candidates, model.tables)
 
 
@@ -135,11 +117,18 @@ class Scorer:
             if state is not None:
                 context = state.to_context()
         model, variant = self.registry.select(context.session_id)
-        unit_interval("min_score", query.min_score)
-        if query.top_k < 0:
-            raise InvalidArgument(
-                "top_k", query.top_k, "must be >= 0 (0 = all that pass min_score)"
-            )
+        return self.score_on(model, variant, query, context, deadline)
+
+    def score_on(
+        self,
+        model: LoadedModel,
+        variant: str,
+        query: ScoreQuery,
+        context: SessionContext,
+        deadline: float | None = None,
+    ) -> ScoreResult:
+        """Score against a given model (the one the registry picked, or one being warmed)."""
+        validate_score_options(query)
         t0 = time.perf_counter()
         n = len(query.candidates)
         resolved: ResolvedCandidates | None = None

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import bisect
 import enum
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.core.errors import InvalidArgument, SessionFull
-from server.core.requests import Context
-from server.core.validation import non_negative, unit_interval
-from training.features import N_PREVIOUS
+from reco import N_PREVIOUS, SessionContext
+from server.core.errors import SessionFull
 
 MS_PER_MINUTE = 60_000.0
 
@@ -82,7 +78,8 @@ EventRow = tuple[int, str, str, str, str, float | None, float | None, str, str]
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """What one session may hold, and which event times are plausible (DESIGN.md "Errors").
+    """What one session may hold, and which event times are plausible (docs/architecture.md,
+    "Errors").
 
     max_events and max_bytes are caps: at either one the session refuses further events with
     SessionFull (RESOURCE_EXHAUSTED) until it expires or is forgotten. Ids longer than
@@ -100,64 +97,6 @@ class SessionLimits:
 
 
 DEFAULT_LIMITS = SessionLimits()
-
-# Fields that identify things; the dedup index of the in-process store separates event ids with
-# a control character, so ids may not contain any.
-_ID_FIELDS = ("event_id", "session_id", "product_id", "customer_id")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def validate_event(
-    event: Event,
-    prefix: str = "event",
-    limits: SessionLimits = DEFAULT_LIMITS,
-    now_ms: int | None = None,
-) -> None:
-    """Raises InvalidArgument naming the first malformed field of an event; with now_ms (the
-    server's clock), a client timestamp outside the accepted window is refused too."""
-    if not event.event_id:
-        raise InvalidArgument(f"{prefix}.event_id", event.event_id, "must not be empty")
-    if not event.session_id:
-        raise InvalidArgument(f"{prefix}.session_id", event.session_id, "must not be empty")
-    if event.type in NEEDS_PRODUCT and not event.product_id:
-        raise InvalidArgument(
-            f"{prefix}.product_id",
-            event.product_id,
-            f"must name a product for a {event.type.name} event",
-        )
-    for name in (*_ID_FIELDS, "device_type", "traffic_source"):
-        text: str = getattr(event, name)
-        size = len(text.encode())
-        if size > limits.max_id_bytes:
-            # The length, not the value: an oversized value must not come back in the status.
-            raise InvalidArgument(
-                f"{prefix}.{name}", f"{size} bytes", f"must be at most {limits.max_id_bytes} bytes"
-            )
-        if name in _ID_FIELDS and _CONTROL.search(text):
-            raise InvalidArgument(f"{prefix}.{name}", text, "must not contain control characters")
-    if event.timestamp_ms < 0:
-        raise InvalidArgument(
-            f"{prefix}.client_timestamp", event.timestamp_ms, "must not be before 1970"
-        )
-    if now_ms is not None:
-        earliest = now_ms - int(limits.max_age_seconds * 1000)
-        latest = now_ms + int(limits.max_ahead_seconds * 1000)
-        if not earliest <= event.timestamp_ms <= latest:
-            raise InvalidArgument(
-                f"{prefix}.client_timestamp",
-                _iso(event.timestamp_ms),
-                f"must lie between {limits.max_age_seconds:g} s before and "
-                f"{limits.max_ahead_seconds:g} s after the server's clock ({_iso(now_ms)})",
-            )
-    unit_interval(f"{prefix}.scroll_depth", event.scroll_depth)
-    non_negative(f"{prefix}.time_on_page_sec", event.time_on_page_sec)
-
-
-def _iso(ms: int) -> str:
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    except (OverflowError, ValueError, OSError):
-        return f"{ms} ms since 1970"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +133,10 @@ class SessionState:
             return self.page_seconds
         return (self.last_ms - self.page_start_ms) / 1000.0
 
-    def to_context(self) -> Context:
-        """The session as the feature builder's context (category and price from the catalog)."""
-        return Context(
+    def to_context(self) -> SessionContext:
+        """The session as the model's context (the current product's category and price are the
+        catalog's; docs/architecture.md, "The session context")."""
+        return SessionContext(
             session_id=self.session_id,
             customer_id=self.customer_id,
             current_product_id=self.current_product_id,
@@ -209,6 +149,7 @@ class SessionState:
             clicked_product_image=self.clicked_image if self.current_product_id else None,
             session_length_mins=self.session_length_mins,
             products_viewed_count=self.products_viewed_count,
+            cart_product_ids=self.cart,
         )
 
     def to_row(self) -> tuple[Any, ...]:

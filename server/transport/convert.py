@@ -6,10 +6,11 @@ from operator import attrgetter
 
 from google.protobuf import timestamp_pb2
 
+from reco import SessionContext
 from reco.v1 import recommender_pb2 as pb
 from server.core.errors import InvalidArgument
 from server.core.recommend import Recommendation, RecommendQuery
-from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery, ScoreResult
+from server.core.requests import Candidates, FeatureRows, ScoreQuery, ScoreResult
 from server.core.sessions import Event, EventType, SessionState
 
 _product_id = attrgetter("product_id")
@@ -88,10 +89,11 @@ def candidates_from_proto(request: pb.ScoreRequest) -> Candidates:
     return Candidates(ids, categories, prices)
 
 
-def context_from_proto(message: pb.SessionContext) -> Context:
-    """A SessionContext as the core's Context; unset optional fields become None."""
+def context_from_proto(message: pb.SessionContext) -> SessionContext:
+    """A pb.SessionContext as the one session context type (reco.SessionContext); unset
+    optional fields become None."""
     has = message.HasField
-    return Context(
+    return SessionContext(
         session_id=message.session_id,
         customer_id=message.customer_id,
         current_product_id=message.current_product_id,

@@ -20,7 +20,8 @@ from server.core.recommend import Recommender
 from server.core.registry import ModelRegistry
 from server.core.reload import Reloader
 from server.core.scoring import Scorer
-from server.core.sessions import SessionStore, validate_event
+from server.core.sessions import SessionStore
+from server.core.validation import require_session_id, validate_event
 from server.metrics import Metrics
 from server.transport.convert import (
     event_from_proto,
@@ -107,11 +108,11 @@ class Handlers:
             response.models.add(
                 version=model.version,
                 backend=model.backend.name,
-                feature_names=list(model.manifest["feature_names"]),
+                feature_names=list(model.feature_names),
                 default_threshold=model.threshold,
-                file_sha256=model.manifest["files"],
+                file_sha256=model.files,
                 bundle_path=model.bundle_name,
-                created_at=str(model.manifest["created_at"]),
+                created_at=model.created_at,
                 variant=variant.name if len(variants) > 1 else "",
                 traffic_share=variant.share / total,
                 rejected_backends=list(model.rejected_backends),
@@ -184,8 +185,7 @@ class Handlers:
         self, request: pb.ForgetSessionRequest, deadline: float | None
     ) -> pb.ForgetSessionResponse:
         """Deletes a session's state everywhere the store keeps it."""
-        if not request.session_id:
-            raise InvalidArgument("session_id", request.session_id, "must not be empty")
+        require_session_id(request.session_id)
         return pb.ForgetSessionResponse(existed=self.store.forget(request.session_id, deadline))
 
     # -- Admin ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import grpc
 from reco.inference_v2 import grpc_predict_v2_pb2 as v2
 from reco.inference_v2 import grpc_predict_v2_pb2_grpc as v2_grpc
 from reco.inference_v2 import metadata_parameters_pb2 as v2_extra
-from server.core.errors import InvalidArgument, NotFound, echo
+from server.core.errors import NotFound, echo
 from server.core.registry import ModelRegistry
 from server.core.scoring import Scorer
 from server.metrics import Metrics
@@ -111,7 +111,7 @@ class InferenceHandlers:
         del deadline
         self._check_model(request.name, request.version)
         variants = self.registry.variants()
-        names = list(variants[0].model.manifest["feature_names"]) if variants else []
+        names = list(variants[0].model.feature_names) if variants else []
         response = v2.ModelMetadataResponse(
             name=self.model_name, versions=self._versions(), platform=PLATFORM
         )
@@ -133,16 +133,9 @@ class InferenceHandlers:
         """Scores every row in one backend call, answering in request order."""
         t0 = time.perf_counter()
         self._check_model(request.model_name, request.model_version, "model_name")
+        # The core checks everything else (server/core/validation.py), as for Score: the
+        # features' width against the model serving this session, ids, context values.
         query = infer_query(request)
-        variants = self.registry.variants()
-        if query.feature_columns is not None and variants:
-            expected = variants[0].model.n_features
-            if query.feature_columns != expected:
-                raise InvalidArgument(
-                    f"{FEATURES} shape[1]",
-                    query.feature_columns,
-                    f"must equal the model's {expected} features (ModelMetadata lists them)",
-                )
         t1 = time.perf_counter()
         result = self.scorer.score(query.score, deadline)
         if request.model_version and result.model_version != request.model_version:

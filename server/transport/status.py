@@ -20,7 +20,8 @@ from server.core.errors import (
 
 log = logging.getLogger(__name__)
 
-# DESIGN.md "Errors": the message of each of these names the field, value, limit or reason.
+# docs/architecture.md "Errors": the message of each of these names the field, value, limit or
+# reason.
 STATUS_BY_ERROR: dict[type[RecoError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     MalformedRequest: grpc.StatusCode.INVALID_ARGUMENT,

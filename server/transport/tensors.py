@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from reco import SessionContext
 from reco.inference_v2 import grpc_predict_v2_pb2 as v2
 from server.core.errors import InvalidArgument
-from server.core.requests import Candidates, Context, FeatureRows, ScoreQuery
+from server.core.requests import Candidates, FeatureRows, ScoreQuery
 
 FEATURES = "features"  # FP32 [N, F]: rows in the bundle's feature order, NaN = missing
 PRODUCT_ID = "product_id"  # BYTES [N]: candidates scored from the catalog and the context
@@ -63,7 +64,7 @@ def _ids(name: str, value: v2.InferParameter) -> tuple[str, ...]:
     return tuple(text.split(",")) if text else ()
 
 
-# Request parameters that describe the shopper's session (SessionContext of reco.v1); a
+# Request parameters that describe the shopper's session (reco.SessionContext's fields); a
 # request holding only session_id is completed from the tracked session.
 CONTEXT_PARAMETERS: dict[str, Callable[[str, v2.InferParameter], Any]] = {
     "session_id": _text,
@@ -92,7 +93,6 @@ class InferQuery:
 
     score: ScoreQuery
     rows: int
-    feature_columns: int | None  # F of a features input (checked against the model)
     raw_output: bool  # answer with raw_output_contents, as the request sent raw inputs
 
 
@@ -101,7 +101,9 @@ def _shown(value: v2.InferParameter) -> str:
     return "unset" if kind is None else f"{kind} {getattr(value, kind)!r}"
 
 
-def context_from_parameters(parameters: Mapping[str, v2.InferParameter]) -> tuple[Context, bool]:
+def context_from_parameters(
+    parameters: Mapping[str, v2.InferParameter],
+) -> tuple[SessionContext, bool]:
     """The session context (and skip_unknown) from the request's parameters."""
     fields: dict[str, Any] = {}
     skip_unknown = False
@@ -114,7 +116,7 @@ def context_from_parameters(parameters: Mapping[str, v2.InferParameter]) -> tupl
         elif name not in IGNORED_PARAMETERS:
             allowed = ", ".join([*CONTEXT_PARAMETERS, SKIP_UNKNOWN])
             raise InvalidArgument(f"parameters[{name!r}]", name, f"must be one of {allowed}")
-    return Context(**fields), skip_unknown
+    return SessionContext(**fields), skip_unknown
 
 
 def _elements(path: str, shape: list[int]) -> int:
@@ -245,7 +247,7 @@ def infer_query(request: v2.ModelInferRequest) -> InferQuery:
         skip_unknown=skip_unknown,
     )
     rows = features.rows if features is not None else len(ids)
-    return InferQuery(query, rows, features.cols if features else None, raw_output=bool(raw))
+    return InferQuery(query, rows, raw_output=bool(raw))
 
 
 def infer_response(

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from loadtest import probe
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -43,28 +45,9 @@ def wait_for_health(
     timeout: float = 120.0,
     credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
-    """Blocks on the health service's Watch stream until the server reports `want`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with open_channel(target, credentials) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(
-                    timeout=max(0.1, deadline - time.monotonic())
-                )
-                stub = health_pb2_grpc.HealthStub(channel)
-                for reply in stub.Watch(
-                    health_pb2.HealthCheckRequest(service=""), timeout=deadline - time.monotonic()
-                ):
-                    if reply.status == want:
-                        return
-            except grpc.FutureTimeoutError:
-                pass
-            except grpc.RpcError as exc:
-                # UNAVAILABLE while the port is not bound yet; anything else is a real failure.
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{target} did not report {want} within {timeout}s")
+    """Blocks on the health service's Watch stream until the whole server ("") reports `want`
+    (loadtest.probe.wait_for_health, the project's one health wait)."""
+    probe.wait_for_health(target, timeout, want, "", credentials=credentials)
 
 
 class ServerProcess:
@@ -100,7 +83,8 @@ class ServerProcess:
     def wait_serving(self, timeout: float = 120.0) -> ServerProcess:
         """Returns once the health service says SERVING (fails fast if the process died)."""
         try:
-            wait_for_health(self.target, timeout=timeout, credentials=self.credentials)
+            probe.wait_for_health(self.target, timeout, probe.SERVING, "", self.process,
+                                  self.credentials)  # fmt: skip
         except Exception:
             raise AssertionError(f"server did not become healthy; log:\n{self.log()}") from None
         return self

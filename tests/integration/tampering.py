@@ -8,9 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from reco import MANIFEST_FILE, SIGNATURE_FILE, SigningKey
 from tests.integration.compiler_support import copy_bundle
-from training.bundle import MANIFEST_FILE
-from training.signing import SIGNATURE_FILE, SigningKey
 
 # A library with the reco entry points and a constructor that writes a marker file: if the
 # marker exists, the library was dlopened in that process.

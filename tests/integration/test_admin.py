@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from reco import LIBRARY_FILE, MODEL_FILE, SIGNATURE_FILE, Catalog
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from tests.integration.servers import ServerProcess, running
@@ -26,9 +27,6 @@ from tests.integration.tampering import (
     signed_copy,
     write_key_file,
 )
-from training.bundle import LIBRARY_FILE, MODEL_FILE
-from training.catalog import Catalog
-from training.signing import SIGNATURE_FILE
 
 KEY = fixed_key("admin-tests")
 TOKEN = "s3cr3t-admin-token-for-tests-0123456789"
@@ -63,6 +61,7 @@ def admin_server(root: Path, private: Path, logs: Path) -> Iterator[ServerProces
         "--admin-address", f"unix:{private / 'admin.sock'}",
         "--admin-token-file", str(private / "token"),
         "--watch-seconds", "0",
+        "--explain",
         log_dir=logs,
     ) as server:  # fmt: skip
         yield server

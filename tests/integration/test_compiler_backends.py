@@ -11,10 +11,17 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from compiler import BackendError, load_backend
 from compiler.synthetic import SyntheticSpec, synthetic_rows
+from reco import (
+    LIBRARY_FILE,
+    ONNX_FILE,
+    BackendError,
+    hash_files,
+    load_backend,
+    read_manifest,
+    write_manifest,
+)
 from tests.integration.compiler_support import build, copy_bundle, make_bundle, shared_cache
-from training.bundle import LIBRARY_FILE, ONNX_FILE, hash_files, read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,19 @@ import pytest
 
 import compiler.build
 import compiler.flatgen
-from compiler import load_backend
 from compiler.bench import BenchOptions, run_bench
-from compiler.build import BuildError
-from compiler.native import ENTRY_SOURCE
+from compiler.build import ENTRY_SOURCE, BuildError
 from compiler.synthetic import write_synthetic_bundle
-from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
-from training.bundle import (
+from reco import (
     LIBRARY_FILE,
     MODEL_FILE,
     ONNX_FILE,
     TRAIN_SAMPLE_FILE,
+    load_backend,
     read_manifest,
     verify_files,
 )
+from tests.integration.compiler_support import SMALL, build, copy_bundle, make_bundle, shared_cache
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +51,7 @@ def _forbid_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_build_writes_library_onnx_and_manifest(built: Path) -> None:
     manifest = read_manifest(built)
-    verify_files(built, manifest, [MODEL_FILE, LIBRARY_FILE, ONNX_FILE, TRAIN_SAMPLE_FILE])
+    verify_files(built, manifest["files"], [MODEL_FILE, LIBRARY_FILE, ONNX_FILE, TRAIN_SAMPLE_FILE])
     section = manifest["compiler"]
     assert set(section["tools"]) >= {"treelite", "tl2cgen", "gcc", "onnxmltools", "onnxruntime"}
     assert section["tools"]["gcc"].startswith("gcc ")

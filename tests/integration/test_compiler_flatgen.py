@@ -13,12 +13,11 @@ import pytest
 import treelite
 
 from compiler.flatgen import BLOCK_ROWS, read_forest, render_c
-from compiler.native import NativeLibrary
 from compiler.synthetic import synthetic_rows
 from compiler.toolchain import cflags, compile_shared
+from reco import LIBRARY_FILE, NativeLibrary, read_manifest
 from tests.flat_models import EVERY_OPERATOR, build_model, edge_rows, zeroed
 from tests.integration.compiler_support import SMALL, build, make_bundle
-from training.bundle import LIBRARY_FILE, read_manifest
 
 
 def _compile(source: str, work: Path) -> NativeLibrary:

@@ -10,8 +10,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from compiler import BackendError, load_backend
 from compiler.synthetic import SyntheticSpec, synthetic_rows
+from reco import BackendError, load_backend, read_manifest
 from tests.integration.compiler_support import (
     SMALL,
     build,
@@ -19,7 +19,6 @@ from tests.integration.compiler_support import (
     shared_cache,
     threshold_rows_from_dump,
 )
-from training.bundle import read_manifest
 
 
 def _random_spec(seed: int) -> SyntheticSpec:

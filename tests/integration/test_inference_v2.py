@@ -93,7 +93,7 @@ def test_tritonclient_raw_and_typed_inputs_score_as_score_does(
     assert got["typed_ids"] == by_ids
 
     errors = got["errors"]
-    assert errors["wrong_width"].startswith("INVALID_ARGUMENT: features shape[1]"), errors
+    assert errors["wrong_width"].startswith("INVALID_ARGUMENT: features.cols"), errors
     assert errors["unknown_model"].startswith("NOT_FOUND: model_name 'no-such-model'"), errors
     assert errors["unknown_version"].startswith("NOT_FOUND: model 'reco' has no version"), errors
     assert errors["unknown_product"].startswith("NOT_FOUND: product_id[0] 'NO-SUCH-PRODUCT'")

@@ -42,7 +42,7 @@ def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
 
 def run_loadtest(*args: str) -> subprocess.CompletedProcess[str]:
     """Runs `python -m loadtest` with the test's server command; never inherits user settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECO_LOADTEST_")}
     env[SERVER_COMMAND_ENV] = SERVER_COMMAND
     return subprocess.run(
         [sys.executable, "-m", "loadtest", "--no-progress", *args],

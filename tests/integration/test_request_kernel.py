@@ -18,31 +18,33 @@ from hypothesis import strategies as st
 import compiler.request_build
 import compiler.request_forest
 from compiler.build import BuildError, BuildOptions, compile_library
-from compiler.cpu import cpu_flags
-from compiler.native import NativeLibrary
-from compiler.request_kernel import (
+from compiler.synthetic import SyntheticSpec, synthetic_rows
+from reco import (
+    FEATURE_NAMES,
     KERNELS,
+    LIBRARY_FILE,
+    MODEL_FILE,
     MODES,
+    SESSION_FEATURES,
     SESSION_INPUTS,
+    CandidateInputs,
+    Catalog,
+    Encodings,
+    NativeLibrary,
+    ProductTables,
     RequestKernel,
     RequestKernelError,
-    choose_kernel,
-    shared_session_rows,
-)
-from compiler.synthetic import SyntheticSpec, synthetic_rows
-from tests.integration.compiler_support import SMALL, build, make_bundle, shared_cache
-from training.bundle import LIBRARY_FILE, MODEL_FILE
-from training.catalog import Catalog, ProductTables
-from training.features import (
-    FEATURE_NAMES,
-    SESSION_FEATURES,
-    CandidateInputs,
-    Encodings,
+    SessionContext,
     SessionInputs,
     Vocabulary,
     build_features,
-    session_inputs_from_context,
+    choose_kernel,
+    cpu_flags,
+    session_inputs,
+    shared_session_rows,
 )
+from tests.integration.compiler_support import SMALL, build, make_bundle, shared_cache
+from training.catalog import catalog_from_frame
 
 F32 = np.float32
 # The serving feature set, small enough to build in seconds; up to 30 leaves a tree, so trees
@@ -100,7 +102,7 @@ def _reference_rows(
     prices: np.ndarray | None,
 ) -> np.ndarray:
     """training.features.build_features for the same request, inputs rounded to float32 as
-    session_inputs_from_context rounds them."""
+    session_inputs rounds them."""
     with np.errstate(all="ignore"):
         rounded = np.array(inputs, dtype=F32).astype(np.float64).tolist()
         session = SessionInputs(
@@ -221,7 +223,7 @@ def test_every_formula_at_its_edges_matches_the_numpy_builder(
 
 
 def _catalog(n: int, rng: np.random.Generator) -> Catalog:
-    return Catalog.from_frame(
+    return catalog_from_frame(
         pd.DataFrame(
             {
                 "product_id": [f"P{i:03d}" for i in range(n)],
@@ -239,7 +241,7 @@ def _catalog(n: int, rng: np.random.Generator) -> Catalog:
 def test_a_live_context_scores_through_session_inputs_like_the_server_builds_it(
     library: Path, booster: lgb.Booster
 ) -> None:
-    """The phase-2 plug: session_inputs_from_context's numeric fields go in as they are."""
+    """The phase-2 plug: session_inputs's numeric fields go in as they are."""
     rng = np.random.default_rng(3)
     catalog = _catalog(60, rng)
     encodings = Encodings(
@@ -258,21 +260,23 @@ def test_a_live_context_scores_through_session_inputs_like_the_server_builds_it(
     product_tables = ProductTables(tables["affinity"], tables["popularity"])
     worst = 0.0
     for k in range(60):
-        session = session_inputs_from_context(
-            encodings=encodings,
-            catalog=catalog,
-            current_product_id=f"P{k:03d}" if k % 5 else "UNKNOWN",
-            current_category=None if k % 3 else "Toys",
-            current_price=None if k % 4 else float(rng.lognormal(3, 1)),
-            previous_product_ids=[f"P{(k * 7 + j) % 70:03d}" for j in range(k % 4)],
-            products_in_cart=None if k % 7 == 0 else float(k % 4),
-            device_type=["Mobile", "Tablet", None][k % 3],
-            traffic_source=["Email", None, "Paid"][k % 3],
-            time_on_page_sec=float(rng.integers(0, 400)),
-            scroll_depth=None if k % 6 == 0 else float(rng.random()),
-            clicked_product_image=[True, False, None][k % 3],
-            session_length_mins=float(rng.integers(0, 40)),
-            products_viewed_count=float(rng.integers(0, 9)),
+        session = session_inputs(
+            SessionContext(
+                current_product_id=f"P{k:03d}" if k % 5 else "UNKNOWN",
+                current_category=None if k % 3 else "Toys",
+                current_price=None if k % 4 else float(rng.lognormal(3, 1)),
+                previous_product_ids=tuple([f"P{(k * 7 + j) % 70:03d}" for j in range(k % 4)]),
+                products_in_cart=None if k % 7 == 0 else float(k % 4),
+                device_type=["Mobile", "Tablet", None][k % 3],
+                traffic_source=["Email", None, "Paid"][k % 3],
+                time_on_page_sec=float(rng.integers(0, 400)),
+                scroll_depth=None if k % 6 == 0 else float(rng.random()),
+                clicked_product_image=[True, False, None][k % 3],
+                session_length_mins=float(rng.integers(0, 40)),
+                products_viewed_count=float(rng.integers(0, 9)),
+            ),
+            encodings,
+            catalog,
         )
         candidates = rng.integers(0, 60, 1 + 17 * (k % 4)).astype(np.int64)
         inputs = [getattr(session, name) for name in SESSION_INPUTS]

@@ -13,15 +13,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from compiler import load_backend
+from reco import FEATURE_NAMES, Catalog, SessionContext, load_backend
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.model import load_model
-from server.core.requests import Candidates, Context
+from server.core.requests import Candidates
 from server.core.scoring import context_features, resolve_candidates
 from tests.integration.servers import ServerProcess, running
-from training.catalog import Catalog
-from training.features import FEATURE_NAMES
 
 CONTEXT = pb.SessionContext(
     session_id="it-1", customer_id="c1", current_product_id="PROD0001",
@@ -50,7 +48,7 @@ def score_request(ids: list[str], **kw: object) -> pb.ScoreRequest:
 def offline_scores(bundle: Path, ids: list[str]) -> np.ndarray:
     """What the compiled library says for the same rows, computed outside the server."""
     model = load_model(bundle, "compiled")
-    context = Context(
+    context = SessionContext(
         session_id="it-1", customer_id="c1", current_product_id="PROD0001",
         previous_product_ids=("PROD0002", "PROD0003"), products_in_cart=1, device_type="Desktop",
         traffic_source="Direct", time_on_page_sec=95.0, scroll_depth=np.float32(0.8).item(),
@@ -127,7 +125,7 @@ def test_feature_matrix_path_matches_candidate_path(stub: pb_grpc.RecommenderStu
     ids = product_ids[:10]
     model = load_model(bundle, "lightgbm")
     resolved = resolve_candidates(model, Candidates(ids), skip_unknown=False)
-    rows = context_features(model, Context(current_product_id="PROD0001"), resolved.inputs)
+    rows = context_features(model, SessionContext(current_product_id="PROD0001"), resolved.inputs)
     matrix = pb.FeatureMatrix(data=rows.astype("<f4").tobytes(), rows=10, cols=len(FEATURE_NAMES))
     by_rows = stub.Score(pb.ScoreRequest(features=matrix, min_score=0.0))
     by_ids = stub.Score(pb.ScoreRequest(context=pb.SessionContext(current_product_id="PROD0001"),

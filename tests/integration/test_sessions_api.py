@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compiler import load_backend
+from reco import N_PREVIOUS, Catalog, load_backend
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.memory_store import MemoryStore
@@ -25,8 +25,7 @@ from server.core.scoring import context_features, resolve_candidates
 from server.core.sessions import Event, EventType
 from tests.integration.conftest import DEFAULT_SEED
 from tests.integration.servers import ROOT, RedisServer, ServerProcess, running
-from training.catalog import Catalog
-from training.features import N_PREVIOUS, features_from_frame
+from training.features import features_from_frame
 
 # Sessions start three hours ago on the hour: inside the server's accepted window of event times.
 T0_MS = (int(time.time()) // 3600 - 3) * 3_600_000

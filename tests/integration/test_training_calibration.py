@@ -10,9 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from compiler import load_backend
-from training.bundle import probe_from_manifest, read_manifest
-from training.features import FEATURE_SETS
+from reco import FEATURE_SETS, load_backend, probe_from_manifest, read_manifest
 
 
 def run(*args: str) -> None:

@@ -14,9 +14,7 @@ import lightgbm as lgb
 import pandas as pd
 import pytest
 
-from training.bundle import read_manifest
-from training.catalog import load_tables
-from training.features import Encodings
+from reco import Encodings, load_tables, read_manifest
 from training.marginals import TARGET_DEVICE, TARGET_OVERALL, TARGET_TRAFFIC
 from training.schema import LABEL
 from training.story import CAMPING_STORY, rank_catalog

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import grpc
 
+from reco import Catalog
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from tests.integration.servers import ROOT, RedisServer, ServerProcess, free_port, running
-from training.catalog import Catalog
 
 
 def worker_pids(server: ServerProcess, index: int) -> list[int]:

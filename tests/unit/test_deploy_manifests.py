@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from server.flags import env_name
+from reco.settings import env_name
 from server.listeners import LIVENESS_SERVICE
 from server.settings import build_parser, parse_settings
 from tests.unit.test_dockerfile import instructions

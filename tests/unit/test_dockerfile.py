@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from server.settings import parse_settings
@@ -157,3 +158,34 @@ def test_runs_as_a_non_root_user_with_a_grpc_health_check() -> None:
     assert healthcheck and "server.healthcheck" in healthcheck[0]
     entrypoint = [args for keyword, args in instructions() if keyword == "ENTRYPOINT"]
     assert entrypoint == ['["python", "-m", "server"]']
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage, in order."""
+    out: list[list[tuple[str, str]]] = []
+    for keyword, args in instructions():
+        if keyword == "FROM":
+            out.append([])
+        out[-1].append((keyword, args))
+    return out
+
+
+def test_the_runtime_stage_installs_the_serve_extra_only() -> None:
+    runtime = stages()[-1]
+    copied = [args for keyword, args in runtime if keyword == "COPY"]
+    assert not any("/opt/venv" in args for args in copied), "the build venv is copied whole"
+    installs = [args for keyword, args in runtime if keyword == "RUN" and "pip install" in args]
+    assert len(installs) == 1
+    extras = re.findall(r"\[([\w,]+)\]", installs[0])
+    assert extras == ["serve"], f"the runtime stage installs extras {extras}"
+    build = " ".join(args for keyword, args in stages()[0] if keyword == "RUN")
+    assert "[train,build]" in build  # training and the compiler run in the build stage only
+
+
+def test_the_serve_extra_holds_no_training_or_build_library() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    serving = [*project["dependencies"], *project["optional-dependencies"]["serve"]]
+    names = {re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower() for requirement in serving}
+    heavy = {"pandas", "matplotlib", "scikit-learn", "lightgbm", "treelite", "tl2cgen",
+             "onnxmltools", "onnx", "scipy"}  # fmt: skip
+    assert names and not names & heavy, names & heavy

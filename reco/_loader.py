@@ -1,0 +1,79 @@
+"""load_bundle: a bundle checked the way a server must, read into what scoring needs."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reco._backends import Backend, load_backend
+from reco._bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
+from reco._catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
+from reco._features import Encodings
+from reco._manifest import Manifest
+from reco._signing import SigningKey
+from reco._verified_copy import copy_verified
+
+# The files a server reads after the checks; copied privately, the rest of the bundle only hashed.
+SERVED_FILES = (LIBRARY_FILE, ONNX_FILE, MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
+REQUIRED_FILES = (MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle that passed every check: signature, hashes, ELF, parity probe."""
+
+    source: Path  # its real path, inside the root
+    name: str  # relative to the root: the only name clients see
+    manifest: Manifest
+    encodings: Encodings  # the manifest's, always present in a servable bundle
+    backend: Backend
+    catalog: Catalog
+    tables: ProductTables
+    signed_by: str | None  # the key id its signature was checked with (None: not checked)
+    # model.txt as hashed at load, when asked for (an explainer builds its booster from it).
+    model_text: str | None = field(default=None, repr=False)
+
+
+def load_bundle(
+    root: Path,
+    path: Path,
+    *,
+    key: SigningKey | None = None,
+    backend: str = "auto",
+    feature_names: Sequence[str] | None = None,
+    keep_model_text: bool = False,
+    scratch_dir: Path | None = None,
+) -> Bundle:
+    """Reads the bundle at `path` from under `root` (a real path): with a key, its signature
+    first; then every file it lists is hashed while the served ones are copied into a private
+    directory in `scratch_dir`, and everything is loaded from that copy (deleted afterwards),
+    the backend (`auto` or a kind) only once it reproduces the parity probe.
+
+    `feature_names`: the layout the caller scores; a bundle trained on another is refused.
+    Raises BundleError, BackendError, OSError or ValueError saying what failed (file names
+    relative to the bundle; the caller names the bundle itself)."""
+    scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_dir))
+    try:
+        copy = copy_verified(root, path, key, scratch, SERVED_FILES)
+        manifest = Manifest.parse(copy.manifest)
+        if feature_names is not None and manifest.feature_names != tuple(feature_names):
+            raise BundleError(
+                f"trained on feature set {manifest.feature_set!r} "
+                f"({len(manifest.feature_names)} features); this server scores "
+                f"{len(feature_names)} features of the candidate set"
+            )
+        if manifest.encodings is None:
+            raise BundleError("the manifest holds no encodings (category, device, traffic)")
+        absent = [name for name in REQUIRED_FILES if name not in manifest.files]
+        if absent:
+            raise BundleError(f"the manifest lists no {', '.join(absent)}")
+        catalog, tables = load_tables(scratch)
+        model = load_backend(scratch, kind=backend, manifest=manifest, label=copy.name)
+        text = (scratch / MODEL_FILE).read_text() if keep_model_text else None
+        return Bundle(copy.source, copy.name, manifest, manifest.encodings, model, catalog, tables,
+                      copy.key_id, text)  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

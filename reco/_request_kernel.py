@@ -1,0 +1,351 @@
+"""The model library's request kernel: one request's feature rows and scores, computed in C.
+
+Plain arguments only (numpy arrays and numbers, nothing from server/ or training/). The C is
+compiler/request_kernel.c; the product tables are handed over once, at construction, and every
+call scores one session against a batch of candidate catalog indices with no intermediate
+array but the output::
+
+    kernel = RequestKernel(bundle / "model.so", feature_names=manifest["feature_names"],
+                           category_codes=codes, prices=prices,      # padded: [n] = NaN
+                           popularity=tables.popularity, affinity=tables.affinity,
+                           cpu_flags=reco.cpu_flags())           # kernel="auto"
+    kernel.check_parity(probe_rows, probe_probabilities)             # at load; raises
+    scores = kernel.score(inputs, current_index, previous_indices, candidate_indices)
+
+inputs are SessionInputs' SESSION_INPUTS fields (NaN = missing); category_codes and prices
+arrays (one per candidate) replace the catalog's when a request overrides them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import cffi
+import numpy as np
+import numpy.typing as npt
+
+from reco._features import N_PREVIOUS
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+Indices = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+ABI_VERSION = 1
+# The session's numeric inputs, in the order score() takes them: the first ten fields of
+# training.features.SessionInputs (NaN = missing, vocabulary codes already looked up).
+SESSION_INPUTS = (
+    "category_code",
+    "current_price",
+    "products_in_cart",
+    "device_code",
+    "traffic_code",
+    "time_on_page_sec",
+    "scroll_depth",
+    "clicked_product_image",
+    "session_length_mins",
+    "products_viewed_count",
+)
+MODES = {"auto": 0, "flat": 1, "fold": 2}  # how rows are scored (see request_kernel.c)
+KERNELS = {"portable": 0, "avx2": 1}  # the fold's block scorers
+_KERNEL_BITS = {"portable": 1, "avx2": 2}  # reco_request_kernels()'s answer
+# check_parity's runs of rows sharing a session: blocks of 8 rows plus a ragged tail.
+SHARED_SESSION_RUN = 37
+
+# The kernel's interface, read by the C, the benchmark's driver and the cffi cdef alike.
+REQUEST_KERNEL_HEADER = HEADER = Path(__file__).with_name("request_kernel.h")
+
+_FFI = cffi.FFI()
+_FFI.cdef(HEADER.read_text())
+# The session is packed into one RecoSession: each argument of a cffi call costs about 45 ns.
+_SESSION = struct.Struct(f"<{len(SESSION_INPUTS)}d{1 + N_PREVIOUS}q")
+_from_buffer = _FFI.from_buffer
+_NULL = _FFI.NULL
+_I32, _I64, _F32 = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32)
+
+
+class RequestKernelError(Exception):
+    """The library has no usable request kernel (or it failed a parity check); says why."""
+
+
+def _table(name: str, values: npt.ArrayLike, shape: tuple[int, ...]) -> F32:
+    array = np.array(values, dtype=np.float32, order="C", copy=True)
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    array.flags.writeable = False  # the C reads it for the kernel's lifetime
+    return array
+
+
+def choose_kernel(
+    requested: str, usable: Collection[str], cpu_flags: Collection[str] | None
+) -> str:
+    """The block scorer to use: the one requested, or for "auto" AVX2 when this CPU's flags
+    (compiler.cpu.cpu_flags(); None = unknown) and the library both allow it, else portable."""
+    if requested == "auto":
+        return (
+            "avx2"
+            if "avx2" in usable and cpu_flags is not None and "avx2" in cpu_flags
+            else "portable"
+        )
+    if requested not in KERNELS:
+        raise ValueError(f"kernel must be 'auto' or one of {list(KERNELS)}, got {requested!r}")
+    if requested not in usable:
+        raise RequestKernelError(f"the {requested} block scorer cannot run on this CPU")
+    return requested
+
+
+class RequestKernel:
+    """A model library's request kernel bound to one catalog's product tables.
+
+    Tables are padded like training.catalog.ProductTables: entry n_products (index -1) is the
+    unknown product (NaN code, price and popularity; zero affinity row and column).
+    """
+
+    def __init__(
+        self,
+        library: Path,
+        *,
+        feature_names: Sequence[str],
+        category_codes: npt.ArrayLike,
+        prices: npt.ArrayLike,
+        popularity: npt.ArrayLike,
+        affinity: npt.ArrayLike,
+        kernel: str = "auto",
+        cpu_flags: Collection[str] | None = None,
+    ) -> None:
+        """Opens library; raises RequestKernelError when it has no request kernel, or one for
+        other features than feature_names, and ValueError for tables of the wrong shape."""
+        try:
+            self._lib = _FFI.dlopen(str(library))
+            version = int(self._lib.reco_request_abi_version())
+            names = _FFI.string(self._lib.reco_request_feature_names()).decode().split(",")
+            usable_bits = int(self._lib.reco_request_kernels())
+        except (OSError, AttributeError) as exc:  # cffi: a missing symbol is an AttributeError
+            raise RequestKernelError(f"{library} has no request kernel: {exc}") from exc
+        if version != ABI_VERSION:
+            raise RequestKernelError(
+                f"{library}'s request kernel has interface {version}, expected {ABI_VERSION}"
+            )
+        if names != list(feature_names):
+            raise RequestKernelError(
+                f"{library}'s request kernel builds {len(names)} features {names[:3]}..., "
+                f"the model expects {len(feature_names)} {list(feature_names)[:3]}..."
+            )
+        self.path = library
+        self.feature_names = tuple(names)
+        self.n_session = int(self._lib.reco_request_session_columns())  # they lead every row
+        self.usable_kernels = tuple(k for k, bit in _KERNEL_BITS.items() if usable_bits & bit)
+        self.kernel = choose_kernel(kernel, self.usable_kernels, cpu_flags)
+        self._kernel = KERNELS[self.kernel]
+        n_products = len(np.asarray(category_codes)) - 1
+        if n_products < 0:
+            raise ValueError("category_codes must hold the padding entry for index -1")
+        padded = (n_products + 1,)
+        self._arrays = (
+            _table("category_codes", category_codes, padded),
+            _table("prices", prices, padded),
+            _table("popularity", popularity, padded),
+            _table("affinity", affinity, (n_products + 1, n_products + 1)),
+        )
+        self._buffers = [_from_buffer("float[]", a) for a in self._arrays]  # keep them alive
+        self._tables = _FFI.new("RecoProductTables*", [n_products, *self._buffers])
+        self.n_products = n_products
+        self._score = self._lib.reco_request_score
+        self._rows = self._lib.reco_request_rows
+        self._predict_rows = self._lib.reco_request_predict_rows
+
+    @classmethod
+    def for_rows(
+        cls, library: Path, feature_names: Sequence[str], cpu_flags: Collection[str] | None = None
+    ) -> RequestKernel:
+        """The library's kernel over an empty catalog: for predict_rows and check_parity."""
+        nothing = np.full(1, np.nan, dtype=np.float32)
+        return cls(
+            library,
+            feature_names=feature_names,
+            category_codes=nothing,
+            prices=nothing,
+            popularity=nothing,
+            affinity=np.zeros((1, 1), dtype=np.float32),
+            cpu_flags=cpu_flags,
+        )
+
+    def score(
+        self,
+        session: Sequence[float],
+        current_index: int,
+        previous_indices: Sequence[int],
+        candidates: Indices,
+        category_codes: F32 | None = None,
+        prices: F32 | None = None,
+        mode: str = "auto",
+    ) -> F64:
+        """Click probabilities of the candidates (1-D int32/int64 catalog indices, -1 = unknown)
+        for one session: its SESSION_INPUTS values in order, the current product's index and
+        N_PREVIOUS previous products' indices (-1 = none). category_codes and prices (float32,
+        one per candidate) replace the catalog's for every candidate when given; an unknown
+        candidate needs them. Raises ValueError naming the bad argument."""
+        args = self._request(
+            session, current_index, previous_indices, candidates, category_codes, prices
+        )
+        out = np.empty(args[3])
+        status = self._score(
+            self._tables, args[0], MODES[mode], self._kernel, *args[1:], _from_buffer(out)
+        )
+        if status:
+            raise ValueError(self._describe(status, candidates, current_index, previous_indices))
+        return out
+
+    def rows(
+        self,
+        session: Sequence[float],
+        current_index: int,
+        previous_indices: Sequence[int],
+        candidates: Indices,
+        category_codes: F32 | None = None,
+        prices: F32 | None = None,
+    ) -> F32:
+        """The feature rows score() scores, (n, len(feature_names)) float32 (for checks)."""
+        args = self._request(
+            session, current_index, previous_indices, candidates, category_codes, prices
+        )
+        out = np.empty((args[3], len(self.feature_names)), dtype=np.float32)
+        status = self._rows(self._tables, *args, _from_buffer(out))
+        if status:
+            raise ValueError(self._describe(status, candidates, current_index, previous_indices))
+        return out
+
+    def predict_rows(self, rows: F32, mode: str = "fold", kernel: str | None = None) -> F64:
+        """Scores given feature rows (2-D float32, C-contiguous) as score() would, each run of
+        rows sharing their session columns folded once: for parity checks on any rows.
+        kernel: a block scorer of usable_kernels (default: the chosen one)."""
+        if not (
+            isinstance(rows, np.ndarray)
+            and rows.ndim == 2
+            and rows.dtype == _F32
+            and rows.flags.c_contiguous
+            and rows.shape[1] == len(self.feature_names)
+        ):
+            raise ValueError(
+                f"rows must be a C-contiguous float32 array of shape (n, "
+                f"{len(self.feature_names)}), got {getattr(rows, 'shape', type(rows).__name__)}"
+            )
+        out = np.empty(len(rows), dtype=np.float64)
+        status = self._predict_rows(
+            MODES[mode],
+            self._kernel
+            if kernel is None
+            else KERNELS[choose_kernel(kernel, self.usable_kernels, None)],
+            _from_buffer(rows),
+            len(rows),
+            rows.shape[1],
+            _from_buffer(out),
+        )
+        if status:
+            raise RequestKernelError(f"reco_request_predict_rows refused: status {status}")
+        return out
+
+    def check_parity(self, rows: F32, expected: F64, tolerance: float = 0.0) -> float:
+        """The largest difference from expected (LightGBM's probabilities for rows) over every
+        mode and every kernel this CPU can run; and, with the rows regrouped into runs sharing
+        one session (as requests are), the largest difference of the fold from the flat walk.
+        Raises RequestKernelError above tolerance. The load-time check: the bundle's parity
+        probe is the natural rows."""
+        shared = shared_session_rows(rows, self.n_session)
+        shared_flat = self.predict_rows(shared, "flat")
+        worst = 0.0
+        for kernel in self.usable_kernels:
+            for mode in MODES:
+                for given, reference in ((rows, expected), (shared, shared_flat)):
+                    diff = np.abs(self.predict_rows(given, mode, kernel) - reference)
+                    worst = max(worst, float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0)))
+        if worst > tolerance:
+            raise RequestKernelError(
+                f"request kernel parity failed: max abs diff {worst:.3g} > {tolerance:g} over "
+                f"{len(rows)} rows"
+            )
+        return worst
+
+    def _request(
+        self,
+        session: Sequence[float],
+        current_index: int,
+        previous_indices: Sequence[int],
+        candidates: Indices,
+        codes: F32 | None,
+        prices: F32 | None,
+    ) -> tuple[bytes, object, int, int, object, object]:
+        """The C arguments of one request: the packed RecoSession, the candidates' buffer,
+        index width and count, the codes' and prices' buffers (NULL when not given). Raises
+        ValueError naming what is wrong."""
+        if type(candidates) is not np.ndarray or candidates.ndim != 1:
+            raise ValueError(
+                f"candidates must be a 1-D int32 or int64 array, got {type(candidates).__name__}"
+                + (f" of shape {candidates.shape}" if isinstance(candidates, np.ndarray) else "")
+            )
+        dtype = candidates.dtype
+        if dtype == _I64:
+            width = 8
+        elif dtype == _I32:
+            width = 4
+        else:
+            raise ValueError(f"candidates must be int32 or int64, got {dtype}")
+        try:
+            index = _from_buffer(candidates)
+            packed = _SESSION.pack(*session, current_index, *previous_indices)
+        except (BufferError, ValueError, TypeError) as exc:
+            raise ValueError(f"candidates must be a contiguous array: {exc}") from exc
+        except struct.error as exc:
+            raise ValueError(
+                f"session must be {len(SESSION_INPUTS)} numbers ({', '.join(SESSION_INPUTS)}) and "
+                f"the indices {1 + N_PREVIOUS} integers: {exc}"
+            ) from exc
+        n = len(candidates)
+        return (
+            packed,
+            index,
+            width,
+            n,
+            _NULL if codes is None else self._column("category_codes", codes, n),
+            _NULL if prices is None else self._column("prices", prices, n),
+        )
+
+    @staticmethod
+    def _column(name: str, values: F32, n: int) -> object:
+        if not (
+            isinstance(values, np.ndarray)
+            and values.dtype == _F32
+            and values.shape == (n,)
+            and values.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"{name} must be None or a contiguous float32 array of shape ({n},), got "
+                f"{getattr(values, 'dtype', type(values).__name__)} "
+                f"{getattr(values, 'shape', '')}"
+            )
+        return _from_buffer(values)
+
+    def _describe(
+        self, status: int, candidates: Indices, current: int, previous: Sequence[int]
+    ) -> str:
+        valid = f"-1..{self.n_products - 1}"
+        if status > 0:
+            i = status - 1
+            return f"candidates[{i}]: index {int(candidates[i])} is outside the catalog ({valid})"
+        if status == -2:
+            return (
+                f"current_index {current} or previous_indices {list(previous)} outside the "
+                f"catalog ({valid})"
+            )
+        return f"reco_request_score refused the request (status {status})"
+
+
+def shared_session_rows(rows: F32, n_session: int, run: int = SHARED_SESSION_RUN) -> F32:
+    """A copy of rows in runs of `run` rows sharing their first row's n_session leading
+    (session) columns: the shape of requests (one session, many candidates) out of rows of
+    independent sessions."""
+    shared = np.array(rows, dtype=np.float32, order="C", copy=True)
+    for start in range(0, len(shared), run):
+        shared[start : start + run, :n_session] = shared[start, :n_session]
+    return shared
