@@ -14,6 +14,9 @@ from pathlib import Path
 
 from training.pipeline import METRICS_FILE
 
+# Issue 14's bar: distributed training's held-out AUC within this of one process's, same data.
+AUC_TOLERANCE = 0.005
+
 
 @dataclass(frozen=True)
 class StepCost:
@@ -110,6 +113,7 @@ def compare_distributed(
         "|---:|---|---:|---:|---:|",
     ]
     results: dict[str, list[tuple[float, float]]] = {"single": [], "dask": []}
+    aucs: dict[str, list[float]] = {"single": [], "dask": []}
     for r in range(1, rounds + 1):
         for kind in ("single", "dask"):
             bundle = work_dir / f"bundle-{rows}-{kind}-{r}"
@@ -121,8 +125,13 @@ def compare_distributed(
             label = "one process" if kind == "single" else f"--dask-workers {workers}"
             lines.append(f"| {r} | {label} | {wall:.1f} | {peak:.0f} | {auc:.4f} |")
             results[kind].append((wall, peak))
+            aucs[kind].append(auc)
     for kind, label in (("single", "one process"), ("dask", f"--dask-workers {workers}")):
         wall = statistics.median(w for w, _ in results[kind])
         peak = statistics.median(p for _, p in results[kind])
         lines.append(f"| median | {label} | {wall:.1f} | {peak:.0f} | |")
+    gap = max(abs(d - s) for d, s in zip(aucs["dask"], aucs["single"], strict=True))
+    verdict = "within" if gap <= AUC_TOLERANCE else "NOT within"
+    lines.append(f"\nlargest held-out AUC difference in a round: {gap:.4f} ({verdict} "
+                 f"{AUC_TOLERANCE})")  # fmt: skip
     return lines

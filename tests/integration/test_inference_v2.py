@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
+from reco import FEATURE_NAMES, Catalog
 from reco.inference_v2 import grpc_predict_v2_pb2 as v2
 from reco.inference_v2 import grpc_predict_v2_pb2_grpc as v2_grpc
 from reco.inference_v2 import metadata_parameters_pb2 as v2_extra
@@ -22,8 +23,6 @@ from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from tests.integration.client_venvs import client_venv
 from tests.integration.servers import ROOT, ServerProcess
-from training.catalog import Catalog
-from training.features import FEATURE_NAMES
 
 TRITONCLIENT = ("tritonclient[grpc]==2.73.0",)
 GRPCURL = Path(sys.executable).with_name("grpcurl")

@@ -12,12 +12,13 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from reco import Catalog
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from tests.integration.certs import Certs, make_certs
@@ -25,7 +26,6 @@ from tests.integration.conftest import renamed_copy, start_redis
 from tests.integration.envoy import EnvoyProcess
 from tests.integration.servers import RedisServer, ServerProcess
 from tests.integration.tcp_proxy import RoundRobinTcpProxy
-from training.catalog import Catalog
 
 REPLICAS = 3
 # Short here so the test sees several GOAWAYs; the default is 300 s.
@@ -210,6 +210,9 @@ def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
         # Then a rolling restart's SIGTERM: health NOT_SERVING, drain, stop; one replica left.
         at_term = sum(s.calls for s in shoppers)
         replicas[2].process.send_signal(signal.SIGTERM)
+        terminated = time.monotonic()
+        _wait(lambda: envoy.healthy_hosts() == REPLICAS - 2)
+        noticed_term = time.monotonic() - terminated
         replicas[2].process.wait(30)
         _wait(lambda: sum(s.calls for s in shoppers) >= at_term + 300)
     finally:
@@ -225,7 +228,9 @@ def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
     calls = sum(s.calls for s in shoppers)
     report = {"calls": calls, "calls_before_kill": at_kill, "calls_before_sigterm": at_term,
               "failed": dict(failures),
-              "seconds_until_envoy_saw_it": round(noticed, 2), "envoy": delta}  # fmt: skip
+              "seconds_until_envoy_saw_the_kill": round(noticed, 2),
+              "seconds_until_envoy_saw_the_sigterm": round(noticed_term, 2),
+              "envoy": delta}  # fmt: skip
     (logs / "replica-kill.json").write_text(json.dumps(report, indent=2))
     print(f"replica kill: {json.dumps(report)}")
     assert not failures, report
@@ -233,8 +238,8 @@ def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
     assert delta["upstream_rq_retry_overflow"] == 0, report
 
 
-def _wait(condition: object, timeout: float = 60) -> None:
+def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)  # other threads' and processes' progress: poll it
