@@ -198,8 +198,9 @@ def grpc_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 def connection_options(settings: Settings) -> list[tuple[str, int]]:
-    """Keepalive and connection age (README "Connections and load balancers"): dead peers are
-    found, and long-lived channels reconnect now and then so that they spread over replicas."""
+    """Keepalive and connection age: dead peers are found, and long-lived channels reconnect now
+    and then so that they spread over replicas (docs/deployment.md, "Connections and load
+    balancers")."""
     never = 2**31 - 1  # gRPC's "infinite" for these millisecond arguments
 
     def ms(seconds: float) -> int:

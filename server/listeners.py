@@ -130,14 +130,10 @@ async def start_health_listener(
     # SERVING whenever the event loop can answer, whatever the other statuses say: a liveness
     # probe on it restarts a wedged process, never one that is only busy or waiting on Redis.
     await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    host = (
-        f"[{settings.host}]" if ":" in settings.host and "[" not in settings.host else settings.host
-    )
-    bind(server, f"{host}:{settings.health_port}", None, "--health-port")
+    address = settings.address_on(settings.health_port)
+    bind(server, address, None, "--health-port")
     await server.start()
-    log.info(
-        "health listening on %s:%d (plaintext, grpc.health.v1 only)", host, settings.health_port
-    )
+    log.info("health listening on %s (plaintext, grpc.health.v1 only)", address)
     return server
 
 

@@ -76,8 +76,12 @@ class Settings:
     @property
     def address(self) -> str:
         """host:port for the public gRPC listener (an IPv6 host in brackets)."""
+        return self.address_on(self.port)
+
+    def address_on(self, port: int) -> str:
+        """host:port for a listener on --host (an IPv6 host in brackets)."""
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
+        return f"{host}:{port}"
 
     @property
     def tls(self) -> bool:

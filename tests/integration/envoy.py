@@ -95,6 +95,12 @@ class EnvoyProcess:
         """Endpoints the cluster's health checks pass."""
         return self.stats().get("membership_healthy", 0)
 
+    def failed_active_health_check(self, port: int) -> bool:
+        """Envoy's own health checks (not only outlier detection) took 127.0.0.1:port out."""
+        flags = f"reco::127.0.0.1:{port}::health_flags::"
+        lines = self.admin("/clusters").splitlines()
+        return any(line.startswith(flags) and "/failed_active_hc" in line for line in lines)
+
     def wait_healthy(self, hosts: int, timeout: float = 60) -> None:
         """Until the admin interface answers and `hosts` endpoints pass their health checks."""
         deadline = time.monotonic() + timeout

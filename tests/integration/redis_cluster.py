@@ -10,28 +10,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.servers import DURABLE_REDIS, free_port
+from tests.integration.servers import DURABLE_REDIS, RedisExited, free_port, wait_for_redis
 
 # Failover after a primary has been unreachable this long (Redis' default is 15 s).
 NODE_TIMEOUT_MS = 1000
+START_ATTEMPTS = 3
 
 
 class ClusterNode:
     """One redis-server of the cluster (its cluster bus on a port of its own)."""
 
     def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.parent = directory
+        self.process: subprocess.Popen[bytes] | None = None
+        # Ports are free when picked, not reserved: another process may take one before
+        # redis-server binds it. Then it exits at once, and new ports are picked.
+        for attempt in range(START_ATTEMPTS):
+            self._pick_ports()
+            self.start()
+            assert self.process is not None
+            try:
+                wait_for_redis(self.process, self.client(), self.directory / "redis.log")
+                return
+            except RedisExited:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
         self.bus_port = free_port()
-        self.directory = directory / f"node-{self.port}"
+        self.directory = self.parent / f"node-{self.port}"
         self.directory.mkdir(parents=True)
         self.args = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
-            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-            *DURABLE_REDIS, "--logfile", str(self.directory / "redis.log"),
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--cluster-enabled", "yes",
+            "--cluster-port", str(self.bus_port), "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS), *DURABLE_REDIS,
+            "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.args)
@@ -68,8 +85,6 @@ class RedisClusterServers:
             )
         self.nodes = [ClusterNode(binary, directory) for _ in range(primaries * (1 + replicas))]
         try:
-            for node in self.nodes:
-                self._wait_ping(node)
             subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                  "--cluster-replicas", str(replicas), "--cluster-yes"],
@@ -84,19 +99,6 @@ class RedisClusterServers:
     def url(self) -> str:
         """The store URL: any one node; the client discovers the rest."""
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
-
-    @staticmethod
-    def _wait_ping(node: ClusterNode) -> None:
-        import redis
-
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(redis.ConnectionError):
-                if node.client().ping():
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on {node.port} did not answer PING")
-            time.sleep(0.05)  # a process that has no readiness signal to wait on
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Until every live node reports cluster_state:ok with all slots assigned."""

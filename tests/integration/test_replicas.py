@@ -170,6 +170,10 @@ class Shopper(threading.Thread):
         self.stop_event = stop
         self.calls = 0
         self.failures: Counter[str] = Counter()
+        # Calls a replica shed (RESOURCE_EXHAUSTED, "retry later"): its overload answer, never
+        # retried by Envoy (that would add load), counted apart from failures. On this shared
+        # 2-core VM the last replica standing sometimes queues a call past --max-queue-ms.
+        self.shed = 0
 
     def run(self) -> None:
         with grpc.insecure_channel(self.target) as channel:
@@ -185,7 +189,10 @@ class Shopper(threading.Thread):
                     try:
                         method(request, timeout=5)
                     except grpc.RpcError as exc:
-                        self.failures[f"{exc.code().name}: {exc.details()}"[:120]] += 1
+                        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            self.shed += 1
+                        else:
+                            self.failures[f"{exc.code().name}: {exc.details()}"[:120]] += 1
                     self.calls += 1
                 n += 1
 
@@ -206,12 +213,15 @@ def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
         killed = time.monotonic()
         _wait(lambda: envoy.healthy_hosts() == REPLICAS - 1)
         noticed = time.monotonic() - killed
+        # Outlier detection ejects it first; the health checks (every second) must follow
+        # (they once ran every 60 s: Envoy's no_traffic_interval, see deploy/envoy/envoy.yaml).
+        _wait(lambda: envoy.failed_active_health_check(replicas[1].port), timeout=20)
         _wait(lambda: sum(s.calls for s in shoppers) >= at_kill + 600)
         # Then a rolling restart's SIGTERM: health NOT_SERVING, drain, stop; one replica left.
         at_term = sum(s.calls for s in shoppers)
         replicas[2].process.send_signal(signal.SIGTERM)
         terminated = time.monotonic()
-        _wait(lambda: envoy.healthy_hosts() == REPLICAS - 2)
+        _wait(lambda: envoy.healthy_hosts() == REPLICAS - 2, timeout=20)
         noticed_term = time.monotonic() - terminated
         replicas[2].process.wait(30)
         _wait(lambda: sum(s.calls for s in shoppers) >= at_term + 300)
@@ -227,13 +237,14 @@ def test_killing_then_stopping_replicas_under_load_fails_no_retried_call(
     failures = sum((s.failures for s in shoppers), Counter())
     calls = sum(s.calls for s in shoppers)
     report = {"calls": calls, "calls_before_kill": at_kill, "calls_before_sigterm": at_term,
-              "failed": dict(failures),
+              "failed": dict(failures), "shed": sum(s.shed for s in shoppers),
               "seconds_until_envoy_saw_the_kill": round(noticed, 2),
               "seconds_until_envoy_saw_the_sigterm": round(noticed_term, 2),
               "envoy": delta}  # fmt: skip
     (logs / "replica-kill.json").write_text(json.dumps(report, indent=2))
     print(f"replica kill: {json.dumps(report)}")
     assert not failures, report
+    assert sum(s.shed for s in shoppers) <= calls // 100, report  # overload stays the exception
     assert delta["upstream_rq_retry"] > 0, report  # the kill did hit calls, and they were retried
     assert delta["upstream_rq_retry_overflow"] == 0, report
 
