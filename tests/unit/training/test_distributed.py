@@ -1,5 +1,5 @@
 """Partitions for distributed training: found by layout, and Parquet read back as the same
-text a CSV holds, so that one set of quality rules applies."""
+text a CSV holds, so that one set of quality rules applies; the --dask flags."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reco.settings import EXIT_BAD_SETTING
+from training.cli import main
 from training.distributed import partitions, read_partitions
 from training.schema import DataError
 
@@ -37,3 +39,17 @@ def test_parquet_reads_as_the_text_of_a_csv(tmp_path: Path) -> None:
     assert pd.isna(parquet["session_id"].iloc[2]) and pd.isna(parquet["price"].iloc[1])
     assert parquet["clicked"].tolist() == csv["clicked"].tolist() == ["1", "0", "1"]
     assert [float(v) for v in parquet["price"].dropna()] == [12.5, 3.0]
+
+
+def test_dask_flags_are_settings_that_exclude_each_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "b")]
+    assert main([*train, "--dask", "tcp://127.0.0.1:1", "--dask-workers", "2"]) == EXIT_BAD_SETTING
+    assert "--dask and --dask-workers exclude each other" in capsys.readouterr().err
+    assert main([*train, "--dask-workers", "0"]) == EXIT_BAD_SETTING
+    assert "--dask-workers must be an integer >= 1, got '0'" in capsys.readouterr().err
+    bench = ["bench", "--work-dir", str(tmp_path), "--dask-workers", "2", "--rounds", "0"]
+    assert main(bench) == EXIT_BAD_SETTING
+    assert "--rounds must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
