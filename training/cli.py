@@ -248,12 +248,11 @@ def _run(args: SimpleNamespace) -> None:
         from training.generator import generate  # noqa: PLC0415 - see the docstring
 
         generate(
-            GenerationSettings(
-                rows=args.rows,
-                seed=args.seed,
+            flags.from_settings(
+                GenerationSettings,
+                args,
                 out_dir=args.out,
                 n_products=args.products,
-                notebook=args.notebook,
                 progress=not args.no_progress,
             )
         )
@@ -280,23 +279,17 @@ def _run(args: SimpleNamespace) -> None:
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
     else:
+        if args.dask and args.dask_workers is not None:
+            raise flags.SettingError("--dask and --dask-workers exclude each other; give one")
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
-        settings = TrainSettings(
-            data=args.data,
-            out=args.out,
-            threshold=args.threshold,
+        settings = flags.from_settings(
+            TrainSettings,
+            args,
             num_threads=args.threads,
-            max_bad_fraction=args.max_bad_fraction,
             business=BusinessAssumptions(
                 args.sessions_per_day, args.recs_per_session, args.value_per_click
             ),
-            feature_set=args.feature_set,
-            split=args.split,
-            calibration=args.calibration,
-            business_projection=args.business_projection,
         )
-        if args.dask and args.dask_workers is not None:
-            raise flags.SettingError("--dask and --dask-workers exclude each other; give one")
         if args.dask or args.dask_workers is not None:
             from training.distributed import Cluster, train_distributed  # noqa: PLC0415
 
