@@ -358,8 +358,8 @@ def _add_ecosystem(p: flags.SettingsParser) -> None:
         "--keepalive-seconds",
         flags.number(0),
         "60",
-        "ping each client connection after this long without activity, so dead peers (and "
-        "the stream slots they hold) are found; 0 = gRPC's default (2 hours)",
+        "ping a client connection with calls open after this long without activity, so dead "
+        "peers (and the stream slots they hold) are found; 0 = gRPC's default (2 hours)",
     )
     p.add(
         "--keepalive-timeout-seconds",
