@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reco.settings import SettingError
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ADMIN = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 ADMIN_SERVICE_NAMES = (ADMIN, reflection.SERVICE_NAME)
+LIVENESS_SERVICE = "liveness"  # a health service name for liveness probes (--health-port)
 # A ReloadModelRequest is a few hundred bytes; nothing shares the admin socket.
 ADMIN_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024), ("grpc.so_reuseport", 0)]
 
@@ -101,6 +103,40 @@ def _finish_admin(settings: Settings, endpoint: Endpoint, port: int) -> None:
     log.info("admin listening on %s (%s)", where, described)
 
 
+def side_guard(metrics: Metrics, measured_services: tuple[str, ...]) -> CallGuard:
+    """The CallGuard of a listener beside the public port: calls decoded safely and answered
+    through the error table, never admitted against (nor shed by) the public port's budgets."""
+    return CallGuard(
+        Admission(1, 1, metrics),
+        QueueMonitor(None, 0.0, metrics),
+        metrics,
+        guarded_services=(),
+        measured_services=measured_services,
+    )
+
+
+async def start_health_listener(
+    settings: Settings, health: Any, metrics: Metrics, options: list[tuple[str, Any]]
+) -> grpc.aio.Server | None:
+    """With --health-port, a plaintext listener serving only grpc.health.v1 (the same statuses
+    as the public port), for probes that cannot speak TLS, such as Kubernetes' native gRPC
+    probes. It carries no data and no operator action; its calls pass a CallGuard of their own
+    (decoded safely, never admitted against the public budgets)."""
+    if settings.health_port < 0:
+        return None
+    guard = side_guard(metrics, measured_services=())
+    server = grpc.aio.server(interceptors=[guard], options=options)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    # SERVING whenever the event loop can answer, whatever the other statuses say: a liveness
+    # probe on it restarts a wedged process, never one that is only busy or waiting on Redis.
+    await health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    address = settings.address_on(settings.health_port)
+    bind(server, address, None, "--health-port")
+    await server.start()
+    log.info("health listening on %s (plaintext, grpc.health.v1 only)", address)
+    return server
+
+
 async def start_admin(
     settings: Settings, handlers: Handlers, metrics: Metrics
 ) -> grpc.aio.Server | None:
@@ -111,13 +147,7 @@ async def start_admin(
     endpoint = _admin_endpoint(settings)
     if endpoint is None:
         return None
-    guard = CallGuard(
-        Admission(1, 1, metrics),
-        QueueMonitor(None, 0.0, metrics),
-        metrics,
-        guarded_services=(),
-        measured_services=(ADMIN,),
-    )
+    guard = side_guard(metrics, measured_services=(ADMIN,))
     interceptors: list[grpc.aio.ServerInterceptor] = [guard]
     if settings.admin_token_file is not None:
         token = TokenInterceptor(TokenCheck(read_token(settings.admin_token_file)))

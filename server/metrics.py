@@ -27,6 +27,7 @@ STAGES = {
     "Score": ("decode", "features", "predict", "rank", "encode"),
     "ScoreStream": ("decode", "features", "predict", "rank", "encode"),
     "Recommend": ("retrieval", "features", "predict", "rank", "encode"),
+    "ModelInfer": ("decode", "features", "predict", "rank", "encode"),
 }
 # Seconds: 10 us to 1 s; the interesting range for a scoring call is 20 us to 2 ms.
 LATENCY_BUCKETS = (

@@ -38,6 +38,8 @@ def prepare(settings: Settings) -> Settings:
         check_bindable(settings.host, settings.port, "--port", "--host")
     if settings.metrics_port > 0:
         check_bindable(settings.host, settings.metrics_port, "--metrics-port", "--host")
+    if settings.health_port > 0:
+        check_bindable(settings.host, settings.health_port, "--health-port", "--host")
     # Logged only once every check passed: a refused start prints its one error line alone.
     for level, note in key_notes:
         log.log(level, "%s", note)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import reco.settings as flags
 
@@ -70,12 +71,24 @@ class Settings:
     explore_epsilon: dict[str, float]
     explore_seed: int | None
     log_level: str
+    # Ecosystem (issue 14): the V2 model name, connection management, the probe port.
+    inference_model_name: str
+    keepalive_seconds: float
+    keepalive_timeout_seconds: float
+    min_client_ping_seconds: float
+    max_connection_age_seconds: float
+    max_connection_age_grace_seconds: float
+    health_port: int
 
     @property
     def address(self) -> str:
         """host:port for the public gRPC listener (an IPv6 host in brackets)."""
+        return self.address_on(self.port)
+
+    def address_on(self, port: int) -> str:
+        """host:port for a listener on --host (an IPv6 host in brackets)."""
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
+        return f"{host}:{port}"
 
     @property
     def tls(self) -> bool:
@@ -240,7 +253,8 @@ def build_parser() -> flags.SettingsParser:
         "--session-store",
         str,
         "memory",
-        "'memory' (this process only) or redis://host:port/db (shared by workers and replicas)",
+        "'memory' (this process only), redis://host:port/db (shared by workers and replicas) "
+        "or redis+cluster://host:port (a Redis Cluster, reached through any of its nodes)",
     )
     p.add(
         "--session-ttl-seconds",
@@ -381,6 +395,7 @@ def build_parser() -> flags.SettingsParser:
         "seed of the exploration draws (unset = random; set, runs repeat exactly)",
     )
     p.add_flag(flags.LOG_LEVEL)
+    _add_ecosystem(p)
     return p
 
 
@@ -400,6 +415,59 @@ def variant_values(text: str) -> dict[str, float]:
         for variant in [name.strip()] if name else ["A", "B"]:
             values[variant] = epsilon
     return values
+
+
+def _add_ecosystem(p: flags.SettingsParser) -> None:
+    """The Open Inference Protocol's model name, connection management for load balancers, and
+    the plaintext health port for Kubernetes' native gRPC probes."""
+    p.add(
+        "--inference-model-name",
+        str,
+        "reco",
+        "the model name of the Open Inference Protocol (KServe V2) service on the public port",
+    )
+    p.add(
+        "--keepalive-seconds",
+        flags.number(0),
+        "60",
+        "ping a client connection with calls open after this long without activity, so dead "
+        "peers (and the stream slots they hold) are found; 0 = gRPC's default (2 hours)",
+    )
+    p.add(
+        "--keepalive-timeout-seconds",
+        flags.number(positive=True),
+        "20",
+        "close a connection whose keepalive ping is unanswered this long",
+    )
+    p.add(
+        "--min-client-ping-seconds",
+        flags.number(0),
+        "10",
+        "clients may send keepalive pings this often, with or without calls in flight; more "
+        "often is answered with GOAWAY (too_many_pings)",
+    )
+    p.add(
+        "--max-connection-age-seconds",
+        flags.number(0),
+        "300",
+        "send GOAWAY to a client connection after about this long (gRPC adds +-10% jitter), "
+        "so long-lived channels reconnect and spread over replicas behind an L4 load balancer "
+        "(a Kubernetes Service); calls in flight finish first; 0 = never",
+    )
+    p.add(
+        "--max-connection-age-grace-seconds",
+        flags.number(0),
+        "0",
+        "after that GOAWAY, how long calls and streams still open may take before the "
+        "connection is closed; 0 = as long as they take (long ScoreStream calls are never cut)",
+    )
+    p.add(
+        "--health-port",
+        flags.port(disabled="off"),
+        "-1",
+        "a plaintext listener on --host serving only grpc.health.v1, for probes that cannot "
+        "speak TLS (Kubernetes' native gRPC probes) when the public port serves TLS",
+    )
 
 
 def parse_settings(
@@ -443,6 +511,13 @@ def _check_rules(s: Settings, parser: flags.SettingsParser) -> None:
         )
     if s.metrics_port > 0 and s.metrics_port == s.port:
         raise flags.SettingError(f"{name('metrics_port')} and {name('port')} are both {s.port}")
+    if s.health_port > 0 and s.health_port in (s.port, s.metrics_port):
+        other = name("port") if s.health_port == s.port else name("metrics_port")
+        raise flags.SettingError(
+            f"{name('health_port')} {s.health_port} is already used by {other}"
+        )
+    if not s.inference_model_name:
+        raise flags.SettingError(f"{name('inference_model_name')} must not be empty")
     if s.workers > 1 and s.port == 0:
         raise flags.SettingError(
             f"{name('port')} 0 cannot be shared by {s.workers} workers; give a port"
@@ -455,11 +530,14 @@ def _check_rules(s: Settings, parser: flags.SettingsParser) -> None:
 
 def _check_store(s: Settings, name: Callable[[str], str]) -> None:
     store = s.session_store
-    if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if store != "memory" and not store.startswith(schemes):
         raise flags.SettingError(
-            f"{name('session_store')} must be 'memory' or a redis:// URL, "
-            f"got {store.split('://')[0]!r}..."
+            f"{name('session_store')} must be 'memory', a redis:// URL or a redis+cluster:// "
+            f"URL, got {store.split('://')[0]!r}..."
         )
+    if "+cluster://" in store and urlsplit(store).path.strip("/") not in ("", "0"):
+        raise flags.SettingError(f"{name('session_store')}: a Redis Cluster has only database 0")
     if store == "memory" and s.require_durable_sessions:
         raise flags.SettingError(
             f"{name('require_durable_sessions')}: the in-process session store loses every "

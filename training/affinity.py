@@ -38,7 +38,12 @@ def affinity_table(frame: pd.DataFrame, min_support: int = MIN_SUPPORT) -> pd.Da
     lift(i -> j)       = confidence / share of sessions with j
     strength           = confidence x lift
     """
-    baskets = session_baskets(frame)
+    return affinity_from_baskets(session_baskets(frame), min_support)
+
+
+def affinity_from_baskets(baskets: pd.DataFrame, min_support: int = MIN_SUPPORT) -> pd.DataFrame:
+    """affinity_table from the distinct (session_id, product_id) pairs (session_baskets), which
+    distributed training gathers from its partitions."""
     n_sessions = max(baskets["session_id"].nunique(), 1)
     codes, products = pd.factorize(baskets["product_id"], sort=True)
     sessions = pd.factorize(baskets["session_id"])[0]

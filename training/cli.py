@@ -149,6 +149,8 @@ def build_parser() -> flags.SettingsParser:
     )
     fit.add_flag(flags.BUNDLE_KEY_FILE)
 
+    _add_distributed(fit)
+
     learning = p.command(
         "learn",
         "train a bundle from the impression log (shown slots, their logged feature rows, the "
@@ -231,6 +233,21 @@ def build_parser() -> flags.SettingsParser:
     )
     bench.add("--seed", flags.integer(), str(DEFAULT_SEED), "generator seed")
     bench.add(
+        "--dask-workers",
+        flags.optional(flags.integer(1)),
+        "",
+        "instead: one size (the first of --rows), single-machine against distributed training "
+        "on this many local workers, interleaved --rounds times",
+        env="RECO_BENCH_DASK_WORKERS",
+    )
+    bench.add(
+        "--rounds",
+        flags.integer(1),
+        "2",
+        "rounds of the --dask-workers comparison",
+        env="RECO_BENCH_ROUNDS",
+    )
+    bench.add(
         "--work-dir", flags.required_path, "", "empty directory for the generated data and bundles"
     )
     return p
@@ -252,6 +269,27 @@ def _add_window(parser: flags.SettingsParser) -> None:
         flags.number(positive=True),
         "1800",
         "a click (and a purchase after it) counts for a response within this many seconds",
+    )
+
+
+def _add_distributed(parser: flags.SettingsParser) -> None:
+    """Distributed training (training/distributed.py; the `distributed` extra); --dask and
+    --dask-workers exclude each other (checked in _run)."""
+    parser.add(
+        "--dask",
+        str,
+        "",
+        "train with lightgbm.dask on this dask.distributed scheduler (tcp://host:8786) from "
+        "partitioned data (impressions/*.parquet, impressions/*.csv, or one CSV read in byte "
+        "ranges); writes the same bundle",
+        metavar="SCHEDULER",
+        env="RECO_DASK_SCHEDULER",
+    )
+    parser.add(
+        "--dask-workers",
+        flags.optional(flags.integer(1)),
+        "",
+        "as --dask, on a local cluster of this many worker processes sharing --threads",
     )
 
 
@@ -292,17 +330,23 @@ def _run(args: SimpleNamespace) -> None:
         lines = compare(args.data, args.feature_sets, args.split, args.threshold, args.threads)
         print("\n".join(lines))
     elif args.command == "bench":
-        from training.benchmark import benchmark  # noqa: PLC0415
+        from training.benchmark import benchmark, compare_distributed  # noqa: PLC0415
 
-        print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
+        if args.dask_workers is not None:
+            rows = args.rows[0]
+            lines = compare_distributed(rows, args.seed, args.work_dir, args.dask_workers,
+                                        args.rounds)  # fmt: skip
+        else:
+            lines = benchmark(args.rows, args.seed, args.work_dir)
+        print("\n".join(lines))
     elif args.command in ("learn", "ope", "readout", "loop"):
         _run_loop_command(args)
     elif args.command == "keygen":
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
     else:
-        from training.pipeline import train  # noqa: PLC0415
-
+        if args.dask and args.dask_workers is not None:
+            raise flags.SettingError("--dask and --dask-workers exclude each other; give one")
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
         settings = flags.from_settings(
             TrainSettings,
@@ -312,7 +356,17 @@ def _run(args: SimpleNamespace) -> None:
                 args.sessions_per_day, args.recs_per_session, args.value_per_click
             ),
         )
-        train(settings, key)
+        if args.dask or args.dask_workers is not None:
+            from training.distributed import Cluster, train_distributed  # noqa: PLC0415
+
+            workers = args.dask_workers
+            threads = max(1, settings.num_threads // workers) if workers else settings.num_threads
+            cluster = Cluster(args.dask or None, workers, threads_per_worker=threads)
+            train_distributed(settings, cluster, key)
+        else:
+            from training.pipeline import train  # noqa: PLC0415
+
+            train(settings, key)
 
 
 def _run_loop_command(args: SimpleNamespace) -> None:

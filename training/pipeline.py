@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -291,12 +292,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Parts:
+    """The split data the evaluation sees, and the real sizes behind it. Single-machine
+    training holds every row here; distributed training (training/distributed.py) holds the
+    held-out rows and a sample of the training rows, and counts the rest where it lies."""
+
+    train: pd.DataFrame  # all training rows, or a sample of them (the baselines fit on it)
+    test: pd.DataFrame
+    split_description: str
+    clean_rows: int
+    train_rows: int
+    train_sessions: int
+    distributed: dict[str, Any] | None = None  # the cluster it trained on (the manifest says)
+
+
 def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, Any]:
     """Runs the whole training and writes the bundle at settings.out, its manifest signed with
     `key` when one is given; returns the manifest."""
-    out = settings.out
-    if out.exists():
-        raise BundleExistsError(f"{out} already exists; bundles are immutable, choose a new --out")
+    check_new_bundle(settings.out)
     started = time.perf_counter()
     data = load_dataset(settings.data, settings.max_bad_fraction)
     log.info("data quality:\n%s", data.quality.to_text())
@@ -309,8 +323,32 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     fitted = fit(data, train_part, test_part, feature_set, settings.num_threads,
                  settings.context_free)  # fmt: skip
     fitted, calibration = calibrate(train_part, test_part, fitted, settings)
+    parts = Parts(train_part, test_part, split.description, len(data.frame), len(train_part),
+                  int(train_part["session_id"].nunique()))  # fmt: skip
+    return finish(settings, key, data, parts, fitted, calibration, started)
+
+
+def check_new_bundle(out: Path) -> None:
+    """Bundles are immutable: refuses an --out that exists."""
+    if out.exists():
+        raise BundleExistsError(f"{out} already exists; bundles are immutable, choose a new --out")
+
+
+def finish(
+    settings: TrainSettings,
+    key: SigningKey | None,
+    data: DataSet,
+    parts: Parts,
+    fitted: Fitted,
+    calibration: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """Evaluates a fitted model on the held-out rows and writes the bundle; returns the
+    manifest."""
+    out = settings.out
+    train_part, test_part = parts.train, parts.test
     trained_at = time.perf_counter()
-    truth = Truth.of(data.frame, data.catalog, data.generation)
+    truth = Truth.of(test_part, data.catalog, data.generation)
     evaluation = evaluate(
         train_part,
         test_part,
@@ -323,17 +361,17 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     metrics = evaluation.metrics
     generated = data.generation is not None and not isinstance(truth, str)
     metrics.update(
-        feature_set=feature_set,
+        feature_set=fitted.feature_set,
         rows={
             "input": data.quality.input_rows,
-            "clean": len(data.frame),
-            "train": len(train_part),
+            "clean": parts.clean_rows,
+            "train": parts.train_rows,
             "test": len(test_part),
-            "train_sessions": int(train_part["session_id"].nunique()),
+            "train_sessions": parts.train_sessions,
             "test_sessions": int(test_part["session_id"].nunique()),
         },
         data=_data_description(data, truth),
-        split=split.description,
+        split=parts.split_description,
         data_quality=data.quality.to_dict(),
         calibration=calibration,
         importance=importance_table(fitted.booster),
@@ -365,8 +403,7 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
             staging,
             out.name,
             data,
-            split.description,
-            test_part,
+            parts,
             fitted,
             evaluation,
             settings,
@@ -387,6 +424,18 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     return manifest
 
 
+def data_digest(path: Path) -> str:
+    """sha256 of the data file, or of a directory of partitions (the digest of their names and
+    digests, in name order)."""
+    if path.is_file():
+        return sha256_file(path)
+    listing = "".join(
+        f"{part.relative_to(path)}\0{sha256_file(part)}\n"
+        for part in sorted(p for p in path.rglob("*") if p.is_file())
+    )
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def _data_description(data: DataSet, truth: Truth | str) -> dict[str, Any]:
     """Whether the data are generated, by what, and whether the simulator's truth is usable."""
     generation = data.generation or {}
@@ -403,8 +452,7 @@ def _write_bundle(
     staging: Path,
     version: str,
     data: DataSet,
-    split_description: str,
-    test_part: pd.DataFrame,
+    parts: Parts,
     fitted: Fitted,
     evaluation: Evaluation,
     settings: TrainSettings,
@@ -428,7 +476,7 @@ def _write_bundle(
 
     metrics = evaluation.metrics
     files += write_plots(staging, evaluation, metrics["importance"], metrics["calibration"])
-    _predictions(test_part, evaluation.scores[MODEL], settings.threshold).to_csv(
+    _predictions(parts.test, evaluation.scores[MODEL], settings.threshold).to_csv(
         staging / PREDICTIONS_FILE, index=False, lineterminator="\n"
     )
     files.append(PREDICTIONS_FILE)
@@ -438,10 +486,10 @@ def _write_bundle(
 
     training_info = {
         "data_path": str(data.csv_path),
-        "data_sha256": sha256_file(data.csv_path),
+        "data_sha256": data_digest(data.csv_path),
         "catalog_source": data.catalog_source,
         "rows": metrics["rows"],
-        "split": split_description,
+        "split": parts.split_description,
         "seed": {"split": SPLIT_SEED, "model": PARAMS["seed"], "train_sample": SAMPLE_SEED},
         "params": {
             **PARAMS,
@@ -452,13 +500,15 @@ def _write_bundle(
         "lightgbm_version": lgb.__version__,
         "data_quality": metrics["data_quality"],
     }
-    info = {"version": version, "data": str(data.csv_path), "split": split_description}
+    if parts.distributed is not None:
+        training_info["distributed"] = parts.distributed
+    info = {"version": version, "data": str(data.csv_path), "split": parts.split_description}
     (staging / REPORT_FILE).write_text(render_report(metrics, info))
     files.append(REPORT_FILE)
 
     probe = build_probe(
         fitted.booster,
-        test_part,
+        parts.test,
         fitted.X_test,
         fitted.feature_set,
         fitted.encodings,

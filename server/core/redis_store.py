@@ -7,12 +7,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.retry import Retry
 
 from server.core.errors import Unavailable
@@ -51,6 +53,13 @@ _STORED, _DUPLICATE, _CHANGED = 0, 1, 2
 # progress, so this bound is only reached under pathological contention.
 _MAX_CONFLICTS = 50
 _RETRY_HINT = "the call did not complete; retry it (events are deduplicated by event_id)"
+# redis+cluster:// (rediss+cluster:// with TLS): a Redis Cluster, reached through any one node.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+# Worth another attempt: the connection failed, or a cluster is failing over (its slots move).
+_TRANSIENT = (
+    redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError,
+    SlotNotCoveredError,
+)  # fmt: skip
 
 
 class SessionStoreUnavailable(Unavailable):
@@ -85,6 +94,7 @@ class Persistence:
     save: str = ""
     version: str = ""
     reason: str = ""  # why it could not be verified
+    nodes: int = 1  # the Redis servers asked (every node of a cluster): this is the weakest
 
     @property
     def durable(self) -> bool:
@@ -99,6 +109,8 @@ class Persistence:
                 "Redis restart only if it runs with appendonly yes and appendfsync always"
             )
         settings = f"appendonly {self.appendonly}, appendfsync {self.appendfsync}"
+        if self.nodes > 1:
+            settings += f" (the weakest of {self.nodes} cluster nodes)"
         if self.durable:
             return f"Redis persistence: {settings}: every acknowledged event is on disk"
         if self.appendonly != "yes":
@@ -150,34 +162,51 @@ class RedisStore:
         self.timeout_seconds = timeout_seconds
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 0),  # retries are ours: bounded by the request deadline
+        self.cluster = urlsplit(url).scheme in CLUSTER_SCHEMES
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_seconds,
+            "socket_connect_timeout": timeout_seconds,
+            "health_check_interval": 30,
+            "retry": Retry(NoBackoff(), 0),  # retries are ours: bounded by the request deadline
+        }
+        # A session's keys share a hash tag, so one slot holds them: the version check and the
+        # write stay one script on one node, in a cluster as on a single Redis.
+        self.client: Any = (
+            RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+            if self.cluster
+            else redis.Redis.from_url(url, **options)
         )
         self._store_if_unchanged = self.client.register_script(_STORE_IF_UNCHANGED)
         self._last_warning = -1.0
         self._failures = 0
 
     def describe(self) -> str:
-        return f"Redis session store {self.name} (shared by every process using it)"
+        kind = "Redis Cluster" if self.cluster else "Redis"
+        return f"{kind} session store {self.name} (shared by every process using it)"
 
     # -- persistence --------------------------------------------------------------------------
 
     def persistence(self) -> Persistence:
         """Reads appendonly, appendfsync and save with CONFIG GET (refused by many managed
-        Redis services: then it cannot be verified)."""
+        Redis services: then it cannot be verified). In a cluster every node is asked
+        (replicas too: one is promoted when its primary fails) and the weakest answer counts."""
         try:
-            config: dict[str, str] = {}
-            for name in ("appendonly", "appendfsync", "save"):
-                config.update(_text_dict(self.client.config_get(name)))
-            version = str(_text_dict(self.client.info("server")).get("redis_version", ""))
+            if not self.cluster:
+                return self._node_persistence({})
+            nodes = self.client.get_nodes()
+            found = [self._node_persistence({"target_nodes": node}) for node in nodes]
         except redis.ConnectionError as exc:
             return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
         except redis.RedisError as exc:
             return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
+        weakest = next((p for p in found if not p.durable), found[0])
+        return replace(weakest, nodes=len(found))
+
+    def _node_persistence(self, target: dict[str, Any]) -> Persistence:
+        config: dict[str, str] = {}
+        for name in ("appendonly", "appendfsync", "save"):
+            config.update(_text_dict(self.client.config_get(name, **target)))
+        version = str(_text_dict(self.client.info("server", **target)).get("redis_version", ""))
         return Persistence(
             True, config.get("appendonly", ""), config.get("appendfsync", ""),
             config.get("save", ""), version,
@@ -260,7 +289,7 @@ class RedisStore:
         while True:
             try:
                 return operation()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except _TRANSIENT as exc:
                 delay = self.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
                 fits = deadline is None or (
                     time.monotonic() + delay + self.timeout_seconds < deadline

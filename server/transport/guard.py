@@ -144,7 +144,8 @@ class CallGuard(grpc.aio.ServerInterceptor):
         streaming = handler.request_streaming or handler.response_streaming
         return Route(
             rpc=rpc,
-            guarded=service in self.guarded_services,
+            # A whole service, or one method of it ("package.Service/Method").
+            guarded=service in self.guarded_services or f"{service}/{rpc}" in self.guarded_services,
             kind=Kind.STREAM if streaming else Kind.UNARY,
             measured=service in self.measured_services,
             request_streaming=handler.request_streaming,

@@ -20,6 +20,21 @@ from server.transport.status import StreamStopped
 Handler = Callable[[Any, float | None], Any]
 
 
+async def run_handler(
+    blocking: ThreadPoolExecutor | None,
+    handler: Handler,
+    request: Any,
+    context: grpc.aio.ServicerContext,
+    uses_store: bool = False,
+) -> Any:
+    """Runs a handler inline on the event loop, or on `blocking` threads when it waits on a
+    remote session store."""
+    if uses_store and blocking is not None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(blocking, handler, request, deadline_of(context))
+    return handler(request, deadline_of(context))
+
+
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     """Handlers take microseconds, so they run inline on the event loop (no thread hop per
     call); handlers that wait on a remote session store run on `blocking` threads instead, so
@@ -31,10 +46,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     async def _run(self, handler: Handler, request: Any, context: grpc.aio.ServicerContext,
                    uses_store: bool = False) -> Any:  # fmt: skip
-        if uses_store and self.blocking is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.blocking, handler, request, deadline_of(context))
-        return handler(request, deadline_of(context))
+        return await run_handler(self.blocking, handler, request, context, uses_store)
 
     async def Score(
         self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext

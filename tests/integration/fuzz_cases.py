@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from reco.inference_v2 import grpc_predict_v2_pb2 as v2
 from reco.v1 import recommender_pb2 as pb
 
 # Answers that mean "the server did not handle this": what fuzzing must never produce.
@@ -71,6 +72,7 @@ METHODS: list[Method] = [
     *_methods(pb.DESCRIPTOR.services_by_name["Admin"], pb),
     *_methods(health_pb2.DESCRIPTOR.services_by_name["Health"], health_pb2),
     *_methods(reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"], reflection_pb2),
+    *_methods(v2.DESCRIPTOR.services_by_name["GRPCInferenceService"], v2),
 ]
 
 

@@ -122,6 +122,30 @@ class ServerProcess:
 DURABLE_REDIS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
+class RedisExited(RuntimeError):
+    """A redis-server exited before answering PING (its log's last lines say why)."""
+
+
+def wait_for_redis(
+    process: subprocess.Popen[bytes], client: Any, log: Path, timeout: float = 20
+) -> None:
+    """Until a redis-server answers PING (after loading its append-only file, if any). One
+    that exited first (e.g. its port, free when picked, was taken since) raises RedisExited."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(redis.ConnectionError):  # BusyLoadingError included
+            if client.ping():
+                return
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.is_file() else []
+            raise RedisExited(f"redis-server exited ({process.returncode}): {tail}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis-server did not answer PING within {timeout:g} s")
+        time.sleep(0.05)  # polling a service that has no readiness stream to wait on
+
+
 class RedisServer:
     """A throwaway redis-server on a free port: no persistence unless `config` asks for it
     (e.g. DURABLE_REDIS); its files live in its own directory under log_dir."""
@@ -154,7 +178,6 @@ class RedisServer:
     def start(self) -> None:
         """Starts (or restarts) the server on the same port and waits until it answers PING
         (after loading its append-only file, if any)."""
-        import redis
 
         auth = ("--requirepass", self.password) if self.password else ()
         self.process = subprocess.Popen(
@@ -162,15 +185,7 @@ class RedisServer:
              str(self.data_dir), *auth, *self.config,
              "--logfile", str(self.log_dir / f"redis-{self.port}.log")],
         )  # fmt: skip
-        client = self.client()
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(redis.ConnectionError):  # BusyLoadingError included
-                if client.ping():
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError("redis-server did not answer PING")
-            time.sleep(0.05)  # polling a service that has no readiness stream to wait on
+        wait_for_redis(self.process, self.client(), self.log_dir / f"redis-{self.port}.log")
 
     def stop(self) -> None:
         """Stops the server (its data goes with it unless it persists)."""

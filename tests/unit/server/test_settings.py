@@ -31,6 +31,11 @@ def test_defaults_are_valid() -> None:
         (["--watch-seconds", "0.01"], ("--watch-seconds",)),
         (["--max-message-bytes", str(MIN_MESSAGE_BYTES - 1)], ("--max-message-bytes",)),
         (["--host", ""], ("--host",)),
+        (["--health-port", "50051"], ("--health-port", "--port")),
+        (["--health-port", "9464"], ("--health-port", "--metrics-port")),
+        (["--session-store", "redis+cluster://h:6379/2"], ("--session-store",)),
+        (["--inference-model-name", ""], ("--inference-model-name",)),
+        (["--max-connection-age-seconds", "-1"], ("--max-connection-age-seconds",)),
     ],
 )
 def test_rules_between_settings(argv: list[str], named: tuple[str, ...]) -> None:
@@ -68,3 +73,20 @@ def test_exploration_and_the_impression_log() -> None:
             parse_settings(["--explore-epsilon", bad], {})
     with pytest.raises(SettingError, match="--impression-log-queue"):
         parse_settings(["--impression-log-queue", "0"], {})
+
+
+def test_connection_options_have_safe_defaults() -> None:
+    from server.app import connection_options
+
+    options = dict(connection_options(parse_settings([], {})))
+    assert options["grpc.max_connection_age_ms"] == 300_000
+    assert options["grpc.max_connection_age_grace_ms"] == 2**31 - 1  # streams are never cut
+    assert options["grpc.keepalive_time_ms"] == 60_000
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 10_000
+    off = dict(connection_options(parse_settings(["--max-connection-age-seconds", "0"], {})))
+    assert off["grpc.max_connection_age_ms"] == 2**31 - 1
+
+
+def test_a_redis_cluster_url_is_a_session_store() -> None:
+    settings = parse_settings(["--session-store", "redis+cluster://:pw@h:6379"], {})
+    assert settings.session_store.startswith("redis+cluster://")
