@@ -28,7 +28,6 @@ HEAVY = {
     "TL2cgen": "libtl2cgen",
     "onnxmltools (onnx)": "onnx_cpp2py_export",
     "pyarrow (only with --impression-log-dir)": "libarrow",
-    "dask": "dask/",
 }
 ONNXRUNTIME = "onnxruntime_pybind11_state"
 
