@@ -26,7 +26,9 @@ import cffi
 import numpy as np
 import numpy.typing as npt
 
-from reco._features import N_PREVIOUS
+from reco._catalog import Catalog, ProductTables
+from reco._features import N_PREVIOUS, Encodings, catalog_columns
+from reco._manifest import Manifest
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -339,6 +341,41 @@ class RequestKernel:
                 f"catalog ({valid})"
             )
         return f"reco_request_score refused the request (status {status})"
+
+
+def bundle_request_kernel(
+    library: Path,
+    manifest: Manifest,
+    encodings: Encodings,
+    catalog: Catalog,
+    tables: ProductTables,
+    cpu_flags: Collection[str] | None,
+) -> RequestKernel:
+    """A loaded bundle's request kernel: model.so's (`library`, the very file the compiled
+    backend opened) bound to the bundle's product tables, and reproducing the manifest's
+    parity probe exactly (tolerance 0.0, every mode and block scorer this CPU runs).
+
+    Raises RequestKernelError saying why the bundle cannot be scored natively: the build
+    recorded no kernel (e.g. a feature set the kernel does not cover), the library's kernel
+    builds other features than the manifest's, or a parity failure."""
+    record = manifest.compiler.get("request_kernel") or {}
+    if record.get("built") is False:
+        raise RequestKernelError(f"the build made no request kernel: {record.get('reason')}")
+    codes, prices = catalog_columns(encodings, catalog)
+    try:
+        kernel = RequestKernel(
+            library,
+            feature_names=manifest.feature_names,
+            category_codes=codes,
+            prices=prices,
+            popularity=tables.popularity,
+            affinity=tables.affinity,
+            cpu_flags=cpu_flags,
+        )
+    except ValueError as exc:  # tables of the wrong shape: a catalog the kernel cannot bind
+        raise RequestKernelError(str(exc)) from exc
+    kernel.check_parity(manifest.probe.rows, manifest.probe.probabilities)
+    return kernel
 
 
 def shared_session_rows(rows: F32, n_session: int, run: int = SHARED_SESSION_RUN) -> F32:

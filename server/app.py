@@ -139,6 +139,7 @@ class App:
             key=self.key,
             scratch_dir=self.settings.runtime_dir,
             explain=self.settings.explain,
+            scoring_path=self.settings.scoring_path,
         )
         warm_up(model, self.scorer, self.recommender, self.settings.warmup_requests)
         return model

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from reco import NO_PRODUCT, CandidateInputs, Contribution, SessionContext
 from server.core.errors import InvalidArgument, Unavailable
 from server.core.model import LoadedModel
+from server.core.native import native_rows, native_scores
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
 from server.core.scoring import check_deadline, context_features
@@ -132,18 +133,25 @@ class Recommender:
             return self._cold_start(model, variant, k, excluded, t0)
         candidates = self.candidates(model, context, excluded)
         t1 = time.perf_counter()
-        rows = context_features(model, context, self._inputs(model, candidates))
+        rows = None  # the native path builds them in C, inside the call that scores them
+        if model.kernel is None:
+            rows = context_features(model, context, self._inputs(model, candidates))
         t2 = time.perf_counter()
         check_deadline(deadline)
-        scores = model.backend.predict(rows)
+        if rows is None:
+            scores = native_scores(model, context, candidates)
+        else:
+            scores = model.backend.predict(rows)
         t3 = time.perf_counter()
         min_score = model.threshold if query.min_score is None else query.min_score
         order = _cap_per_category(
             model, candidates, rank(scores, min_score, 0), query.max_per_category
         )[:k]
-        items = self._items(
-            model, context, candidates[order], scores[order], rows[order], query.explain
-        )
+        explained = None
+        if query.explain:
+            picked = candidates[order]
+            explained = native_rows(model, context, picked) if rows is None else rows[order]
+        items = self._items(model, context, candidates[order], scores[order], explained)
         t4 = time.perf_counter()
         stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
         return Recommendation.of(model, variant, items, False, len(candidates), stages)
@@ -191,11 +199,15 @@ class Recommender:
         )
 
     def _items(self, model: LoadedModel, context: SessionContext | None, picked: I64,
-               scores: npt.NDArray[np.float64], rows: npt.NDArray[np.float32],
-               explain: bool) -> list[Item]:  # fmt: skip
+               scores: npt.NDArray[np.float64],
+               explained: npt.NDArray[np.float32] | None) -> list[Item]:  # fmt: skip
+        """The picked products as items; with `explained` (their rows), their top feature
+        contributions."""
         catalog = model.catalog
         explainer = model.explainer
-        contributions = explainer.contributions(rows) if explain and explainer else None
+        contributions = (
+            explainer.contributions(explained) if explained is not None and explainer else None
+        )
         items = []
         for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
             items.append(
@@ -226,8 +238,7 @@ class Recommender:
             among = np.arange(min(COLD_START_POOL, len(cold.by_popularity)))
         order = among[np.argsort(-cold.scores[among], kind="stable")][:k]
         picked = cold.by_popularity[order]
-        items = self._items(model, None, picked, cold.scores[order], np.empty((0, 0), np.float32),
-                            explain=False)  # fmt: skip
+        items = self._items(model, None, picked, cold.scores[order], None)
         stages = {"retrieval": time.perf_counter() - t0}
         return Recommendation.of(model, variant, items, True, len(among), stages)
 

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from reco import NO_PRODUCT, CandidateInputs, SessionContext, build_features, session_inputs
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.model import LoadedModel
+from server.core.native import native_scores
 from server.core.ranking import rank
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, FeatureRows, ScoreQuery, ScoreResult
@@ -23,6 +24,7 @@ from server.core.validation import (
 )
 
 F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,21 @@ class Limits:
 
 @dataclass(frozen=True)
 class ResolvedCandidates:
-    """Candidate inputs for the rows to score, and what could not be scored."""
+    """The rows to score (catalog indices, NO_PRODUCT = unknown with a given category and
+    price), their category codes and prices when any differ from the catalog's (None: the
+    catalog's, so the native path passes none), and what could not be scored."""
 
-    inputs: CandidateInputs
-    scored_rows: npt.NDArray[np.int64] | None  # None = every candidate is scored
+    index: I64
+    codes: F32 | None
+    prices: F32 | None
+    scored_rows: I64 | None  # None = every candidate is scored
     unknown_product_ids: list[str]
+
+    def inputs(self, model: LoadedModel) -> CandidateInputs:
+        """The numpy builder's candidate columns."""
+        codes = model.product_category_codes[self.index] if self.codes is None else self.codes
+        prices = model.product_prices[self.index] if self.prices is None else self.prices
+        return CandidateInputs(codes, prices, self.index)
 
 
 def check_deadline(deadline: float | None) -> None:
@@ -57,10 +69,10 @@ def resolve_candidates(
     get = model.catalog.index.get
     found = [get(pid, NO_PRODUCT) for pid in candidates.product_ids]
     index = np.array(found, dtype=np.int64)
+    if not (candidates.categories or candidates.prices) and NO_PRODUCT not in found:
+        return ResolvedCandidates(index, None, None, None, [])
     codes = model.product_category_codes[index]
     prices = model.product_prices[index]
-    if not (candidates.categories or candidates.prices) and NO_PRODUCT not in found:
-        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
     code_of = model.encodings.category.code
     for i, category in candidates.categories.items():
         codes[i] = code_of(category)
@@ -69,7 +81,7 @@ def resolve_candidates(
     # Only unknown products can lack a category or price after the overrides.
     unscorable = np.isnan(codes) | np.isnan(prices)
     if not unscorable.any():
-        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
+        return ResolvedCandidates(index, codes, prices, None, [])
     missing = np.flatnonzero(unscorable)
     unknown_ids = [candidates.product_ids[i] for i in missing.tolist()]
     if not skip_unknown:
@@ -80,8 +92,7 @@ def resolve_candidates(
             + (f"; {len(unknown_ids) - 1} more unknown" if len(unknown_ids) > 1 else "")
         )
     rows = np.flatnonzero(~unscorable)
-    inputs = CandidateInputs(codes[rows], prices[rows], index[rows])
-    return ResolvedCandidates(inputs, rows, unknown_ids)
+    return ResolvedCandidates(index[rows], codes[rows], prices[rows], rows, unknown_ids)
 
 
 def context_features(
@@ -132,6 +143,7 @@ class Scorer:
         t0 = time.perf_counter()
         n = len(query.candidates)
         resolved: ResolvedCandidates | None = None
+        X: F32 | None = None  # stays None on the native path
         if query.features is not None:
             validate_feature_rows(query.features, model.n_features, self.limits.max_candidates)
             if n and n != query.features.rows:
@@ -151,10 +163,16 @@ class Scorer:
             validate_candidates(query.candidates, self.limits.max_candidates)
             validate_context(context)
             resolved = resolve_candidates(model, query.candidates, query.skip_unknown)
-            X = context_features(model, context, resolved.inputs)
+            if model.kernel is None:
+                X = context_features(model, context, resolved.inputs(model))
         t1 = time.perf_counter()
         check_deadline(deadline)
-        predicted = model.backend.predict(X)
+        if X is not None:
+            predicted = model.backend.predict(X)
+        else:  # native: the rows are built in C, inside the call that scores them
+            assert resolved is not None
+            predicted = native_scores(model, context, resolved.index, resolved.codes,
+                                      resolved.prices)  # fmt: skip
         t2 = time.perf_counter()
         if resolved is not None and resolved.scored_rows is not None:
             scores = np.full(n, np.nan)
