@@ -93,31 +93,42 @@ def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
 
 
 def check_against_builder(model: LoadedModel) -> float:
-    """Holds the model's kernel to the numpy path on check_contexts over the whole catalog
-    (and an unknown product with a given category and price): rows bit-identical to
-    reco.build_features, scores within the backend's parity tolerance of backend.predict on
-    those rows. Returns the largest score difference; raises RequestKernelError."""
-    n = len(model.catalog)
-    index = np.append(np.arange(n, dtype=np.int64), NO_PRODUCT)
-    codes = model.product_category_codes[index].copy()
-    prices = model.product_prices[index].copy()
-    codes[-1], prices[-1] = 0.0, 42.5  # the unknown product's given category and price
+    """Holds the model's kernel to the numpy path on check_contexts: the whole catalog read
+    from the kernel's own tables, and an unknown and a known product with a given category
+    and price; rows bit-identical to reco.build_features over the model's lookups, scores
+    within the backend's parity tolerance of backend.predict on those rows. Returns the
+    largest score difference; raises RequestKernelError."""
+    catalog_index = np.arange(len(model.catalog), dtype=np.int64)
+    given_index = np.array([NO_PRODUCT, 0 if len(model.catalog) else NO_PRODUCT])
+    given_codes = np.array([0.0, -1.0], dtype=np.float32)
+    given_prices = np.array([42.5, 7.25], dtype=np.float32)
+    requests: list[tuple[I64, F32 | None, F32 | None]] = [
+        (catalog_index, None, None),
+        (given_index, given_codes, given_prices),
+    ]
     worst = 0.0
     for number, context in enumerate(check_contexts(model)):
         session = session_inputs(context, model.encodings, model.catalog)
-        expected = build_features(session, CandidateInputs(codes, prices, index), model.tables)
-        rows = native_rows(model, context, index, codes, prices)
-        if rows.shape != expected.shape or not np.array_equal(
-            rows.view(np.uint32), expected.view(np.uint32)
-        ):
-            differ = np.flatnonzero((rows.view(np.uint32) != expected.view(np.uint32)).any(1))
-            raise RequestKernelError(
-                f"native rows differ from the numpy builder's for check session {number}: "
-                f"{len(differ)} of {len(index)} rows, first row {int(differ[0])}"
+        for index, codes, prices in requests:
+            candidates = CandidateInputs(
+                model.product_category_codes[index] if codes is None else codes,
+                model.product_prices[index] if prices is None else prices,
+                index,
             )
-        scores = native_scores(model, context, index, codes, prices)
-        diff = np.abs(scores - model.backend.predict(expected))
-        worst = max(worst, float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0.0)))
+            expected = build_features(session, candidates, model.tables)
+            rows = native_rows(model, context, index, codes, prices)
+            bits, expected_bits = rows.view(np.uint32), expected.view(np.uint32)
+            if rows.shape != expected.shape or not np.array_equal(bits, expected_bits):
+                differ = np.flatnonzero((bits != expected_bits).any(axis=1))
+                raise RequestKernelError(
+                    f"native rows differ from the numpy builder's for check session {number}: "
+                    f"{len(differ)} of {len(index)} rows, first row {int(differ[0])}"
+                )
+            diff = np.abs(
+                native_scores(model, context, index, codes, prices)
+                - model.backend.predict(expected)
+            )
+            worst = max(worst, float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0.0)))
     tolerance = TOLERANCES.get(model.backend.name, 0.0)
     if worst > tolerance:
         raise RequestKernelError(

@@ -59,6 +59,19 @@ def check_deadline(deadline: float | None) -> None:
         raise DeadlineExceeded("deadline exceeded; the request was abandoned")
 
 
+def candidate_indices(model: LoadedModel, product_ids: list[str]) -> tuple[I64, int]:
+    """The catalog indices of product_ids (NO_PRODUCT = unknown) and how many are unknown:
+    from the request kernel's id table (one call into C) on the native path, else a dict
+    lookup per id."""
+    if model.kernel is not None:
+        found = model.kernel.lookup(product_ids)
+        if found is not None:
+            return found
+    get = model.catalog.index.get
+    listed = [get(pid, NO_PRODUCT) for pid in product_ids]
+    return np.array(listed, dtype=np.int64), listed.count(NO_PRODUCT)
+
+
 def resolve_candidates(
     model: LoadedModel, candidates: Candidates, skip_unknown: bool
 ) -> ResolvedCandidates:
@@ -66,10 +79,8 @@ def resolve_candidates(
 
     An unknown product can still be scored when the request gives its category and price.
     """
-    get = model.catalog.index.get
-    found = [get(pid, NO_PRODUCT) for pid in candidates.product_ids]
-    index = np.array(found, dtype=np.int64)
-    if not (candidates.categories or candidates.prices) and NO_PRODUCT not in found:
+    index, unknown = candidate_indices(model, candidates.product_ids)
+    if not (candidates.categories or candidates.prices or unknown):
         return ResolvedCandidates(index, None, None, None, [])
     codes = model.product_category_codes[index]
     prices = model.product_prices[index]
