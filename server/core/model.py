@@ -55,6 +55,24 @@ class ColdStart:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """The catalog's text and prices as Python lists, built once per model: an answer reads
+    a few products' fields, and each numpy scalar read and str() costs more than the read."""
+
+    product_ids: list[str]
+    names: list[str]
+    categories: list[str]
+    subcategories: list[str]
+    prices: list[float]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Listing:
+        return cls(catalog.product_ids.tolist(), catalog.names.tolist(),
+                   catalog.categories.tolist(), catalog.subcategories.tolist(),
+                   catalog.prices.tolist())  # fmt: skip
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A bundle ready to serve. Immutable: a reload builds a new one and swaps the reference.
     Build it with LoadedModel.prepare, which computes the per-model lookups once."""
@@ -77,6 +95,7 @@ class LoadedModel:
     in_stock_pool: I64 = field(repr=False)  # catalog indices of the products in stock
     pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
     cold_start: ColdStart = field(repr=False)
+    listing: Listing = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
     # The bundle relative to the bundle root: the only name of it that clients see.
@@ -143,6 +162,7 @@ class LoadedModel:
             in_stock_pool=in_stock,
             pool_position=_positions(in_stock, len(catalog)),
             cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
+            listing=Listing.of(catalog),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
             signed_by=signed_by,

@@ -203,22 +203,23 @@ class Recommender:
                explained: npt.NDArray[np.float32] | None) -> list[Item]:  # fmt: skip
         """The picked products as items; with `explained` (their rows), their top feature
         contributions."""
-        catalog = model.catalog
+        listing = model.listing
         explainer = model.explainer
         contributions = (
             explainer.contributions(explained) if explained is not None and explainer else None
         )
+        anchors = None if context is None else anchors_of(model, context)
         items = []
         for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
             items.append(
                 Item(
-                    product_id=str(catalog.product_ids[i]),
-                    name=str(catalog.names[i]),
-                    category=str(catalog.categories[i]),
-                    subcategory=str(catalog.subcategories[i]),
-                    price=float(catalog.prices[i]),
+                    product_id=listing.product_ids[i],
+                    name=listing.names[i],
+                    category=listing.categories[i],
+                    subcategory=listing.subcategories[i],
+                    price=listing.prices[i],
                     score=score,
-                    reasons=reasons_for(model, context, i),
+                    reasons=reasons_for(model, context, i, anchors),
                     contributions=contributions[n] if contributions else [],
                 )
             )
@@ -258,34 +259,42 @@ def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int)
         return order
     seen: dict[str, int] = {}
     kept = []
-    categories = model.catalog.categories
-    for position in order.tolist():
-        category = str(categories[candidates[position]])
+    categories = model.listing.categories
+    for position, product in zip(order.tolist(), candidates[order].tolist(), strict=True):
+        category = categories[product]
         if seen.get(category, 0) < cap:
             seen[category] = seen.get(category, 0) + 1
             kept.append(position)
     return np.asarray(kept, dtype=np.int64)
 
 
-def reasons_for(model: LoadedModel, context: SessionContext | None, product: int) -> list[str]:
-    """Why a product is shown, in words a shopper understands (at most two reasons)."""
-    catalog = model.catalog
-    if context is None:
-        return [f"popular in {catalog.subcategories[product]}"]
-    index = catalog.index
-    reasons = []
-    related = [
-        (index.get(p, NO_PRODUCT), p)
-        for p in (context.current_product_id, *context.previous_product_ids)
-    ]
-    strengths = [(model.tables.affinity[i, product], i) for i, _ in related if i != NO_PRODUCT]
-    if strengths:
-        strength, anchor = max(strengths)
-        if strength > 0:
-            reasons.append(f"goes with {catalog.names[anchor]}")
+def anchors_of(model: LoadedModel, context: SessionContext) -> tuple[int, list[int]]:
+    """The catalog indices reasons are given from: the current product (NO_PRODUCT: none)
+    and every known one of the current and previous products."""
+    index = model.catalog.index
     current = index.get(context.current_product_id, NO_PRODUCT)
-    if current != NO_PRODUCT and catalog.subcategories[current] == catalog.subcategories[product]:
-        reasons.append(f"more {catalog.subcategories[product]}")
-    if len(reasons) < 2 and catalog.popularity[product] >= model.popular_from:
-        reasons.append(f"popular in {catalog.subcategories[product]}")
+    previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids]
+    return current, [i for i in (current, *previous) if i != NO_PRODUCT]
+
+
+def reasons_for(model: LoadedModel, context: SessionContext | None, product: int,
+                anchors: tuple[int, list[int]] | None = None) -> list[str]:  # fmt: skip
+    """Why a product is shown, in words a shopper understands (at most two reasons);
+    `anchors`: anchors_of(model, context) when the caller has it (once per request)."""
+    listing = model.listing
+    subcategory = listing.subcategories[product]
+    if context is None:
+        return [f"popular in {subcategory}"]
+    current, related = anchors_of(model, context) if anchors is None else anchors
+    reasons = []
+    if related:
+        # The strongest association, ties to the later catalog index (as max over pairs).
+        strengths = model.tables.affinity[related, product].tolist()
+        strength, anchor = max(zip(strengths, related, strict=True))
+        if strength > 0:
+            reasons.append(f"goes with {listing.names[anchor]}")
+    if current != NO_PRODUCT and listing.subcategories[current] == subcategory:
+        reasons.append(f"more {subcategory}")
+    if len(reasons) < 2 and model.catalog.popularity[product] >= model.popular_from:
+        reasons.append(f"popular in {subcategory}")
     return reasons[:2]
