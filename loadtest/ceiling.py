@@ -31,28 +31,31 @@ WARM_UP_CALLS = 200
 
 @dataclass
 class Run:
-    """One measured run against one target."""
+    """One measured run against one target: each call's round trip (us) and answer bytes."""
 
-    round_trip_us: list[float] = field(default_factory=list)
-    responses: list[bytes] = field(default_factory=list)
+    calls: list[tuple[float, bytes]] = field(default_factory=list)
     seconds: float = 0.0
     server_cpu_s: float = 0.0
 
     @property
+    def round_trip_us(self) -> list[float]:
+        return [us for us, _ in self.calls]
+
+    @property
     def rate(self) -> float:
         """Calls (or stream messages) per second."""
-        return len(self.round_trip_us) / self.seconds
+        return len(self.calls) / self.seconds
 
     @property
     def cpu_per_call_us(self) -> float:
         """Server CPU time per call."""
-        return self.server_cpu_s / len(self.round_trip_us) * 1e6
+        return self.server_cpu_s / len(self.calls) * 1e6
 
     def server_time_us(self) -> np.ndarray:
         """server_time_us of every response that carries one (this server's; the echo's
         answers are requests, the ceiling's carry none)."""
         try:
-            times = [pb.ScoreResponse.FromString(r).server_time_us for r in self.responses]
+            times = [pb.ScoreResponse.FromString(r).server_time_us for _, r in self.calls]
         except DecodeError:
             return np.empty(0)
         return np.asarray([t for t in times if t], dtype=float)
@@ -94,8 +97,7 @@ def unary(target: str, pid: int, payloads: Sequence[bytes], seconds: float,
                 while time.perf_counter() < end:
                     t0 = time.perf_counter()
                     response = await call(payloads[n % len(payloads)])
-                    run.round_trip_us.append((time.perf_counter() - t0) * 1e6)
-                    run.responses.append(response)
+                    run.calls.append(((time.perf_counter() - t0) * 1e6, response))
                     n += in_flight
 
             cpu0, t0 = _cpu_seconds(server), time.perf_counter()
@@ -138,8 +140,7 @@ def streamed(target: str, pid: int, payloads: Sequence[bytes], seconds: float,
         async for response in call:
             ahead.release()
             if end is not None:
-                run.round_trip_us.append((time.perf_counter() - sent[i]) * 1e6)
-                run.responses.append(response)
+                run.calls.append(((time.perf_counter() - sent[i]) * 1e6, response))
             i += 1
         await writer
 
