@@ -400,15 +400,22 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
     Recommend, server-side."""
     ids = [requests.score(100, packed=True).SerializeToString() for _ in range(500)]
     matrices = ceiling.feature_requests(args.bundle, 100, 500)
+    # No load shedding (the bare servers have none either): a stall of this shared VM would
+    # otherwise turn the measurement into refusals.
+    unshed = ("--max-queue-ms", "0")
     with contextlib.ExitStack() as stack:
         servers = {
-            "this": stack.enter_context(server(args.bundle, logs)),
-            "python": stack.enter_context(server(args.bundle, logs, "--scoring-path", "python")),
+            "this": stack.enter_context(server(args.bundle, logs, *unshed)),
+            "python": stack.enter_context(
+                server(args.bundle, logs, *unshed, "--scoring-path", "python")
+            ),
             "model": stack.enter_context(bare_server(args.bundle, logs, "model")),
             "echo": stack.enter_context(bare_server(args.bundle, logs, "echo")),
         }
         for label, command in args.checkouts[:-1]:  # the baseline checkout, when given
-            servers[label] = stack.enter_context(server(args.bundle, logs, command=command))
+            servers[label] = stack.enter_context(
+                server(args.bundle, logs, *unshed, command=command)
+            )
         targets = [
             ("this server, 100 candidate_ids + full context", "this", ids),
             ("this server, pre-built 100x27 features matrix", "this", matrices),

@@ -21,6 +21,7 @@ import reco._loader
 import server.core.model
 from reco import (
     MODEL_FILE,
+    Catalog,
     Manifest,
     RequestKernelError,
     SessionContext,
@@ -29,6 +30,8 @@ from reco import (
     read_manifest,
     session_inputs,
 )
+from reco.v1 import recommender_pb2 as pb
+from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.errors import Unavailable
 from server.core.model import LoadedModel, load_model
 from server.core.native import check_against_builder, native_rows, native_scores
@@ -36,6 +39,7 @@ from server.core.recommend import Recommender, RecommendLimits, RecommendQuery
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, ScoreQuery, ScoreResult
 from server.core.scoring import Limits, Scorer, candidate_indices, resolve_candidates
+from tests.integration.servers import ServerProcess, running
 from tests.integration.test_server_settings import start
 
 SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -272,3 +276,26 @@ def test_native_asked_for_on_a_bundle_it_cannot_serve_is_a_startup_error(bundle:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--scoring-path native" in lines[0], result.stderr
     assert "Traceback" not in result.stderr and str(bundle.parent) not in lines[0]
+
+
+def test_the_default_server_serves_natively_and_answers_as_the_python_path(
+    server: ServerProcess, logs: Path, bundle: Path
+) -> None:
+    """End to end: the default server scores on the native path; one started with
+    --scoring-path python gives the same ranked answer to the same request."""
+    assert "native scoring path" in server.log()
+    ids = Catalog.load(bundle / "catalog.csv").product_ids.tolist()
+    request = pb.ScoreRequest(
+        context=pb.SessionContext(current_product_id=ids[3], previous_product_ids=ids[4:6],
+                                  device_type="Mobile", scroll_depth=0.5),
+        candidates=[pb.Candidate(product_id=p) for p in ids[:80]]
+        + [pb.Candidate(product_id="new-product", category="Electronics", price=19.5)],
+        top_k=7,
+    )  # fmt: skip
+    native = pb_grpc.RecommenderStub(server.channel()).Score(request)
+    with running(bundle, "--scoring-path", "python", log_dir=logs) as reference_server:
+        assert "python scoring path" in reference_server.log()
+        reference = pb_grpc.RecommenderStub(reference_server.channel()).Score(request)
+    np.testing.assert_allclose(native.scores, reference.scores, rtol=0, atol=1e-6)
+    assert len(native.scores) == 81
+    assert [r.product_id for r in native.ranked] == [r.product_id for r in reference.ranked]
