@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +48,16 @@ from loadtest.server_process import (
     checkout_command,
     checkouts,
 )
-from reco.settings import boolean, choice, comma_list, integer, number, run_cli
+from reco.settings import (
+    SettingError,
+    boolean,
+    choice,
+    comma_list,
+    integer,
+    number,
+    optional_path,
+    run_cli,
+)
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -458,6 +467,16 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
                     if shape is None
                     else ceiling.streamed(this.target, this.pid, ids, args.seconds, *shape)
                 )
+        if args.profile is not None:
+            profiles = [
+                (label, profiled(args.profile / f"{name}.txt", this.pid, args.seconds, run))
+                for label, name, run in (
+                    ("unary Score", "unary",
+                     lambda: ceiling.unary(this.target, this.pid, ids, args.seconds)),
+                    ("ScoreStream, 16 streams", "stream",
+                     lambda: ceiling.streamed(this.target, this.pid, ids, args.seconds, 16, 1)),
+                )
+            ]  # fmt: skip
         growth = {
             size: sequential_score(
                 grpc_stub(stack, this.target), requests, size, args.requests, packed=True
@@ -485,6 +504,10 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
     print(ceiling.HEADER)
     for label, _ in streams:
         print(ceiling.run_row(label, stream_runs[label]))
+    if args.profile is not None:
+        print(f"py-spy on this server (Python frames, 250 Hz, --nonblocking) during one more "
+              f"run of each; raw files in {args.profile}\n")  # fmt: skip
+        print(ceiling.profile_table(profiles) + "\n")
     small, large = growth[100], growth[1000]
     slope = (np.median(large.server_us) - np.median(small.server_us)) / 900
     print(
@@ -494,6 +517,21 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
         f"sessions) {np.median(recommend.server_us):.0f} us (p99 "
         f"{np.percentile(recommend.server_us, 99):.0f})\n"
     )
+
+
+def profiled(out: Path, pid: int, seconds: float, run: Callable[[], object]) -> Path:
+    """Runs `run` while py-spy records the process `pid` into `out` (raw format)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SettingError("--profile needs py-spy (pip install py-spy)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    duration = str(max(1, int(seconds)))
+    command = [spy, "record", "--pid", str(pid), "--duration", duration, "--rate", "250",
+               "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spying:
+        run()
+        spying.wait()
+    return out
 
 
 def grpc_stub(stack: contextlib.ExitStack, target: str) -> pb_grpc.RecommenderStub:
@@ -511,6 +549,10 @@ def main() -> int:
     parser.add("--ceiling", boolean, "false",
                "print only the ceiling side by side (same as --parts ceiling): this server, a "
                "bare model-call handler and a bare echo; ScoreStream vs unary")  # fmt: skip
+    parser.add("--profile", optional_path, "",
+               "with --ceiling: record this server with py-spy (raw files in this directory) "
+               "during one more unary and one more ScoreStream run, and print where the "
+               "samples went")  # fmt: skip
     parser.add("--rounds", integer(1), "1",
                "with --baseline-dir: alternate the two checkouts this many times (score, "
                "sessions)")  # fmt: skip
