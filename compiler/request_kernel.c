@@ -594,7 +594,7 @@ static Session make_session(const RecoSession* in) {
   return s;
 }
 
-int32_t reco_request_abi_version(void) { return 1; }
+int32_t reco_request_abi_version(void) { return 2; }
 
 const char* reco_request_feature_names(void) { return FEATURE_NAMES; }
 
@@ -659,4 +659,42 @@ int64_t reco_request_predict_rows(int32_t mode, int32_t kernel, const void* rows
   }
   FOLDED_END(f)
   return RK_OK;
+}
+
+/* 64-bit FNV-1a: reco._request_kernel.id_hash computes the same when it builds the table. */
+static inline uint64_t id_hash(const unsigned char* p, int64_t len) {
+  uint64_t h = 14695981039346656037ULL;
+  for (int64_t i = 0; i < len; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+
+int64_t reco_request_lookup(const RecoIdTable* table, const void* ids, int64_t n_bytes, int64_t n,
+                            void* out) {
+  const unsigned char* p = ids;
+  const unsigned char* const end = p + n_bytes;
+  const unsigned char* const bytes = table->bytes;
+  const uint64_t mask = (uint64_t)table->n_slots - 1;
+  int64_t* index = out;
+  int64_t unknown = 0;
+  if (n_bytes < 0 || n < 0 || (n == 0 && n_bytes != 0)) return -1;
+  for (int64_t i = 0; i < n; ++i) {
+    const unsigned char* stop = memchr(p, 0, (size_t)(end - p));
+    if (stop == NULL) stop = end;
+    if ((stop == end) != (i == n - 1)) return -1; /* more or fewer ids than n */
+    const int64_t len = stop - p;
+    int64_t found = -1;
+    for (uint64_t s = id_hash(p, len) & mask;; s = (s + 1) & mask) {
+      const int64_t e = table->slot[s];
+      if (e < 0) break;
+      const int64_t at = table->offset[e];
+      if (table->offset[e + 1] - at == len && memcmp(bytes + at, p, (size_t)len) == 0) {
+        found = table->value[e];
+        break;
+      }
+    }
+    index[i] = found;
+    unknown += found < 0;
+    p = stop + (stop < end);
+  }
+  return unknown;
 }

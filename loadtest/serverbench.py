@@ -10,6 +10,9 @@ Starts real servers (`python -m server`, gRPC only from here) and prints Markdow
    Score calls with a fixed number in flight, and their latencies.
 4. What one call costs the server in CPU time: the cheapest call there is (a health check,
    about what refusing an overload call costs), GetModelInfo, Score with 100 and 1000 ids.
+5. With --ceiling (only): the issue-11 side by side (loadtest/ceiling.py): this server, a bare
+   model-call handler and a bare echo on the same bundle, same client, interleaved rounds,
+   with the ratios; ScoreStream against unary Score; growth per candidate and Recommend.
 Every request scores a fresh random set of candidates from the catalog.
 """
 
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,14 +39,30 @@ import numpy as np
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtest import ceiling
 from loadtest.products import load_product_ids
-from loadtest.server_process import ManagedServer, ServerSpec, baseline_parser, checkouts
-from reco.settings import boolean, choice, comma_list, integer, number, run_cli
+from loadtest.server_process import (
+    ManagedServer,
+    ServerSpec,
+    baseline_parser,
+    checkout_command,
+    checkouts,
+)
+from reco.settings import (
+    SettingError,
+    boolean,
+    choice,
+    comma_list,
+    integer,
+    number,
+    optional_path,
+    run_cli,
+)
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
 BATCH_SIZES = (1, 10, 100, 1000)
-TABLES = ("score", "sessions", "layouts", "cost")
+TABLES = ("score", "sessions", "layouts", "cost", "ceiling")
 CONTEXT = pb.SessionContext(
     session_id="bench",
     current_product_id="PROD0001",
@@ -386,19 +405,162 @@ def cost_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     print()
 
 
+@contextmanager
+def bare_server(bundle: Path, logs: Path, mode: str) -> Iterator[ManagedServer]:
+    """A bare grpc.aio server (server/ceiling.py: echo or model) on free ports."""
+    command = checkout_command(None, "-m", "server.ceiling")
+    spec = ServerSpec(bundle=bundle.resolve(), command=command, extra_args=("--mode", mode))
+    with ManagedServer(spec, logs / f"bare-{mode}-{uuid.uuid4().hex[:6]}.log") as running:
+        yield running
+
+
+def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
+    """This server against the bare ceiling and echo, same bundle and client, interleaved
+    rounds; then ScoreStream against unary Score; then the per-candidate growth and
+    Recommend, server-side."""
+    ids = [requests.score(100, packed=True).SerializeToString() for _ in range(500)]
+    matrices = ceiling.feature_requests(args.bundle, 100, 500)
+    # No load shedding (the bare servers have none either): a stall of this shared VM would
+    # otherwise turn the measurement into refusals.
+    unshed = ("--max-queue-ms", "0")
+    with contextlib.ExitStack() as stack:
+        servers = {
+            "this": stack.enter_context(server(args.bundle, logs, *unshed)),
+            "python": stack.enter_context(
+                server(args.bundle, logs, *unshed, "--scoring-path", "python")
+            ),
+            "model": stack.enter_context(bare_server(args.bundle, logs, "model")),
+            "echo": stack.enter_context(bare_server(args.bundle, logs, "echo")),
+        }
+        for label, command in args.checkouts[:-1]:  # the baseline checkout, when given
+            servers[label] = stack.enter_context(
+                server(args.bundle, logs, *unshed, command=command)
+            )
+        targets = [
+            ("this server, 100 candidate_ids + full context", "this", ids),
+            ("this server, pre-built 100x27 features matrix", "this", matrices),
+            ("this server --scoring-path python, 100 candidate_ids", "python", ids),
+            *((f"{label} server, 100 candidate_ids", label, ids) for label, _ in
+              args.checkouts[:-1]),
+            ("bare grpc.aio handler: parse 100x27 floats, call model.so (the ceiling)", "model",
+             matrices),
+            ("bare grpc.aio echo (the transport floor)", "echo", ids),
+        ]  # fmt: skip
+        streams = [
+            ("unary Score, 16 in flight", None),
+            ("ScoreStream, 16 streams, 1 message each in flight", (16, 1)),
+            ("ScoreStream, 1 stream, 16 messages in flight", (1, 16)),
+        ]
+        runs: dict[str, list[ceiling.Run]] = {label: [] for label, _, _ in targets}
+        stream_runs: dict[str, list[ceiling.Run]] = {label: [] for label, _ in streams}
+        this = servers["this"]
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            for label, name, payloads in targets:
+                running = servers[name]
+                runs[label].append(
+                    ceiling.unary(running.target, running.pid, payloads, args.seconds)
+                )
+            for label, shape in streams:
+                stream_runs[label].append(
+                    ceiling.unary(this.target, this.pid, ids, args.seconds)
+                    if shape is None
+                    else ceiling.streamed(this.target, this.pid, ids, args.seconds, *shape)
+                )
+        if args.profile is not None:
+            profiles = [
+                (label, profiled(args.profile / f"{name}.txt", this.pid, args.seconds, run))
+                for label, name, run in (
+                    ("unary Score", "unary",
+                     lambda: ceiling.unary(this.target, this.pid, ids, args.seconds)),
+                    ("ScoreStream, 16 streams", "stream",
+                     lambda: ceiling.streamed(this.target, this.pid, ids, args.seconds, 16, 1)),
+                )
+            ]  # fmt: skip
+        growth = {
+            size: sequential_score(
+                grpc_stub(stack, this.target), requests, size, args.requests, packed=True
+            )
+            for size in (100, 1000)
+        }
+        _, recommend = session_rpcs(grpc_stub(stack, this.target), requests, args.sessions)
+    print(
+        f"The ceiling: Score at {ceiling.IN_FLIGHT} in flight, one grpc.aio client, "
+        f"{args.rounds} interleaved rounds of {args.seconds:g}s (medians over rounds)\n"
+    )
+    print(ceiling.HEADER)
+    for label, _, _ in targets:
+        print(ceiling.run_row(label, runs[label]))
+    ours, python, model, echo = (runs[targets[i][0]] for i in (0, 2, -2, -1))
+    print(
+        "\nRatios (median over rounds of each round's ratio): server CPU per call, this server "
+        f"/ ceiling {ceiling.ratio(ours, model, cpu=True):.2f}x (goal <= 1.15x), / echo "
+        f"{ceiling.ratio(ours, echo, cpu=True):.2f}x, python path / ceiling "
+        f"{ceiling.ratio(python, model, cpu=True):.2f}x; throughput, this server / ceiling "
+        f"{ceiling.ratio(ours, model, cpu=False):.2f}x (goal >= 0.9x), / echo "
+        f"{ceiling.ratio(ours, echo, cpu=False):.2f}x\n"
+    )
+    print("ScoreStream against unary Score on this server (100 candidate_ids, same rounds)\n")
+    print(ceiling.HEADER)
+    for label, _ in streams:
+        print(ceiling.run_row(label, stream_runs[label]))
+    if args.profile is not None:
+        print(f"py-spy on this server (Python frames, 250 Hz, --nonblocking) during one more "
+              f"run of each; raw files in {args.profile}\n")  # fmt: skip
+        print(ceiling.profile_table(profiles) + "\n")
+    small, large = growth[100], growth[1000]
+    slope = (np.median(large.server_us) - np.median(small.server_us)) / 900
+    print(
+        f"\nserver_time_us p50, 1 in flight: Score with 100 candidate_ids "
+        f"{np.median(small.server_us):.0f} us, with 1000 {np.median(large.server_us):.0f} us "
+        f"({slope:.2f} us per extra candidate); Recommend (k=3, whole catalog, tracked "
+        f"sessions) {np.median(recommend.server_us):.0f} us (p99 "
+        f"{np.percentile(recommend.server_us, 99):.0f})\n"
+    )
+
+
+def profiled(out: Path, pid: int, seconds: float, run: Callable[[], object]) -> Path:
+    """Runs `run` while py-spy records the process `pid` into `out` (raw format)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SettingError("--profile needs py-spy (pip install py-spy)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    duration = str(max(1, int(seconds)))
+    command = [spy, "record", "--pid", str(pid), "--duration", duration, "--rate", "250",
+               "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spying:
+        run()
+        spying.wait()
+    return out
+
+
+def grpc_stub(stack: contextlib.ExitStack, target: str) -> pb_grpc.RecommenderStub:
+    """A blocking stub on a channel that closes with the stack."""
+    return pb_grpc.RecommenderStub(stack.enter_context(grpc.insecure_channel(target)))
+
+
 def main() -> int:
     parser = baseline_parser("python -m loadtest.serverbench", __doc__)
     parser.add("--requests", integer(1), "2000", "per sequential series")
     parser.add("--seconds", number(positive=True), "8", "per concurrent series")
     parser.add("--sessions", integer(10), "300", "shoppers per store")
     parser.add("--quick", boolean, "false", "a fifth of the work (smoke run)")
-    parser.add("--parts", comma_list(choice(*TABLES)), ",".join(TABLES), "tables to print")
+    parser.add("--parts", comma_list(choice(*TABLES)), ",".join(TABLES[:-1]), "tables to print")
+    parser.add("--ceiling", boolean, "false",
+               "print only the ceiling side by side (same as --parts ceiling): this server, a "
+               "bare model-call handler and a bare echo; ScoreStream vs unary")  # fmt: skip
+    parser.add("--profile", optional_path, "",
+               "with --ceiling: record this server with py-spy (raw files in this directory) "
+               "during one more unary and one more ScoreStream run, and print where the "
+               "samples went")  # fmt: skip
     parser.add("--rounds", integer(1), "1",
                "with --baseline-dir: alternate the two checkouts this many times (score, "
                "sessions)")  # fmt: skip
     args = SimpleNamespace(**parser.parse())
     args.checkouts = [(label, command) for label, command in
                       checkouts(args.baseline_dir, "-m", "server")]  # fmt: skip
+    if args.ceiling:
+        args.parts = ("ceiling",)
     if args.quick:
         args.requests, args.seconds, args.sessions = args.requests // 5, args.seconds / 4, 60
     requests = Requests(load_product_ids(args.bundle / "catalog.csv"))
@@ -412,6 +574,7 @@ def main() -> int:
         "sessions": session_tables,
         "layouts": layout_tables,
         "cost": cost_tables,
+        "ceiling": ceiling_tables,
     }
     for part in args.parts:
         tables[part](args, requests, logs)

@@ -72,13 +72,16 @@ if TYPE_CHECKING:
     from reco._features import N_PREVIOUS
     from reco._features import SESSION_FEATURES
     from reco._features import SessionInputs
+    from reco._features import SessionValues
     from reco._features import UNKNOWN_CODE
     from reco._features import Vocabulary
     from reco._features import build_features
+    from reco._features import catalog_columns
     from reco._features import input_column
     from reco._features import sequence_inputs_from_views
     from reco._features import session_feature_columns
     from reco._features import session_inputs
+    from reco._features import session_values
     from reco._loader import Bundle
     from reco._loader import SERVED_FILES
     from reco._loader import load_bundle
@@ -101,6 +104,7 @@ if TYPE_CHECKING:
     from reco._request_kernel import RequestKernel
     from reco._request_kernel import RequestKernelError
     from reco._request_kernel import SESSION_INPUTS
+    from reco._request_kernel import bundle_request_kernel
     from reco._request_kernel import choose_kernel
     from reco._request_kernel import shared_session_rows
     from reco._sequence import DECAY
@@ -201,6 +205,7 @@ _MODULES = {
     "SequenceTables": "reco._sequence",
     "SessionContext": "reco._context",
     "SessionInputs": "reco._features",
+    "SessionValues": "reco._features",
     "SignatureError": "reco._signing",
     "SigningKey": "reco._signing",
     "SigningKeyError": "reco._signing",
@@ -209,6 +214,8 @@ _MODULES = {
     "UNKNOWN_CODE": "reco._features",
     "Vocabulary": "reco._features",
     "build_features": "reco._features",
+    "bundle_request_kernel": "reco._request_kernel",
+    "catalog_columns": "reco._features",
     "check_keys": "reco._bundle",
     "check_library": "reco._native",
     "choose_kernel": "reco._request_kernel",
@@ -236,6 +243,7 @@ _MODULES = {
     "sequence_inputs_from_views": "reco._features",
     "session_feature_columns": "reco._features",
     "session_inputs": "reco._features",
+    "session_values": "reco._features",
     "sha256_file": "reco._bundle",
     "shared_session_rows": "reco._request_kernel",
     "signing_key_for": "reco._signing",
@@ -312,12 +320,15 @@ __all__ = [
     "SequenceTables",
     "SessionContext",
     "SessionInputs",
+    "SessionValues",
     "SignatureError",
     "SigningKey",
     "SigningKeyError",
     "Vocabulary",
     "binomial_se",
     "build_features",
+    "bundle_request_kernel",
+    "catalog_columns",
     "check_keys",
     "check_library",
     "chi_square_survival",
@@ -351,6 +362,7 @@ __all__ = [
     "sequence_inputs_from_views",
     "session_feature_columns",
     "session_inputs",
+    "session_values",
     "sha256_file",
     "shared_session_rows",
     "signing_key_for",

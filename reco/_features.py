@@ -179,6 +179,14 @@ class CandidateInputs:
         return len(self.category_code)
 
 
+def catalog_columns(encodings: Encodings, catalog: Catalog) -> tuple[F32, F32]:
+    """Every catalog product's category code and price as a candidate row reads them, padded
+    like ProductTables (entry len(catalog), index NO_PRODUCT: NaN): built once per bundle."""
+    codes = np.append(encodings.category.encode(catalog.categories), np.float32(np.nan))
+    prices = np.append(catalog.prices, np.float32(np.nan))
+    return codes.astype(np.float32), prices.astype(np.float32)
+
+
 def input_column(values: Any) -> npt.NDArray[np.float64]:
     """A numeric input column as float64 after rounding to float32 (both paths do this)."""
     # Every input is rounded to float32 first, so a price read from CSV (float64) and the same
@@ -367,36 +375,57 @@ def _code(vocabulary: Vocabulary, value: str | None) -> float:
     return np.nan if not value else vocabulary.code(value)
 
 
-def session_inputs(
-    context: SessionContext, encodings: Encodings, catalog: Catalog
-) -> SessionInputs:
-    """Session inputs for one live context (Python floats); the current product's category and
-    price default to the catalog's.
+@dataclass(frozen=True, slots=True)
+class SessionValues:
+    """One live context's numeric inputs before rounding: the 10 SESSION_INPUTS values in
+    order (vocabulary codes looked up, NaN = missing), the current product's catalog index
+    and N_PREVIOUS previous ones (NO_PRODUCT = none). The request kernel takes them as they
+    are (its C rounds to float32); session_inputs rounds them for the numpy builder."""
 
-    None means "not given" and becomes NaN (missing); an unseen string becomes UNKNOWN_CODE.
-    """
-    current = catalog.index.get(context.current_product_id, NO_PRODUCT)
+    values: tuple[float, ...]
+    current_index: int
+    previous_indices: tuple[int, ...]
+
+
+def session_values(
+    context: SessionContext, encodings: Encodings, catalog: Catalog
+) -> SessionValues:
+    """The string lookups of one live context (vocabularies, catalog): the current product's
+    category and price default to the catalog's. None means "not given" and becomes NaN
+    (missing); an unseen string becomes UNKNOWN_CODE."""
+    index = catalog.index
+    current = index.get(context.current_product_id, NO_PRODUCT)
     category, price = context.current_category, context.current_price
     if category is None and current != NO_PRODUCT:
         category = str(catalog.categories[current])
     if price is None and current != NO_PRODUCT:
         price = float(catalog.prices[current])
-    previous = [catalog.index.get(p, NO_PRODUCT) for p in context.previous_product_ids[:N_PREVIOUS]]
+    previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids[:N_PREVIOUS]]
     previous += [NO_PRODUCT] * (N_PREVIOUS - len(previous))
     clicked = context.clicked_product_image
+    values = (
+        _code(encodings.category, category),
+        _opt(price),
+        _opt(context.products_in_cart),
+        _code(encodings.device_type, context.device_type),
+        _code(encodings.traffic_source, context.traffic_source),
+        _opt(context.time_on_page_sec),
+        _opt(context.scroll_depth),
+        np.nan if clicked is None else float(clicked),
+        _opt(context.session_length_mins),
+        _opt(context.products_viewed_count),
+    )
+    return SessionValues(values, current, tuple(previous))
+
+
+def session_inputs(
+    context: SessionContext, encodings: Encodings, catalog: Catalog
+) -> SessionInputs:
+    """Session inputs for one live context (Python floats, rounded to float32 as the training
+    path rounds every input column): session_values, rounded."""
+    looked_up = session_values(context, encodings, catalog)
     (category_code, price, cart, device, traffic, time, scroll, image, minutes, viewed) = _round32(
-        [
-            _code(encodings.category, category),
-            _opt(price),
-            _opt(context.products_in_cart),
-            _code(encodings.device_type, context.device_type),
-            _code(encodings.traffic_source, context.traffic_source),
-            _opt(context.time_on_page_sec),
-            _opt(context.scroll_depth),
-            np.nan if clicked is None else float(clicked),
-            _opt(context.session_length_mins),
-            _opt(context.products_viewed_count),
-        ]
+        list(looked_up.values)
     )
     return SessionInputs(
         category_code=category_code,
@@ -409,6 +438,6 @@ def session_inputs(
         clicked_product_image=image,
         session_length_mins=minutes,
         products_viewed_count=viewed,
-        current_index=current,
-        previous_index=np.array(previous, dtype=np.int64),
+        current_index=looked_up.current_index,
+        previous_index=np.array(looked_up.previous_indices, dtype=np.int64),
     )

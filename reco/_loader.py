@@ -11,8 +11,10 @@ from pathlib import Path
 from reco._backends import Backend, load_backend
 from reco._bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
 from reco._catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
+from reco._cpu import cpu_flags
 from reco._features import Encodings
 from reco._manifest import Manifest
+from reco._request_kernel import RequestKernel, RequestKernelError, bundle_request_kernel
 from reco._signing import SigningKey
 from reco._verified_copy import copy_verified
 
@@ -35,6 +37,10 @@ class Bundle:
     signed_by: str | None  # the key id its signature was checked with (None: not checked)
     # model.txt as hashed at load, when asked for (an explainer builds its booster from it).
     model_text: str | None = field(default=None, repr=False)
+    # model.so's request kernel over the bundle's tables, parity-checked, when asked for and
+    # usable; else None and, when asked for, why not.
+    request_kernel: RequestKernel | None = field(default=None, repr=False)
+    request_kernel_refusal: str = ""
 
 
 def load_bundle(
@@ -46,6 +52,7 @@ def load_bundle(
     feature_names: Sequence[str] | None = None,
     keep_model_text: bool = False,
     scratch_dir: Path | None = None,
+    request_kernel: bool = False,
 ) -> Bundle:
     """Reads the bundle at `path` from under `root` (a real path): with a key, its signature
     first; then every file it lists is hashed while the served ones are copied into a private
@@ -53,6 +60,9 @@ def load_bundle(
     the backend (`auto` or a kind) only once it reproduces the parity probe.
 
     `feature_names`: the layout the caller scores; a bundle trained on another is refused.
+    `request_kernel`: also open model.so's request kernel (reco.bundle_request_kernel) when
+    the backend is the compiled one; a kernel that cannot serve is no error, its reason is
+    the Bundle's request_kernel_refusal.
     Raises BundleError, BackendError, OSError or ValueError saying what failed (file names
     relative to the bundle; the caller names the bundle itself)."""
     scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_dir))
@@ -73,7 +83,22 @@ def load_bundle(
         catalog, tables = load_tables(scratch)
         model = load_backend(scratch, kind=backend, manifest=manifest, label=copy.name)
         text = (scratch / MODEL_FILE).read_text() if keep_model_text else None
+        kernel, refusal = None, ""
+        if request_kernel and model.name != "compiled":
+            refusal = f"the backend is {model.name}; the request kernel lives in {LIBRARY_FILE}"
+        elif request_kernel:
+            try:
+                kernel = bundle_request_kernel(
+                    scratch / LIBRARY_FILE,
+                    manifest,
+                    manifest.encodings,
+                    catalog,
+                    tables,
+                    cpu_flags(),
+                )
+            except RequestKernelError as exc:
+                refusal = str(exc)
         return Bundle(copy.source, copy.name, manifest, manifest.encodings, model, catalog, tables,
-                      copy.key_id, text)  # fmt: skip
+                      copy.key_id, text, kernel, refusal)  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -12,6 +12,10 @@ array but the output::
     kernel.check_parity(probe_rows, probe_probabilities)             # at load; raises
     scores = kernel.score(inputs, current_index, previous_indices, candidate_indices)
 
+With product_index=catalog.index, kernel.lookup(product_ids) finds a request's candidates in a
+hash table built at load (one call into C). A server builds it all with bundle_request_kernel
+(reco.load_bundle(..., request_kernel=True) does).
+
 inputs are SessionInputs' SESSION_INPUTS fields (NaN = missing); category_codes and prices
 arrays (one per candidate) replace the catalog's when a request overrides them.
 """
@@ -19,20 +23,22 @@ arrays (one per candidate) replace the catalog's when a request overrides them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import cffi
 import numpy as np
 import numpy.typing as npt
 
-from reco._features import N_PREVIOUS
+from reco._catalog import Catalog, ProductTables
+from reco._features import N_PREVIOUS, Encodings, catalog_columns
+from reco._manifest import Manifest
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 # The session's numeric inputs, in the order score() takes them: the first ten fields of
 # training.features.SessionInputs (NaN = missing, vocabulary codes already looked up).
 SESSION_INPUTS = (
@@ -63,6 +69,46 @@ _SESSION = struct.Struct(f"<{len(SESSION_INPUTS)}d{1 + N_PREVIOUS}q")
 _from_buffer = _FFI.from_buffer
 _NULL = _FFI.NULL
 _I32, _I64, _F32 = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32)
+
+
+_FNV_OFFSET, _FNV_PRIME, _U64 = 14695981039346656037, 1099511628211, (1 << 64) - 1
+
+
+def id_hash(data: bytes) -> int:
+    """64-bit FNV-1a of an id's bytes: the hash reco_request_lookup probes the table with."""
+    h = _FNV_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * _FNV_PRIME) & _U64
+    return h
+
+
+class IdTable:
+    """The catalog's id -> index mapping as reco_request_lookup reads it (RecoIdTable): built
+    once at load, read-only afterwards."""
+
+    def __init__(self, index: Mapping[str, int]) -> None:
+        """Raises ValueError for an id holding a NUL (the lookup's separator)."""
+        entries = list(index.items())
+        encoded = [product_id.encode() for product_id, _ in entries]
+        if any(b"\0" in data for data in encoded):
+            raise ValueError("a product id holds a NUL character")
+        n_slots = 1 << max(1, (2 * len(entries)).bit_length())  # at most half full
+        slot = np.full(n_slots, -1, dtype=np.int64)
+        for e, data in enumerate(encoded):
+            s = id_hash(data) & (n_slots - 1)
+            while slot[s] >= 0:
+                s = (s + 1) & (n_slots - 1)
+            slot[s] = e
+        offset = np.zeros(len(entries) + 1, dtype=np.int64)
+        offset[1:] = np.cumsum([len(data) for data in encoded])
+        value = np.array([i for _, i in entries], dtype=np.int64)
+        self._arrays = (slot, offset, value, np.frombuffer(b"".join(encoded) or b"\0", np.uint8))
+        for array in self._arrays:
+            array.flags.writeable = False
+        types = ("int64_t[]", "int64_t[]", "int64_t[]", "char[]")
+        buffers = [_from_buffer(t, a) for t, a in zip(types, self._arrays, strict=True)]
+        self.struct = _FFI.new("RecoIdTable*", [n_slots, *buffers])
+        self._buffers = buffers  # keep them alive as long as the struct
 
 
 class RequestKernelError(Exception):
@@ -113,9 +159,11 @@ class RequestKernel:
         affinity: npt.ArrayLike,
         kernel: str = "auto",
         cpu_flags: Collection[str] | None = None,
+        product_index: Mapping[str, int] | None = None,
     ) -> None:
         """Opens library; raises RequestKernelError when it has no request kernel, or one for
-        other features than feature_names, and ValueError for tables of the wrong shape."""
+        other features than feature_names, and ValueError for tables of the wrong shape.
+        product_index (the catalog's id -> index) enables lookup()."""
         try:
             self._lib = _FFI.dlopen(str(library))
             version = int(self._lib.reco_request_abi_version())
@@ -154,6 +202,26 @@ class RequestKernel:
         self._score = self._lib.reco_request_score
         self._rows = self._lib.reco_request_rows
         self._predict_rows = self._lib.reco_request_predict_rows
+        self._lookup = self._lib.reco_request_lookup
+        self._ids: object | None = None  # the RecoIdTable*, when lookup() can answer
+        self._id_table: IdTable | None = None
+        if product_index is not None:
+            try:
+                self._id_table = IdTable(product_index)
+                self._ids = self._id_table.struct
+            except ValueError:
+                pass  # lookup() answers None: the caller looks ids up in the dict
+
+    def lookup(self, product_ids: list[str]) -> tuple[npt.NDArray[np.int64], int] | None:
+        """The catalog indices of product_ids (-1 = unknown) and how many are unknown, looked
+        up in C (one join, one call); None when this kernel has no id table or an id holds a
+        NUL (look them up in Python then)."""
+        if self._ids is None:
+            return None
+        joined = "\0".join(product_ids).encode()
+        out = np.empty(len(product_ids), dtype=np.int64)
+        unknown = self._lookup(self._ids, joined, len(joined), len(product_ids), _from_buffer(out))
+        return None if unknown < 0 else (out, int(unknown))
 
     @classmethod
     def for_rows(
@@ -339,6 +407,42 @@ class RequestKernel:
                 f"catalog ({valid})"
             )
         return f"reco_request_score refused the request (status {status})"
+
+
+def bundle_request_kernel(
+    library: Path,
+    manifest: Manifest,
+    encodings: Encodings,
+    catalog: Catalog,
+    tables: ProductTables,
+    cpu_flags: Collection[str] | None,
+) -> RequestKernel:
+    """A loaded bundle's request kernel: model.so's (`library`, the very file the compiled
+    backend opened) bound to the bundle's product tables, and reproducing the manifest's
+    parity probe exactly (tolerance 0.0, every mode and block scorer this CPU runs).
+
+    Raises RequestKernelError saying why the bundle cannot be scored natively: the build
+    recorded no kernel (e.g. a feature set the kernel does not cover), the library's kernel
+    builds other features than the manifest's, or a parity failure."""
+    record = manifest.compiler.get("request_kernel") or {}
+    if record.get("built") is False:
+        raise RequestKernelError(f"the build made no request kernel: {record.get('reason')}")
+    codes, prices = catalog_columns(encodings, catalog)
+    try:
+        kernel = RequestKernel(
+            library,
+            feature_names=manifest.feature_names,
+            category_codes=codes,
+            prices=prices,
+            popularity=tables.popularity,
+            affinity=tables.affinity,
+            cpu_flags=cpu_flags,
+            product_index=catalog.index,
+        )
+    except ValueError as exc:  # tables of the wrong shape: a catalog the kernel cannot bind
+        raise RequestKernelError(str(exc)) from exc
+    kernel.check_parity(manifest.probe.rows, manifest.probe.probabilities)
+    return kernel
 
 
 def shared_session_rows(rows: F32, n_session: int, run: int = SHARED_SESSION_RUN) -> F32:

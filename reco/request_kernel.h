@@ -25,6 +25,16 @@ typedef struct {
   int64_t previous_index[3];
 } RecoSession;
 
+/* The catalog's product ids as handed over at load, for reco_request_lookup: an open-addressing
+ * table (linear probing) over the 64-bit FNV-1a hash of each id's UTF-8 bytes. */
+typedef struct {
+  int64_t n_slots;       /* a power of two, more than n_entries */
+  const int64_t* slot;   /* n_slots: an entry, or -1 (empty) */
+  const int64_t* offset; /* n_entries + 1: entry e's id is bytes[offset[e], offset[e + 1]) */
+  const int64_t* value;  /* n_entries: entry e's catalog index */
+  const void* bytes;     /* the entries' ids, concatenated */
+} RecoIdTable;
+
 /* The interface version (bumped on any change to this file). */
 int32_t reco_request_abi_version(void);
 /* The features the rows hold, comma-separated, in row order. */
@@ -46,6 +56,12 @@ int32_t reco_request_kernels(void);
 int64_t reco_request_score(const RecoProductTables* tables, const void* session, int32_t mode,
                            int32_t kernel, const void* candidates, int32_t index_width,
                            int64_t n, const void* codes, const void* prices, void* out);
+
+/* Looks up n product ids, given as their UTF-8 bytes joined by NUL bytes (n_bytes in all), in
+ * the table. Writes n int64 catalog indices (-1 = unknown) to out and returns the number of
+ * unknown ids, or -1 when the bytes do not split into exactly n ids (an id holding a NUL). */
+int64_t reco_request_lookup(const RecoIdTable* table, const void* ids, int64_t n_bytes, int64_t n,
+                            void* out);
 
 /* The feature rows reco_request_score scores: n x 27 float32 into rows. Same codes. */
 int64_t reco_request_rows(const RecoProductTables* tables, const void* session,

@@ -175,6 +175,7 @@ class App:
             key=self.key,
             scratch_dir=self.settings.runtime_dir,
             explain=self.settings.explain,
+            scoring_path=self.settings.scoring_path,
         )
         warm_up(model, self.scorer, self.recommender, self.settings.warmup_requests)
         return model
@@ -316,7 +317,16 @@ async def serve(
     sampling = asyncio.create_task(monitor.run(), name="queue-monitor")
     if not _shares_port(settings):
         # Loading takes seconds (parity probe, warm-up): keep answering health meanwhile.
-        await loop.run_in_executor(None, app.load_all)
+        try:
+            await loop.run_in_executor(None, app.load_all)
+        except BaseException:
+            # An unservable bundle at start is one log line (server.__main__), not also a
+            # traceback from a grpc.aio server collected after its event loop closed.
+            sampling.cancel()
+            if admin is not None:
+                await admin.stop(0)
+            await server.stop(0)
+            raise
     await health.set_serving(True)
     watchdog = Watchdog(admission.unary, health.set_serving, settings.stall_seconds, metrics)
     watching = asyncio.create_task(watchdog.run(), name="watchdog")

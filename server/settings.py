@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import reco.settings as flags
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
+SCORING_PATHS = ("auto", "native", "python")
 # Below this, ordinary requests (a few hundred candidate ids, a Recommend answer with reasons
 # and explanations) no longer fit; gRPC itself cannot go beyond 2 GiB - 1.
 MIN_MESSAGE_BYTES = 64 * 1024
@@ -37,6 +38,7 @@ class Settings:
     admin_tls_client_ca: Path | None
     runtime_dir: Path | None
     backend: str
+    scoring_path: str
     workers: int
     threads: int
     max_candidates: int
@@ -173,6 +175,16 @@ def build_parser() -> flags.SettingsParser:
         "auto",
         "model backend; auto = the first of compiled, onnx, lightgbm that loads and passes "
         "the bundle's parity probe",
+    )
+    p.add(
+        "--scoring-path",
+        flags.choice(*SCORING_PATHS),
+        "auto",
+        "how Score and Recommend build and score rows: native = model.so's request kernel "
+        "(rows built in C from product tables handed over at load, parity-checked at load; a "
+        "bundle it cannot serve is refused), python = the numpy feature builder and the "
+        "backend, auto = native wherever the bundle allows it (the compiled backend and the "
+        "kernel's feature set), else python with one log line saying why",
     )
     p.add(
         "--workers",

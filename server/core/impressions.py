@@ -184,6 +184,11 @@ class ImpressionLog:
 
     # -- the request path ------------------------------------------------------------------
 
+    @property
+    def enabled(self) -> bool:
+        """Whether responses are written anywhere (a sink is configured)."""
+        return self.sink is not None
+
     def new_request_id(self) -> str:
         """A process-unique id: a random per-process prefix and a counter (no syscall)."""
         return f"{self._prefix}-{next(self._ids):x}"

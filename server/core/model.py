@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,18 @@ from reco import (
     Explainer,
     OutsideRootError,
     ProductTables,
+    RequestKernel,
+    RequestKernelError,
     SessionContext,
     SigningKey,
     build_features,
+    catalog_columns,
     load_bundle,
     name_under_root,
     session_inputs,
 )
 from server.core.errors import Unavailable
+from server.core.native import check_against_builder
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,24 @@ class ColdStart:
     by_popularity: I64
     scores: F64
     position: I64  # each catalog product's place in by_popularity (-1: not in stock)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The catalog's text and prices as Python lists, built once per model: an answer reads
+    a few products' fields, and each numpy scalar read and str() costs more than the read."""
+
+    product_ids: list[str]
+    names: list[str]
+    categories: list[str]
+    subcategories: list[str]
+    prices: list[float]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Listing:
+        return cls(catalog.product_ids.tolist(), catalog.names.tolist(),
+                   catalog.categories.tolist(), catalog.subcategories.tolist(),
+                   catalog.prices.tolist())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,7 @@ class LoadedModel:
     in_stock_pool: I64 = field(repr=False)  # catalog indices of the products in stock
     pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
     cold_start: ColdStart = field(repr=False)
+    listing: Listing = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
     # The bundle relative to the bundle root: the only name of it that clients see.
@@ -81,11 +104,19 @@ class LoadedModel:
     signed_by: str | None = None
     # Built at load from the verified model.txt when explanations are enabled, else None.
     explainer: Explainer | None = field(default=None, repr=False)
+    # model.so's request kernel when Score and Recommend take the native path (checked at
+    # load against the numpy builder, server/core/native.py); None: the python path.
+    kernel: RequestKernel | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
         """Columns of the model's input matrix."""
         return len(self.feature_names)
+
+    @property
+    def scoring_path(self) -> str:
+        """ "native" (the request kernel) or "python" (the numpy builder and the backend)."""
+        return "python" if self.kernel is None else "native"
 
     @classmethod
     def prepare(
@@ -104,11 +135,11 @@ class LoadedModel:
         rejected_backends: tuple[str, ...] = (),
         signed_by: str | None = None,
         explainer: Explainer | None = None,
+        kernel: RequestKernel | None = None,
     ) -> LoadedModel:
         """The model with everything that depends only on it computed now, not per request:
         padded lookups, the in-stock pool and the cold-start ranking (scored by `backend`)."""
-        codes = np.append(encodings.category.encode(catalog.categories), np.float32(np.nan))
-        prices = np.append(catalog.prices, np.float32(np.nan)).astype(np.float32)
+        codes, prices = catalog_columns(encodings, catalog)
         in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
         popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
         session = session_inputs(SessionContext(), encodings, catalog)
@@ -126,15 +157,17 @@ class LoadedModel:
             feature_names=FEATURE_NAMES,
             files=dict(files or {}),
             created_at=created_at,
-            product_category_codes=codes.astype(np.float32),
+            product_category_codes=codes,
             product_prices=prices,
             in_stock_pool=in_stock,
             pool_position=_positions(in_stock, len(catalog)),
             cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
+            listing=Listing.of(catalog),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
             signed_by=signed_by,
             explainer=explainer,
+            kernel=kernel,
         )
 
 
@@ -154,11 +187,17 @@ def load_model(
     key: SigningKey | None = None,
     scratch_dir: Path | None = None,
     explain: bool = False,
+    scoring_path: str = "auto",
 ) -> LoadedModel:
     """Reads a bundle from under `root` (default: the directory holding it) with
     reco.load_bundle (signature, every listed file's hash, ELF checks, parity probe, all from
     a private copy in `scratch_dir`), then prepares it; with `explain`, LightGBM's booster is
     built now from the verified model.txt.
+
+    scoring_path (--scoring-path): "native" needs model.so's request kernel to open, pass
+    the probe exactly and match the numpy builder (server/core/native.py), else the bundle
+    is refused; "auto" uses it when it can and logs one line saying why not when it cannot;
+    "python" never opens it.
 
     Raises Unavailable naming the reason when the bundle cannot be served; its message names
     the bundle relative to the root and never holds an absolute path.
@@ -166,6 +205,13 @@ def load_model(
     bundle_dir = bundle_dir.absolute()  # a relative path is relative to the working directory
     root = Path(os.path.realpath(root if root is not None else bundle_dir.resolve().parent))
     display = _display_name(root, bundle_dir)
+    # The private copy (reco.load_bundle makes it under scratch_dir) reads as the bundle.
+    scratch = os.path.realpath(scratch_dir or tempfile.gettempdir())
+
+    def clean(message: str) -> str:
+        message = re.sub(re.escape(scratch) + r"/bundle-[^/\s]+", display, message)
+        return _without_paths(message, {bundle_dir.resolve(): display, root: "<bundle root>"})
+
     try:
         bundle = load_bundle(
             root,
@@ -175,6 +221,7 @@ def load_model(
             feature_names=FEATURE_NAMES,
             keep_model_text=explain,
             scratch_dir=scratch_dir,
+            request_kernel=scoring_path != "python",
         )
         manifest = bundle.manifest
         explainer = None
@@ -194,25 +241,49 @@ def load_model(
             rejected_backends=tuple(bundle.backend.rejected),
             signed_by=bundle.signed_by,
             explainer=explainer,
+            kernel=bundle.request_kernel,
         )
     except (BundleError, BackendError, BackendUnavailableError, OSError, ValueError) as exc:
         if isinstance(exc, OutsideRootError):
             log.error("refused bundle %s (%s): %s", bundle_dir, bundle_dir.resolve(), exc)
-        # The private copy (reco.load_bundle makes it under scratch_dir) reads as the bundle.
-        scratch = os.path.realpath(scratch_dir or tempfile.gettempdir())
-        message = re.sub(re.escape(scratch) + r"/bundle-[^/\s]+", display, str(exc))
-        message = _without_paths(message, {bundle_dir.resolve(): display, root: "<bundle root>"})
-        raise Unavailable(f"cannot load bundle {display}: {message}") from exc
+        raise Unavailable(f"cannot load bundle {display}: {clean(str(exc))}") from exc
+    model = _choose_scoring_path(model, scoring_path, display, clean(bundle.request_kernel_refusal))
     log.info(
-        "loaded bundle %s (version %s, %s) with backend %s; rejected: %s; explanations %s",
+        "loaded bundle %s (version %s, %s) with backend %s, %s scoring path; rejected: %s; "
+        "explanations %s",
         bundle.source,
         model.version,
         f"signature checked with key {bundle.signed_by}" if bundle.signed_by else
         "signature not checked",
         model.backend.name,
+        model.scoring_path,
         list(model.rejected_backends) or "none",
         "on" if explainer else "off",
     )  # fmt: skip
+    return model
+
+
+def _choose_scoring_path(model: LoadedModel, requested: str, display: str,
+                         refusal: str) -> LoadedModel:  # fmt: skip
+    """The model on the scoring path `requested` allows (see load_model); the native one only
+    once its kernel matches the numpy builder. Raises Unavailable for --scoring-path native
+    on a bundle the kernel cannot serve."""
+    if requested == "python":
+        return model
+    if model.kernel is not None:
+        try:
+            check_against_builder(model)
+        except RequestKernelError as exc:
+            refusal = str(exc)
+            model = replace(model, kernel=None)
+    if model.kernel is not None:
+        return model
+    if requested == "native":
+        raise Unavailable(
+            f"--scoring-path native: bundle {display} cannot be scored natively ({refusal}); "
+            "use --scoring-path auto or python"
+        )
+    log.warning("bundle %s scores on the python path (numpy builder): %s", display, refusal)
     return model
 
 

@@ -14,6 +14,7 @@ from server.core.errors import InvalidArgument, Unavailable
 from server.core.exploration import Explorer
 from server.core.impressions import Impression, ImpressionLog
 from server.core.model import LoadedModel
+from server.core.native import native_rows, native_scores
 from server.core.ranking import rank
 from server.core.registry import PRIMARY, ModelRegistry
 from server.core.scoring import check_deadline, context_features
@@ -178,10 +179,15 @@ class Recommender:
             return self._cold_start(model, variant, k, excluded, t0)
         candidates = self.candidates(model, context, excluded)
         t1 = time.perf_counter()
-        rows = context_features(model, context, self._inputs(model, candidates))
+        rows = None  # the native path builds them in C, inside the call that scores them
+        if model.kernel is None:
+            rows = context_features(model, context, self._inputs(model, candidates))
         t2 = time.perf_counter()
         check_deadline(deadline)
-        scores = model.backend.predict(rows)
+        if rows is None:
+            scores = native_scores(model, context, candidates)
+        else:
+            scores = model.backend.predict(rows)
         t3 = time.perf_counter()
         min_score = model.threshold if query.min_score is None else query.min_score
         eligible = _cap_per_category(
@@ -189,14 +195,19 @@ class Recommender:
         )
         choice = self.explorer.choose(variant or PRIMARY, eligible, k)
         order = choice.shown
-        items = self._items(
-            model, context, candidates[order], scores[order], rows[order], query.explain,
-            choice.propensities.tolist(),
-        )  # fmt: skip
+        if rows is None and self.impressions.enabled:  # the log keeps the rows that were scored
+            rows = native_rows(model, context, candidates)
+        explained = None
+        if query.explain:
+            picked = candidates[order]
+            explained = native_rows(model, context, picked) if rows is None else rows[order]
+        items = self._items(model, context, candidates[order], scores[order], explained,
+                            choice.propensities.tolist())  # fmt: skip
         t4 = time.perf_counter()
         stages = {"retrieval": t1 - t0, "features": t2 - t1, "predict": t3 - t2, "rank": t4 - t3}
         result = Recommendation.of(model, variant, items, False, len(candidates), stages)
-        result.served = Served(candidates, scores, rows, order, choice.propensities,
+        logged = rows if rows is not None else np.empty((len(candidates), 0), np.float32)
+        result.served = Served(candidates, scores, logged, order, choice.propensities,
                                choice.policy, choice.explored)  # fmt: skip
         return result
 
@@ -243,22 +254,27 @@ class Recommender:
         )
 
     def _items(self, model: LoadedModel, context: SessionContext | None, picked: I64,
-               scores: npt.NDArray[np.float64], rows: npt.NDArray[np.float32],
-               explain: bool, propensities: list[float] | None = None) -> list[Item]:  # fmt: skip
-        catalog = model.catalog
+               scores: npt.NDArray[np.float64], explained: npt.NDArray[np.float32] | None,
+               propensities: list[float] | None = None) -> list[Item]:  # fmt: skip
+        """The picked products as items; with `explained` (their rows), their top feature
+        contributions; with `propensities`, each shown slot's probability under the policy."""
+        listing = model.listing
         explainer = model.explainer
-        contributions = explainer.contributions(rows) if explain and explainer else None
+        contributions = (
+            explainer.contributions(explained) if explained is not None and explainer else None
+        )
+        anchors = None if context is None else anchors_of(model, context)
         items = []
         for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
             items.append(
                 Item(
-                    product_id=str(catalog.product_ids[i]),
-                    name=str(catalog.names[i]),
-                    category=str(catalog.categories[i]),
-                    subcategory=str(catalog.subcategories[i]),
-                    price=float(catalog.prices[i]),
+                    product_id=listing.product_ids[i],
+                    name=listing.names[i],
+                    category=listing.categories[i],
+                    subcategory=listing.subcategories[i],
+                    price=listing.prices[i],
                     score=score,
-                    reasons=reasons_for(model, context, i),
+                    reasons=reasons_for(model, context, i, anchors),
                     contributions=contributions[n] if contributions else [],
                     propensity=propensities[n] if propensities else 1.0,
                 )
@@ -279,8 +295,7 @@ class Recommender:
             among = np.arange(min(COLD_START_POOL, len(cold.by_popularity)))
         order = among[np.argsort(-cold.scores[among], kind="stable")][:k]
         picked = cold.by_popularity[order]
-        no_rows = np.empty((0, 0), np.float32)
-        items = self._items(model, None, picked, cold.scores[order], no_rows, explain=False)
+        items = self._items(model, None, picked, cold.scores[order], None)
         stages = {"retrieval": time.perf_counter() - t0}
         result = Recommendation.of(model, variant, items, True, len(among), stages)
         shown = np.arange(len(order), dtype=np.int64)
@@ -304,34 +319,42 @@ def _cap_per_category(model: LoadedModel, candidates: I64, order: I64, cap: int)
         return order
     seen: dict[str, int] = {}
     kept = []
-    categories = model.catalog.categories
-    for position in order.tolist():
-        category = str(categories[candidates[position]])
+    categories = model.listing.categories
+    for position, product in zip(order.tolist(), candidates[order].tolist(), strict=True):
+        category = categories[product]
         if seen.get(category, 0) < cap:
             seen[category] = seen.get(category, 0) + 1
             kept.append(position)
     return np.asarray(kept, dtype=np.int64)
 
 
-def reasons_for(model: LoadedModel, context: SessionContext | None, product: int) -> list[str]:
-    """Why a product is shown, in words a shopper understands (at most two reasons)."""
-    catalog = model.catalog
-    if context is None:
-        return [f"popular in {catalog.subcategories[product]}"]
-    index = catalog.index
-    reasons = []
-    related = [
-        (index.get(p, NO_PRODUCT), p)
-        for p in (context.current_product_id, *context.previous_product_ids)
-    ]
-    strengths = [(model.tables.affinity[i, product], i) for i, _ in related if i != NO_PRODUCT]
-    if strengths:
-        strength, anchor = max(strengths)
-        if strength > 0:
-            reasons.append(f"goes with {catalog.names[anchor]}")
+def anchors_of(model: LoadedModel, context: SessionContext) -> tuple[int, list[int]]:
+    """The catalog indices reasons are given from: the current product (NO_PRODUCT: none)
+    and every known one of the current and previous products."""
+    index = model.catalog.index
     current = index.get(context.current_product_id, NO_PRODUCT)
-    if current != NO_PRODUCT and catalog.subcategories[current] == catalog.subcategories[product]:
-        reasons.append(f"more {catalog.subcategories[product]}")
-    if len(reasons) < 2 and catalog.popularity[product] >= model.popular_from:
-        reasons.append(f"popular in {catalog.subcategories[product]}")
+    previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids]
+    return current, [i for i in (current, *previous) if i != NO_PRODUCT]
+
+
+def reasons_for(model: LoadedModel, context: SessionContext | None, product: int,
+                anchors: tuple[int, list[int]] | None = None) -> list[str]:  # fmt: skip
+    """Why a product is shown, in words a shopper understands (at most two reasons);
+    `anchors`: anchors_of(model, context) when the caller has it (once per request)."""
+    listing = model.listing
+    subcategory = listing.subcategories[product]
+    if context is None:
+        return [f"popular in {subcategory}"]
+    current, related = anchors_of(model, context) if anchors is None else anchors
+    reasons = []
+    if related:
+        # The strongest association, ties to the later catalog index (as max over pairs).
+        strengths = model.tables.affinity[related, product].tolist()
+        strength, anchor = max(zip(strengths, related, strict=True))
+        if strength > 0:
+            reasons.append(f"goes with {listing.names[anchor]}")
+    if current != NO_PRODUCT and listing.subcategories[current] == subcategory:
+        reasons.append(f"more {subcategory}")
+    if len(reasons) < 2 and model.catalog.popularity[product] >= model.popular_from:
+        reasons.append(f"popular in {subcategory}")
     return reasons[:2]

@@ -12,6 +12,7 @@ from reco import NO_PRODUCT, CandidateInputs, SessionContext, build_features, se
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.impressions import Impression, ImpressionLog
 from server.core.model import LoadedModel
+from server.core.native import native_rows, native_scores
 from server.core.ranking import rank
 from server.core.registry import PRIMARY, ModelRegistry
 from server.core.requests import Candidates, FeatureRows, ScoreQuery, ScoreResult
@@ -24,6 +25,7 @@ from server.core.validation import (
 )
 
 F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,40 @@ class Limits:
 
 @dataclass(frozen=True)
 class ResolvedCandidates:
-    """Candidate inputs for the rows to score, and what could not be scored."""
+    """The rows to score (catalog indices, NO_PRODUCT = unknown with a given category and
+    price), their category codes and prices when any differ from the catalog's (None: the
+    catalog's, so the native path passes none), and what could not be scored."""
 
-    inputs: CandidateInputs
-    scored_rows: npt.NDArray[np.int64] | None  # None = every candidate is scored
+    index: I64
+    codes: F32 | None
+    prices: F32 | None
+    scored_rows: I64 | None  # None = every candidate is scored
     unknown_product_ids: list[str]
+
+    def inputs(self, model: LoadedModel) -> CandidateInputs:
+        """The numpy builder's candidate columns."""
+        codes = model.product_category_codes[self.index] if self.codes is None else self.codes
+        prices = model.product_prices[self.index] if self.prices is None else self.prices
+        return CandidateInputs(codes, prices, self.index)
 
 
 def check_deadline(deadline: float | None) -> None:
     """Abandons the work once the caller's deadline (time.monotonic() seconds) has passed."""
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineExceeded("deadline exceeded; the request was abandoned")
+
+
+def candidate_indices(model: LoadedModel, product_ids: list[str]) -> tuple[I64, int]:
+    """The catalog indices of product_ids (NO_PRODUCT = unknown) and how many are unknown:
+    from the request kernel's id table (one call into C) on the native path, else a dict
+    lookup per id."""
+    if model.kernel is not None:
+        found = model.kernel.lookup(product_ids)
+        if found is not None:
+            return found
+    get = model.catalog.index.get
+    listed = [get(pid, NO_PRODUCT) for pid in product_ids]
+    return np.array(listed, dtype=np.int64), listed.count(NO_PRODUCT)
 
 
 def resolve_candidates(
@@ -55,13 +80,11 @@ def resolve_candidates(
 
     An unknown product can still be scored when the request gives its category and price.
     """
-    get = model.catalog.index.get
-    found = [get(pid, NO_PRODUCT) for pid in candidates.product_ids]
-    index = np.array(found, dtype=np.int64)
+    index, unknown = candidate_indices(model, candidates.product_ids)
+    if not (candidates.categories or candidates.prices or unknown):
+        return ResolvedCandidates(index, None, None, None, [])
     codes = model.product_category_codes[index]
     prices = model.product_prices[index]
-    if not (candidates.categories or candidates.prices) and NO_PRODUCT not in found:
-        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
     code_of = model.encodings.category.code
     for i, category in candidates.categories.items():
         codes[i] = code_of(category)
@@ -70,7 +93,7 @@ def resolve_candidates(
     # Only unknown products can lack a category or price after the overrides.
     unscorable = np.isnan(codes) | np.isnan(prices)
     if not unscorable.any():
-        return ResolvedCandidates(CandidateInputs(codes, prices, index), None, [])
+        return ResolvedCandidates(index, codes, prices, None, [])
     missing = np.flatnonzero(unscorable)
     unknown_ids = [candidates.product_ids[i] for i in missing.tolist()]
     if not skip_unknown:
@@ -81,8 +104,7 @@ def resolve_candidates(
             + (f"; {len(unknown_ids) - 1} more unknown" if len(unknown_ids) > 1 else "")
         )
     rows = np.flatnonzero(~unscorable)
-    inputs = CandidateInputs(codes[rows], prices[rows], index[rows])
-    return ResolvedCandidates(inputs, rows, unknown_ids)
+    return ResolvedCandidates(index[rows], codes[rows], prices[rows], rows, unknown_ids)
 
 
 def context_features(
@@ -152,6 +174,7 @@ class Scorer:
         t0 = time.perf_counter()
         n = len(query.candidates)
         resolved: ResolvedCandidates | None = None
+        X: F32 | None = None  # stays None on the native path
         if query.features is not None:
             validate_feature_rows(query.features, model.n_features, self.limits.max_candidates)
             if n and n != query.features.rows:
@@ -171,15 +194,23 @@ class Scorer:
             validate_candidates(query.candidates, self.limits.max_candidates)
             validate_context(context)
             resolved = resolve_candidates(model, query.candidates, query.skip_unknown)
-            X = context_features(model, context, resolved.inputs)
+            if model.kernel is None:
+                X = context_features(model, context, resolved.inputs(model))
         t1 = time.perf_counter()
         check_deadline(deadline)
-        predicted = model.backend.predict(X)
+        if X is not None:
+            predicted = model.backend.predict(X)
+        else:  # native: the rows are built in C, inside the call that scores them
+            assert resolved is not None
+            predicted = native_scores(model, context, resolved.index, resolved.codes,
+                                      resolved.prices)  # fmt: skip
+            if query.log_impression:  # the log keeps the rows that were scored
+                X = native_rows(model, context, resolved.index, resolved.codes, resolved.prices)
         t2 = time.perf_counter()
         if resolved is not None and resolved.scored_rows is not None:
             scores = np.full(n, np.nan)
             scores[resolved.scored_rows] = predicted
-            if query.log_impression:  # the log keeps one row per candidate: NaN for unknown
+            if query.log_impression and X is not None:  # one row per candidate: NaN if unknown
                 every = np.full((n, X.shape[1]), np.nan, np.float32)
                 every[resolved.scored_rows] = X
                 X = every

@@ -55,7 +55,7 @@ def offline_scores(bundle: Path, ids: list[str]) -> np.ndarray:
         clicked_product_image=True, session_length_mins=12.5, products_viewed_count=4,
     )  # fmt: skip
     resolved = resolve_candidates(model, Candidates(ids), skip_unknown=False)
-    rows = context_features(model, context, resolved.inputs)
+    rows = context_features(model, context, resolved.inputs(model))
     return load_backend(bundle, kind="compiled").predict(rows)
 
 
@@ -125,7 +125,9 @@ def test_feature_matrix_path_matches_candidate_path(stub: pb_grpc.RecommenderStu
     ids = product_ids[:10]
     model = load_model(bundle, "lightgbm")
     resolved = resolve_candidates(model, Candidates(ids), skip_unknown=False)
-    rows = context_features(model, SessionContext(current_product_id="PROD0001"), resolved.inputs)
+    rows = context_features(
+        model, SessionContext(current_product_id="PROD0001"), resolved.inputs(model)
+    )
     matrix = pb.FeatureMatrix(data=rows.astype("<f4").tobytes(), rows=10, cols=len(FEATURE_NAMES))
     by_rows = stub.Score(pb.ScoreRequest(features=matrix, min_score=0.0))
     by_ids = stub.Score(pb.ScoreRequest(context=pb.SessionContext(current_product_id="PROD0001"),

@@ -129,7 +129,7 @@ def test_tracked_session_features_equal_training_features(
         resolved = resolve_candidates(
             model, Candidates([row["rec_product_id"]]), skip_unknown=False
         )
-        served = context_features(model, state.to_context(), resolved.inputs)
+        served = context_features(model, state.to_context(), resolved.inputs(model))
         trained = features_from_frame(
             row.to_frame().T, model.encodings, model.catalog, model.tables
         )

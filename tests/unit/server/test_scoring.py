@@ -135,7 +135,7 @@ def test_context_features_use_the_shared_builder(model: LoadedModel) -> None:
     from server.core.scoring import resolve_candidates
 
     resolved = resolve_candidates(model, Candidates(["P1", "P2"]), skip_unknown=False)
-    rows = context_features(model, SessionContext(current_product_id="P3"), resolved.inputs)
+    rows = context_features(model, SessionContext(current_product_id="P3"), resolved.inputs(model))
     assert rows.shape == (2, len(FEATURE_NAMES))
     assert rows[:, FEATURE_NAMES.index("current_price")].tolist() == [50.0, 50.0]  # from catalog
     assert rows[:, FEATURE_NAMES.index("same_category")].tolist() == [0.0, 0.0]

@@ -1,0 +1,138 @@
+"""The native scoring path: model.so's request kernel builds and scores a request's rows in C,
+checked at load against the numpy builder it must match bit for bit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from reco import (
+    NO_PRODUCT,
+    TOLERANCES,
+    CandidateInputs,
+    RequestKernel,
+    RequestKernelError,
+    SessionContext,
+    build_features,
+    session_inputs,
+    session_values,
+)
+
+if TYPE_CHECKING:  # model.py calls check_against_builder at load
+    from server.core.model import LoadedModel
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+T = TypeVar("T")
+
+# The load-time check's synthetic sessions (beside the empty one); each scores the whole
+# catalog plus an unknown product with a given category and price.
+CHECK_SESSIONS = 8
+
+
+def kernel_of(model: LoadedModel) -> RequestKernel:
+    """The model's request kernel (call only when model.kernel is set)."""
+    kernel = model.kernel
+    assert kernel is not None, "the python scoring path has no request kernel"
+    return kernel
+
+
+def native_scores(model: LoadedModel, context: SessionContext, index: I64,
+                  codes: F32 | None = None, prices: F32 | None = None) -> F64:  # fmt: skip
+    """Click probabilities of the candidates (catalog indices, NO_PRODUCT = unknown with the
+    given code and price) for one context, rows built and scored in C."""
+    values = session_values(context, model.encodings, model.catalog)
+    return kernel_of(model).score(values.values, values.current_index, values.previous_indices,
+                                  index, codes, prices)  # fmt: skip
+
+
+def native_rows(model: LoadedModel, context: SessionContext, index: I64,
+                codes: F32 | None = None, prices: F32 | None = None) -> F32:  # fmt: skip
+    """The rows native_scores scores (for explanations and checks)."""
+    values = session_values(context, model.encodings, model.catalog)
+    return kernel_of(model).rows(values.values, values.current_index, values.previous_indices,
+                                 index, codes, prices)  # fmt: skip
+
+
+def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
+                   seed: int = 0) -> list[SessionContext]:  # fmt: skip
+    """The empty context and `count` varied ones over the catalog: every field given or
+    missing, unknown current and previous products, unseen category, device and traffic."""
+    rng = np.random.default_rng(seed)
+    ids = [*model.catalog.product_ids.tolist(), "unknown-product"]
+    vocabularies = model.encodings
+
+    def maybe(value: T) -> T | None:
+        return value if rng.random() < 0.7 else None
+
+    def pick(values: tuple[str, ...]) -> str:
+        return str(rng.choice([*values, "unseen"]))
+
+    contexts = [SessionContext()]
+    for _ in range(count):
+        contexts.append(
+            SessionContext(
+                current_product_id=str(rng.choice(ids)) if rng.random() < 0.8 else "",
+                current_category=maybe(pick(vocabularies.category.values)),
+                current_price=maybe(float(rng.uniform(1, 400))),
+                previous_product_ids=tuple(str(p) for p in rng.choice(ids, rng.integers(0, 4))),
+                products_in_cart=maybe(int(rng.integers(0, 5))),
+                device_type=maybe(pick(vocabularies.device_type.values)),
+                traffic_source=maybe(pick(vocabularies.traffic_source.values)),
+                time_on_page_sec=maybe(float(rng.choice([60.0, rng.uniform(0, 400)]))),
+                scroll_depth=maybe(float(rng.choice([0.6, 0.3, rng.uniform(0, 1)]))),
+                clicked_product_image=maybe(bool(rng.random() < 0.5)),
+                session_length_mins=maybe(float(rng.uniform(0, 40))),
+                products_viewed_count=maybe(int(rng.integers(0, 20))),
+            )
+        )
+    return contexts
+
+
+def check_against_builder(model: LoadedModel) -> float:
+    """Holds the model's kernel to the numpy path on check_contexts: the whole catalog read
+    from the kernel's own tables, and an unknown and a known product with a given category
+    and price; rows bit-identical to reco.build_features over the model's lookups, scores
+    within the backend's parity tolerance of backend.predict on those rows. Returns the
+    largest score difference; raises RequestKernelError."""
+    catalog_index = np.arange(len(model.catalog), dtype=np.int64)
+    given_index = np.array([NO_PRODUCT, 0 if len(model.catalog) else NO_PRODUCT])
+    given_codes = np.array([0.0, -1.0], dtype=np.float32)
+    given_prices = np.array([42.5, 7.25], dtype=np.float32)
+    requests: list[tuple[I64, F32 | None, F32 | None]] = [
+        (catalog_index, None, None),
+        (given_index, given_codes, given_prices),
+    ]
+    worst = 0.0
+    for number, context in enumerate(check_contexts(model)):
+        session = session_inputs(context, model.encodings, model.catalog)
+        for index, codes, prices in requests:
+            candidates = CandidateInputs(
+                model.product_category_codes[index] if codes is None else codes,
+                model.product_prices[index] if prices is None else prices,
+                index,
+            )
+            expected = build_features(session, candidates, model.tables)
+            rows = native_rows(model, context, index, codes, prices)
+            bits, expected_bits = rows.view(np.uint32), expected.view(np.uint32)
+            if rows.shape != expected.shape or not np.array_equal(bits, expected_bits):
+                differ = np.flatnonzero((bits != expected_bits).any(axis=1))
+                raise RequestKernelError(
+                    f"native rows differ from the numpy builder's for check session {number}: "
+                    f"{len(differ)} of {len(index)} rows, first row {int(differ[0])}"
+                )
+            diff = np.abs(
+                native_scores(model, context, index, codes, prices)
+                - model.backend.predict(expected)
+            )
+            worst = max(worst, float(np.max(np.nan_to_num(diff, nan=np.inf), initial=0.0)))
+    tolerance = TOLERANCES.get(model.backend.name, 0.0)
+    if worst > tolerance:
+        raise RequestKernelError(
+            f"native scores differ from the {model.backend.name} backend's by {worst:.3g} "
+            f"(> {tolerance:g})"
+        )
+    return worst
