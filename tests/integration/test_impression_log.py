@@ -82,6 +82,12 @@ def test_recommend_clicks_and_score_are_logged(bundle: Path, logs: Path, tmp_pat
     assert rec["policy"] == "epsilon-greedy(1)"
     rows = np.frombuffer(rec["features"], "<f4").reshape(-1, rec["n_features"])
     assert rows.shape == (len(rec["candidate_ids"]), 27)
+    # They are the rows that were scored (the server scores natively, the kernel hands them to
+    # the log): LightGBM on them gives the logged scores.
+    import lightgbm
+
+    booster = lightgbm.Booster(model_file=str(bundle / "model.txt"))
+    np.testing.assert_allclose(booster.predict(rows), rec["scores"], rtol=0, atol=1e-6)
     assert by_id[scored.request_id]["shown_ids"] == [i.product_id for i in scored.ranked]
     assert len(by_id) == 2  # warm-up calls and the unlogged Score are not in the log
     events = pq.read_table(complete_files(log_dir, "events")).to_pylist()
