@@ -7,14 +7,15 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from reco import (
-    FEATURE_NAMES,
+    CANDIDATE_SETS,
+    FEATURE_SETS,
     Backend,
     BackendError,
     BackendUnavailableError,
@@ -25,11 +26,13 @@ from reco import (
     Explainer,
     OutsideRootError,
     ProductTables,
+    SequenceTables,
     SessionContext,
     SigningKey,
     build_features,
     load_bundle,
     name_under_root,
+    sequence_inputs,
     session_inputs,
 )
 from server.core.errors import Unavailable
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,23 @@ class LoadedModel:
     signed_by: str | None = None
     # Built at load from the verified model.txt when explanations are enabled, else None.
     explainer: Explainer | None = field(default=None, repr=False)
+    # The manifest's feature set (one of reco.CANDIDATE_SETS) and, for "sequence", its tables.
+    feature_set: str = "candidate"
+    sequence_tables: SequenceTables | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
         """Columns of the model's input matrix."""
         return len(self.feature_names)
+
+    def rows(self, context: SessionContext, candidates: CandidateInputs) -> F32:
+        """The model's input rows for one context and its candidates: the shared builder of
+        the bundle's feature set, as training ran it."""
+        session = session_inputs(context, self.encodings, self.catalog)
+        sequence = None
+        if self.sequence_tables is not None:
+            sequence = sequence_inputs(context, self.catalog, self.sequence_tables, len(candidates))
+        return build_features(session, candidates, self.tables, self.feature_set, sequence)
 
     @classmethod
     def prepare(
@@ -104,17 +120,21 @@ class LoadedModel:
         rejected_backends: tuple[str, ...] = (),
         signed_by: str | None = None,
         explainer: Explainer | None = None,
+        feature_set: str = "candidate",
     ) -> LoadedModel:
         """The model with everything that depends only on it computed now, not per request:
-        padded lookups, the in-stock pool and the cold-start ranking (scored by `backend`)."""
+        padded lookups, the sequence tables, the in-stock pool and the cold-start ranking
+        (scored by `backend`)."""
+        if feature_set not in CANDIDATE_SETS:
+            raise ValueError(f"cannot serve feature set {feature_set!r}")
         codes = np.append(encodings.category.encode(catalog.categories), np.float32(np.nan))
         prices = np.append(catalog.prices, np.float32(np.nan)).astype(np.float32)
         in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
         popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
-        session = session_inputs(SessionContext(), encodings, catalog)
-        rows = build_features(session, CandidateInputs(codes[popular], prices[popular], popular),
-                              tables)  # fmt: skip
-        return cls(
+        sequence_tables = None
+        if feature_set == "sequence":
+            sequence_tables = SequenceTables.build(catalog, tables)
+        model = cls(
             bundle_dir=bundle_dir,
             version=version,
             backend=backend,
@@ -123,19 +143,27 @@ class LoadedModel:
             catalog=catalog,
             tables=tables,
             threshold=threshold,
-            feature_names=FEATURE_NAMES,
+            feature_names=FEATURE_SETS[feature_set],
             files=dict(files or {}),
             created_at=created_at,
             product_category_codes=codes.astype(np.float32),
             product_prices=prices,
             in_stock_pool=in_stock,
             pool_position=_positions(in_stock, len(catalog)),
-            cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
+            cold_start=ColdStart(popular, np.empty(0), _positions(popular, len(catalog))),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
             signed_by=signed_by,
             explainer=explainer,
+            feature_set=feature_set,
+            sequence_tables=sequence_tables,
         )
+        # Cold start: the popular products scored once for a session the model knows nothing of.
+        rows = model.rows(
+            SessionContext(), CandidateInputs(codes[popular], prices[popular], popular)
+        )
+        cold = ColdStart(popular, backend.predict(rows), model.cold_start.position)
+        return replace(model, cold_start=cold)
 
 
 def _positions(pool: I64, n_products: int) -> I64:
@@ -172,7 +200,7 @@ def load_model(
             bundle_dir,
             key=key,
             backend=backend_kind,
-            feature_names=FEATURE_NAMES,
+            feature_sets=CANDIDATE_SETS,
             keep_model_text=explain,
             scratch_dir=scratch_dir,
         )
@@ -194,6 +222,7 @@ def load_model(
             rejected_backends=tuple(bundle.backend.rejected),
             signed_by=bundle.signed_by,
             explainer=explainer,
+            feature_set=manifest.feature_set,
         )
     except (BundleError, BackendError, BackendUnavailableError, OSError, ValueError) as exc:
         if isinstance(exc, OutsideRootError):

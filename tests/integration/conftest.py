@@ -44,6 +44,17 @@ def bundle(workdir: Path) -> Path:
     return out
 
 
+def train_bundle(workdir: Path, feature_set: str) -> Path:
+    """A bundle of the default data (workdir/data, made by the `bundle` fixture) on a feature
+    set, trained and compiled like `make model`; built once per test session."""
+    out = workdir / "artifacts" / feature_set
+    if not (out / "manifest.json").exists():
+        _run("training", "train", "--data", str(workdir / "data"), "--out", str(out),
+             "--feature-set", feature_set)  # fmt: skip
+        _run("compiler", "build", str(out))
+    return out
+
+
 def renamed_copy(source: Path, target: Path, version: str) -> Path:
     """The same model under another version name (a new bundle directory)."""
     copy_bundle(source, target)
