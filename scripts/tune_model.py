@@ -55,6 +55,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], int]] = {
     ),
     "lr 0.03, 300 trees, l2 10": ({"learning_rate": 0.03, "lambda_l2": 10.0}, 300),
     "lr 0.05, 200 trees, l2 30": ({"learning_rate": 0.05, "lambda_l2": 30.0}, 200),
+    # third round: as cheap to serve as the default
+    "lr 0.1, 100 trees, l2 30": ({"lambda_l2": 30.0}, 100),
+    "lr 0.05, 200 trees, depth 3, l2 30": (
+        {"learning_rate": 0.05, "max_depth": 3, "num_leaves": 8, "lambda_l2": 30.0},
+        200,
+    ),
 }
 
 
@@ -65,7 +71,12 @@ def main() -> None:
     parser.add_argument("--feature-set", default="sequence")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/tune"))
     parser.add_argument("--only", nargs="*", default=None, help="candidate names to run")
+    parser.add_argument("--decay", type=float, default=None, help="try another history decay")
     args = parser.parse_args()
+    if args.decay is not None:
+        import reco._sequence  # noqa: PLC0415 - a feature experiment, never a served setting
+
+        reco._sequence.DECAY = args.decay
     if DEFAULT_SEED in args.seeds:
         sys.exit(f"seed {DEFAULT_SEED} is the default run's: tune on other seeds")
     from training.split import split_rows  # noqa: PLC0415 - scikit-learn

@@ -30,6 +30,7 @@ from reco import (
     sequence_inputs,
     session_inputs,
 )
+from reco._features import context_history
 from training.affinity import affinity_table
 from training.catalog import catalog_from_frame, tables_from_frame
 from training.dataset import load_dataset
@@ -244,3 +245,11 @@ def test_serving_side_history_reproduces_the_training_rows_bit_for_bit(generated
         served = build_features(session, candidates, tables, "sequence", logged)
         np.testing.assert_array_equal(served[0], trained[i], err_msg=f"row {i}")
         assert sequence.slot.tolist() == [0.0]
+
+
+def test_a_request_context_without_a_history_stands_for_its_previous_and_current_views() -> None:
+    sent = SessionContext(current_product_id="C", previous_product_ids=("B", "A"))
+    assert context_history(sent) == ViewHistory.of_views(["A", "B", "C"])
+    tracked = ViewHistory.of_views(["D", "A", "B", "C"])
+    assert context_history(replace(sent, view_history=tracked)) is tracked
+    assert context_history(SessionContext()) == ViewHistory()
