@@ -51,7 +51,7 @@ from training.reliability import (
 )
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, DataError
-from training.settings import TrainSettings
+from training.settings import DEFAULT_IMPRESSIONS_FEATURE_SET, TrainSettings
 from training.split import SESSION_SPLIT, SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 from training.truth import Truth
@@ -83,8 +83,11 @@ def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
 
 
 def feature_set_of(data: DataSet, asked: str | None) -> str:
-    """The feature set to train: the one asked for, if the data can train it."""
+    """The feature set to train: the one asked for, if the data can train it; by default the
+    sequence set for impressions and the session set for notebook rows."""
     if asked is None:
+        if data.feature_set == CANDIDATE_SET:
+            return DEFAULT_IMPRESSIONS_FEATURE_SET
         return data.feature_set
     if asked in CANDIDATE_SETS and data.feature_set != CANDIDATE_SET:
         raise DataError(
