@@ -35,12 +35,24 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(workdir: Path) -> Path:
-    """The default bundle (15,000 generated rows, seed 7), trained and compiled like `make model`."""
+    """The default data (15,000 generated rows, seed 7) on the candidate set (27 features, the
+    request kernel), trained and compiled like `make model`; the default bundle of `make model`
+    (the sequence set) is test_sequence_serving's."""
     data = workdir / "data"
     out = workdir / "artifacts" / "default"
     _run("training", "generate", "--rows", DEFAULT_ROWS, "--seed", DEFAULT_SEED, "--out", str(data))
-    _run("training", "train", "--data", str(data), "--out", str(out))
+    _run("training", "train", "--data", str(data), "--out", str(out), "--feature-set", "candidate")
     _run("compiler", "build", str(out))
+    return out
+
+
+def train_bundle(workdir: Path, name: str, *train_args: str) -> Path:
+    """A bundle of the default data (workdir/data, made by the `bundle` fixture), trained with
+    these arguments and compiled like `make model`; built once per test session."""
+    out = workdir / "artifacts" / name
+    if not (out / "manifest.json").exists():
+        _run("training", "train", "--data", str(workdir / "data"), "--out", str(out), *train_args)
+        _run("compiler", "build", str(out))
     return out
 
 
