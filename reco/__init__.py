@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from reco._features import Vocabulary
     from reco._features import build_features
     from reco._features import catalog_columns
+    from reco._features import context_history
     from reco._features import input_column
     from reco._features import SequenceInputs
     from reco._features import sequence_inputs
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
     from reco._request_kernel import SESSION_INPUTS
     from reco._request_kernel import bundle_request_kernel
     from reco._request_kernel import choose_kernel
+    from reco._request_kernel import pack_history
     from reco._request_kernel import shared_session_rows
     from reco._sequence import DECAY
     from reco._sequence import MAX_HISTORY
@@ -191,9 +193,11 @@ _MODULES = {
     "build_features": "reco._features",
     "bundle_request_kernel": "reco._request_kernel",
     "catalog_columns": "reco._features",
+    "context_history": "reco._features",
     "check_keys": "reco._bundle",
     "check_library": "reco._native",
     "choose_kernel": "reco._request_kernel",
+    "pack_history": "reco._request_kernel",
     "compare": "reco._parity",
     "copy_verified": "reco._verified_copy",
     "cpu_flags": "reco._cpu",
@@ -305,6 +309,7 @@ __all__ = [
     "check_library",
     "choose_kernel",
     "compare",
+    "context_history",
     "copy_verified",
     "cpu_flags",
     "cpu_model",
@@ -320,6 +325,7 @@ __all__ = [
     "missing_cpu_flags",
     "name_under_root",
     "open_booster",
+    "pack_history",
     "probe_from_manifest",
     "probe_to_manifest",
     "read_manifest",

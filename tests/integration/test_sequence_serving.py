@@ -1,5 +1,6 @@
-"""The sequence feature set served: session stores fold the history as training does (skew 0),
-through the memory store and Redis, and a real server scores a sequence bundle from it."""
+"""The sequence feature set served: session stores fold the history as training does (skew 0,
+in the numpy builder and in the request kernel), through the memory store and Redis, and a real
+server scores a sequence bundle from it on the native path."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel, load_model
+from server.core.native import native_rows
 from server.core.redis_store import RedisStore
 from server.core.requests import Candidates
 from server.core.scoring import resolve_candidates
@@ -104,7 +106,7 @@ def test_tracked_sessions_give_the_training_rows_bit_for_bit(
 ) -> None:
     """Training-serving skew 0 on the sequence set: every page of 30 sessions, its views
     tracked one by one, gives exactly the rows training built for it (in the serving slot)."""
-    assert model.feature_set == "sequence"
+    assert model.feature_set == "sequence" and model.scoring_path == "native"
     assert model.feature_names == FEATURE_SETS["sequence"]
     trained = features_from_frame(
         frame.assign(slot=0), model.encodings, model.catalog, model.tables, "sequence"
@@ -119,8 +121,10 @@ def test_tracked_sessions_give_the_training_rows_bit_for_bit(
             context = served_context(store, session, first)
             ids = frame["rec_product_id"].iloc[rows].astype(str).tolist()
             resolved = resolve_candidates(model, Candidates(ids), skip_unknown=False)
-            served = model.rows(context, resolved.inputs)
+            served = model.rows(context, resolved.inputs(model))
             np.testing.assert_array_equal(served, trained[rows], err_msg=f"{session} page {n}")
+            built_in_c = native_rows(model, context, resolved.index)  # the request kernel's
+            assert built_in_c.tobytes() == trained[rows].tobytes(), f"{session} page {n}"
             assert np.isfinite(served[:, history_columns]).all()
             compared += len(rows)
         longest = max(longest, len(pages))
@@ -137,6 +141,7 @@ def test_a_server_scores_a_sequence_bundle_from_sessions_tracked_in_redis(
     reference = MemoryStore()
     backend = load_backend(sequence_bundle, "compiled")
     with running(sequence_bundle, "--session-store", redis_server.url, log_dir=logs) as server:
+        assert "native scoring path" in server.log()
         stub = pb_grpc.RecommenderStub(server.channel())
         info = stub.GetModelInfo(pb.GetModelInfoRequest()).models[0]
         assert list(info.feature_names) == list(FEATURE_SETS["sequence"])
@@ -159,7 +164,7 @@ def test_a_server_scores_a_sequence_bundle_from_sessions_tracked_in_redis(
             state = reference.get(session)
             assert state is not None
             resolved = resolve_candidates(model, Candidates(ids), skip_unknown=False)
-            expected = backend.predict(model.rows(state.to_context(), resolved.inputs))
+            expected = backend.predict(model.rows(state.to_context(), resolved.inputs(model)))
             np.testing.assert_array_equal(np.array(response.scores), expected)
             recommended = stub.Recommend(pb.RecommendRequest(session_id=session, k=5))
             assert not recommended.cold_start and recommended.model_version == info.version
