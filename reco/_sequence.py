@@ -105,29 +105,32 @@ class ViewHistory:
     landing_product_id: str = ""
 
     def after_view(self, product_id: str) -> ViewHistory:
-        """The history after one more page view (the one fold, for stores and training)."""
-        ids = self.product_ids
-        weights = [weight * DECAY for weight in self.weights]
-        if product_id in ids:
-            weights[ids.index(product_id)] += 1.0
-        else:
-            ids = (*ids, product_id)
-            weights.append(1.0)
-            if len(ids) > MAX_HISTORY:
-                lightest = weights.index(min(weights))
-                ids = ids[:lightest] + ids[lightest + 1 :]
-                del weights[lightest]
-        return ViewHistory(
-            ids, tuple(weights), self.total * DECAY + 1.0, self.landing_product_id or product_id
-        )
+        """The history after one more page view (for stores and training)."""
+        return self.after_views((product_id,))
+
+    def after_views(self, product_ids: Sequence[str]) -> ViewHistory:
+        """The history after these page views, oldest first: the one fold, view by view (in
+        one pass, without a ViewHistory per view: a request's history is folded per call)."""
+        ids, weights = list(self.product_ids), list(self.weights)
+        total, landing = self.total, self.landing_product_id
+        for product_id in product_ids:
+            weights = [weight * DECAY for weight in weights]
+            if product_id in ids:
+                weights[ids.index(product_id)] += 1.0
+            else:
+                ids.append(product_id)
+                weights.append(1.0)
+                if len(ids) > MAX_HISTORY:
+                    lightest = weights.index(min(weights))
+                    del ids[lightest], weights[lightest]
+            total = total * DECAY + 1.0
+            landing = landing or product_id
+        return ViewHistory(tuple(ids), tuple(weights), total, landing)
 
     @classmethod
     def of_views(cls, product_ids: Sequence[str]) -> ViewHistory:
         """The history of these views, oldest first."""
-        history = cls()
-        for product_id in product_ids:
-            history = history.after_view(product_id)
-        return history
+        return cls().after_views(product_ids)
 
     def to_row(self) -> tuple[Any, ...]:
         """Plain values (tuples, strings, floats) for the stores' encodings."""
