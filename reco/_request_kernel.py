@@ -12,6 +12,10 @@ array but the output::
     kernel.check_parity(probe_rows, probe_probabilities)             # at load; raises
     scores = kernel.score(inputs, current_index, previous_indices, candidate_indices)
 
+With product_index=catalog.index, kernel.lookup(product_ids) finds a request's candidates in a
+hash table built at load (one call into C). A server builds it all with bundle_request_kernel
+(reco.load_bundle(..., request_kernel=True) does).
+
 inputs are SessionInputs' SESSION_INPUTS fields (NaN = missing); category_codes and prices
 arrays (one per candidate) replace the catalog's when a request overrides them. A library built
 for the sequence feature set also takes the SequenceTables at construction and, per request,
