@@ -80,6 +80,11 @@ def pack_history(history: ViewHistory, catalog_index: Mapping[str, int]) -> byte
     """One session's view history as a sequence kernel reads it (RecoHistory): the vectors
     reco.Histories.of builds for it, catalog indices (NO_PRODUCT for ids not in the catalog)
     and weights in first-view order, an empty history as one NO_PRODUCT entry of weight 0."""
+    if len(history.weights) != len(history.product_ids):  # a damaged stored session
+        raise ValueError(
+            f"view history: {len(history.product_ids)} product ids but "
+            f"{len(history.weights)} weights"
+        )
     get = catalog_index.get
     if history.product_ids:
         index = [get(p, NO_PRODUCT) for p in history.product_ids]
