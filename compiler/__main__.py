@@ -177,38 +177,19 @@ def _main(argv: list[str] | None) -> int:
     )
     try:
         if args.command == "build":
-            options = BuildOptions(
-                codegen=args.codegen,
+            options = flags.from_settings(
+                BuildOptions,
+                args,
                 block_rows=int(args.block_rows),
-                target=args.target,
-                quantize=args.quantize,
-                annotate=args.annotate,
-                parallel_comp=args.parallel_comp,
-                cc=args.cc,
-                opt_level=args.opt_level,
-                jobs=args.jobs,
                 cache_dir=None if args.no_cache else args.cache_dir,
             )
             key = signing_key_for(args.bundle_key_file, f"bundle {args.bundle}")
             build_bundle(args.bundle, options, key)
         elif args.command == "bench":
-            options_bench = BenchOptions(
-                batch_sizes=args.batch_sizes,
-                repeats=args.repeats,
-                pool_rows=args.pool_rows,
-                seed=args.seed,
-                variants=args.variants,
-                serving_shape=args.serving_shape,
-                other_codegens=args.other_codegens,
-            )
+            options_bench = flags.from_settings(BenchOptions, args)
             print(run_bench(args.bundle, options_bench))
         elif args.command == "request-bench":
-            options_request = RequestBenchOptions(
-                batch_sizes=args.batch_sizes,
-                rounds=args.rounds,
-                seed=args.seed,
-                callgrind=args.callgrind,
-            )
+            options_request = flags.from_settings(RequestBenchOptions, args)
             print(run_request_bench(args.bundle, options_request))
         else:
             spec = SyntheticSpec(

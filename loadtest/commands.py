@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import reco.settings as flags
 from loadtest import latency, plots, report
 from loadtest.capacity import CapacityResult, StepOutcome, search_capacity
 from loadtest.cli import Settings
@@ -37,19 +38,7 @@ COMPARE_HISTOGRAM_FILE = "compare_histogram.png"
 def execute(settings: Settings) -> int:
     """Runs what the settings ask for; returns the exit code (0 PASS, 1 FAIL)."""
     products = load_product_ids(settings.catalog, required=settings.catalog_required)
-    plan = LoadPlan(
-        target=settings.target,
-        schedule=settings.schedule,
-        mix=settings.mix,
-        candidates=settings.candidates,
-        concurrency=settings.concurrency,
-        workers=settings.workers,
-        channels=settings.channels,
-        timeout_s=settings.timeout_s,
-        seed=settings.seed,
-        products=products,
-        run_id=uuid.uuid4().hex[:8],
-    )
+    plan = flags.from_settings(LoadPlan, settings, products=products, run_id=uuid.uuid4().hex[:8])
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     if settings.mode == "compare":
         return compare_command(settings, plan)

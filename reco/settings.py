@@ -6,13 +6,14 @@ Standard library only, so every package may import it (the load tester too)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 ENV_PREFIX = "RECO_"
 # A bad setting is the operator's to fix: every CLI exits with this status, after one line.
@@ -21,6 +22,7 @@ EXIT_BAD_SETTING = 2
 SHOWN_CHARS = 64
 
 Parse = Callable[[str], Any]
+T = TypeVar("T")
 
 
 class SettingError(Exception):
@@ -342,3 +344,18 @@ def run_cli(prog: str, main: Callable[[], int | None]) -> int:
     except SettingError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
+
+
+def from_settings(cls: type[T], settings: object, **overrides: Any) -> T:
+    """An options dataclass filled from the parsed settings of the same names.
+
+    A field no setting names keeps its default; `overrides` give the fields whose setting has
+    another name or needs converting. One place, so a new option is declared and passed once.
+    """
+    given = settings if isinstance(settings, Mapping) else vars(settings)
+    values = {
+        f.name: given[f.name]
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.name in given and f.name not in overrides
+    }
+    return cls(**values, **overrides)

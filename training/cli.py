@@ -210,12 +210,11 @@ def _run(args: SimpleNamespace) -> None:
         from training.generator import generate  # noqa: PLC0415 - see the docstring
 
         generate(
-            GenerationSettings(
-                rows=args.rows,
-                seed=args.seed,
+            flags.from_settings(
+                GenerationSettings,
+                args,
                 out_dir=args.out,
                 n_products=args.products,
-                notebook=args.notebook,
                 progress=not args.no_progress,
             )
         )
@@ -239,23 +238,15 @@ def _run(args: SimpleNamespace) -> None:
         from training.pipeline import train  # noqa: PLC0415
 
         key = signing_key_for(args.bundle_key_file, f"bundle {args.out}")
-        train(
-            TrainSettings(
-                data=args.data,
-                out=args.out,
-                threshold=args.threshold,
-                num_threads=args.threads,
-                max_bad_fraction=args.max_bad_fraction,
-                business=BusinessAssumptions(
-                    args.sessions_per_day, args.recs_per_session, args.value_per_click
-                ),
-                feature_set=args.feature_set,
-                split=args.split,
-                calibration=args.calibration,
-                business_projection=args.business_projection,
+        settings = flags.from_settings(
+            TrainSettings,
+            args,
+            num_threads=args.threads,
+            business=BusinessAssumptions(
+                args.sessions_per_day, args.recs_per_session, args.value_per_click
             ),
-            key,
         )
+        train(settings, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,13 @@ PLOTS = {
 }
 
 
+def _finish(fig: Any, ax: Any, path: Path, legend: str, **labels: str) -> None:
+    """Labels the axes, places the legend and writes the figure."""
+    ax.set(**labels)
+    ax.legend(loc=legend, fontsize=7)
+    _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     # A fixed Software entry and no date keep the PNG bytes the same run to run.
@@ -57,18 +64,30 @@ def write_plots(
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k:", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held out)")
-    ax.legend(loc="lower right", fontsize=7)
-    _save(fig, out_dir / PLOTS["roc"])
+    _finish(
+        fig,
+        ax,
+        out_dir / PLOTS["roc"],
+        "lower right",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="ROC (held out)",
+    )
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, s in scores.items():
         precision, recall, _ = precision_recall_curve(y, s)
         ax.plot(recall, precision, label=name)
     ax.axhline(y.mean(), color="k", linestyle=":", linewidth=1, label="base rate")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (held out)")
-    ax.legend(loc="lower left", fontsize=7)
-    _save(fig, out_dir / PLOTS["precision_recall"])
+    _finish(
+        fig,
+        ax,
+        out_dir / PLOTS["precision_recall"],
+        "lower left",
+        xlabel="recall",
+        ylabel="precision",
+        title="Precision-recall (held out)",
+    )
 
     fig, ax = plt.subplots(figsize=(7, 4))
     grid = np.round(np.arange(0.30, 0.951, 0.05), 2)
@@ -89,13 +108,15 @@ def write_plots(
                         f"n={n}", (t, r), fontsize=6, xytext=(2, -9), textcoords="offset points"
                     )
     ax.axhline(y.mean(), color="k", linestyle=":", linewidth=1, label="baseline CTR")
-    ax.set(
+    _finish(
+        fig,
+        ax,
+        out_dir / PLOTS["ctr_by_threshold"],
+        "upper left",
         xlabel="confidence threshold",
         ylabel="CTR of recommendations shown",
         title="CTR by threshold (95% Wilson intervals; n = rows at or above)",
     )
-    ax.legend(loc="upper left", fontsize=7)
-    _save(fig, out_dir / PLOTS["ctr_by_threshold"])
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in evaluation.coverage.items():
@@ -105,13 +126,15 @@ def write_plots(
     ax.axvline(
         coverage, color="k", linestyle=":", linewidth=1, label="model's coverage at threshold"
     )
-    ax.set(
+    _finish(
+        fig,
+        ax,
+        out_dir / PLOTS["coverage_ctr"],
+        "upper right",
         xlabel="share of held-out rows shown (each ranker's top)",
         ylabel="CTR of the rows shown",
         title="Coverage-CTR: every ranker at every coverage",
     )
-    ax.legend(loc="upper right", fontsize=7)
-    _save(fig, out_dir / PLOTS["coverage_ctr"])
 
     fig, ax = plt.subplots(figsize=(5, 5))
     curves = [("model", calibration["reliability"])]
@@ -129,13 +152,15 @@ def write_plots(
             for b in shown:
                 ax.annotate(f"{b['rows']}", (b["predicted"], b["observed"]), fontsize=6)
     ax.plot([0, 1], [0, 1], "k:", linewidth=1, label="perfect")
-    ax.set(
+    _finish(
+        fig,
+        ax,
+        out_dir / PLOTS["reliability"],
+        "upper left",
         xlabel="mean predicted probability (bin)",
         ylabel="observed click rate",
         title=f"Reliability (ECE {calibration['ece']:.3f}; labels = rows per bin)",
     )
-    ax.legend(loc="upper left", fontsize=7)
-    _save(fig, out_dir / PLOTS["reliability"])
 
     ordered = sorted(importance, key=lambda r: r["gain"])
     fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(ordered))))
@@ -205,8 +230,13 @@ def _opening(metrics: Mapping[str, Any], manifest_info: Mapping[str, Any]) -> li
     return [text + size]
 
 
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+def _head(*columns: str) -> list[str]:
+    """A markdown table's header and separator lines."""
+    return [_row(list(columns)), "|" + "---|" * len(columns)]
+
+
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def render_report(metrics: Mapping[str, Any], manifest_info: Mapping[str, Any]) -> str:
@@ -419,45 +449,33 @@ def _calibration_section(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _threshold_section(metrics: Mapping[str, Any]) -> list[str]:
-    lines = [
-        "## Confidence thresholds (model)",
-        "",
-        "| threshold | shown | share shown | clicks | CTR |",
-        "|---|---|---|---|---|",
+    rows = [
+        _row([r["threshold"], r["shown"], _pct(r["share_shown"]), r["clicks"], _pct(r["ctr"])])
+        for r in metrics["threshold_table"]
     ]
-    for row in metrics["threshold_table"]:
-        lines.append(
-            f"| {row['threshold']} | {row['shown']} | {_pct(row['share_shown'])} "
-            f"| {row['clicks']} | {_pct(row['ctr'])} |"
-        )
-    return [*lines, ""]
+    head = _head("threshold", "shown", "share shown", "clicks", "CTR")
+    return ["## Confidence thresholds (model)", "", *head, *rows, ""]
 
 
 def _segment_section(metrics: Mapping[str, Any]) -> list[str]:
     lines = ["## Segments (model)", ""]
     for column, segments in metrics["segments"].items():
-        lines += [f"| {column} | rows | CTR | mean score | AUC [95%] |", "|---|---|---|---|---|"]
+        lines += _head(column, "rows", "CTR", "mean score", "AUC [95%]")
         for name, s in segments.items():
             lines.append(
-                f"| {name} | {s['rows']} | {_pct(s['ctr'])} | {_num(s['mean_score'])} "
-                f"| {_ci(s['auc'])} |"
+                _row([name, s["rows"], _pct(s["ctr"]), _num(s["mean_score"]), _ci(s["auc"])])
             )
         lines.append("")
     return lines
 
 
 def _importance_section(metrics: Mapping[str, Any]) -> list[str]:
-    lines = [
-        "## Feature importance",
-        "",
-        "| feature | total gain | share of gain | splits |",
-        "|---|---|---|---|",
+    rows = [
+        _row([r["feature"], f"{r['gain']:.1f}", _pct(r["gain_share"]), r["splits"]])
+        for r in metrics["importance"]
     ]
-    for r in metrics["importance"]:
-        lines.append(
-            f"| {r['feature']} | {r['gain']:.1f} | {_pct(r['gain_share'])} | {r['splits']} |"
-        )
-    return [*lines, ""]
+    head = _head("feature", "total gain", "share of gain", "splits")
+    return ["## Feature importance", "", *head, *rows, ""]
 
 
 def _story_section(metrics: Mapping[str, Any]) -> list[str]:

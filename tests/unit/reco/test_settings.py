@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import pytest
 
 from reco.settings import (
@@ -10,6 +13,7 @@ from reco.settings import (
     boolean,
     choice,
     env_name,
+    from_settings,
     integer,
     number,
     port,
@@ -90,3 +94,22 @@ def test_a_boolean_flag_is_a_switch_or_takes_a_value() -> None:
     assert p.parse([], {"RECO_STRICT": "1"})["strict"] is True
     with pytest.raises(SettingError, match=r"^RECO_STRICT \(--strict\) must be true or false"):
         p.parse([], {"RECO_STRICT": "maybe"})
+
+
+@dataclass(frozen=True)
+class _Options:
+    rows: int
+    seed: int = 7
+    out_dir: str = "out"
+
+
+def test_from_settings_fills_fields_by_name_keeps_defaults_and_takes_overrides() -> None:
+    args = SimpleNamespace(rows=10, out="elsewhere", command="generate")
+    assert from_settings(_Options, args) == _Options(rows=10)
+    assert from_settings(_Options, args, out_dir=args.out) == _Options(10, 7, "elsewhere")
+    assert from_settings(_Options, {"rows": 3, "seed": 1}) == _Options(3, 1)
+
+
+def test_from_settings_fails_when_a_required_field_has_no_setting() -> None:
+    with pytest.raises(TypeError, match="rows"):
+        from_settings(_Options, SimpleNamespace(seed=1))
