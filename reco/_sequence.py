@@ -198,24 +198,21 @@ def history_columns(
     current and previous (k, 3) are the catalog indices of the product on screen and the three
     before it, per candidate. Shares are NaN for a session that has viewed nothing.
     """
+    seen = histories.index[row]  # (rows, products in the history)
+    weight = histories.weight[row]
+    total = histories.total[row]
     sub = tables.subcategory[candidate]
+    seen_sub = tables.subcategory[seen]
     known = candidate != NO_PRODUCT
-    if len(histories.total) == 1:
-        shares = _one_session_shares(histories, candidate, tables)
-    else:
-        seen = histories.index[row]  # (rows, products in the history)
-        weight = histories.weight[row]
-        total = histories.total[row]
-        seen_sub = tables.subcategory[seen]
-        seen_cat = tables.category[seen]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shares = [
-                _decayed_sum(weight, seen_sub == sub[:, None]) / total,
-                _decayed_sum(weight, seen_cat == tables.category[candidate][:, None]) / total,
-                _decayed_sum(weight, seen == candidate[:, None]) / total,
-                _decayed_sum(weight, tables.affinity[seen, candidate[:, None]]) / total,
-                _decayed_sum(weight, tables.subcategory_affinity[seen_sub, sub[:, None]]) / total,
-            ]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = [
+            _decayed_sum(weight, seen_sub == sub[:, None]) / total,
+            _decayed_sum(weight, tables.category[seen] == tables.category[candidate][:, None])
+            / total,
+            _decayed_sum(weight, seen == candidate[:, None]) / total,
+            _decayed_sum(weight, tables.affinity[seen, candidate[:, None]]) / total,
+            _decayed_sum(weight, tables.subcategory_affinity[seen_sub, sub[:, None]]) / total,
+        ]
     previous_sub = tables.subcategory[previous]
     landing_sub = tables.subcategory[histories.landing[row]]
     return [
@@ -225,36 +222,3 @@ def history_columns(
         ((sub == landing_sub) & known) * 1.0,
         np.asarray(slot, dtype=np.float64),
     ]
-
-
-def _one_session_shares(histories: Histories, candidate: I64, tables: SequenceTables) -> list[F64]:
-    """The five shares for one session (serving): each sum is computed once per catalog entry
-    (the session-level vectors: decayed weight per subcategory, category and product, decayed
-    affinity to every product and subcategory), then gathered by the candidates. Every element
-    is the same sequence of float64 operations as in the per-row sums above, so both give the
-    same bits (tests/unit/reco/test_sequence.py); this one costs O(history x catalog) once
-    instead of O(history x candidates) gathers from the tables."""
-    products = len(tables.subcategory)
-    seen = histories.index[0] % products  # NO_PRODUCT (-1) -> the padding entry, as a gather
-    weight = histories.weight[0][:, None]
-    seen_sub = tables.subcategory[seen]
-
-    def vector(values: npt.NDArray[Any]) -> F64:
-        summed: F64 = np.add.accumulate(weight * values, axis=0)[-1]
-        return summed
-
-    by_subcategory = vector(seen_sub[:, None] == np.arange(tables.n_subcategories + 1))
-    by_category = vector(tables.category[seen][:, None] == np.arange(tables.n_categories + 1))
-    by_product = vector(seen[:, None] == np.arange(products))
-    affinity = vector(tables.affinity[seen])
-    subcategory_affinity = vector(tables.subcategory_affinity[seen_sub])
-    sub = tables.subcategory[candidate]
-    total = histories.total[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return [
-            by_subcategory[sub] / total,
-            by_category[tables.category[candidate]] / total,
-            by_product[candidate] / total,
-            affinity[candidate] / total,
-            subcategory_affinity[sub] / total,
-        ]
