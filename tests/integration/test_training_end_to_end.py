@@ -114,6 +114,7 @@ def test_camping_story_gets_confident_camping_recommendations(
     manifest = read_manifest(bundle)
     encodings = Encodings.from_manifest(manifest["encodings"])
     booster = lgb.Booster(model_file=str(bundle / "model.txt"))
+    assert manifest["feature_set"] == "sequence"  # the default bundle's
     variants = [
         CAMPING_STORY,
         # the server may also count the product added to the cart as viewed
@@ -121,9 +122,8 @@ def test_camping_story_gets_confident_camping_recommendations(
         *(replace(CAMPING_STORY, traffic_source=source) for source in TARGET_TRAFFIC),
     ]
     for context in variants:
-        top = rank_catalog(
-            booster, encodings, catalog, tables, context, manifest["feature_set"]
-        ).head(3)
+        ranked = rank_catalog(booster, encodings, catalog, tables, context, manifest["feature_set"])
+        top = ranked.head(3)
         confident_camping = top[(top["subcategory"] == "Camping") & (top["score"] >= 0.7)]
         assert len(confident_camping) >= 2, (context, top)
         assert not top["name"].isin(["Sleeping Bag", "Tent"]).any()  # on screen / in the cart
