@@ -195,3 +195,50 @@ def ratio(runs_a: Sequence[Run], runs_b: Sequence[Run], cpu: bool) -> float:
     if cpu:
         return median([a.cpu_per_call_us / b.cpu_per_call_us for a, b in pairs])
     return median([a.rate / b.rate for a, b in pairs])
+
+
+# Frames whose share of the samples the profile table reports (py-spy's function names).
+PROFILED_FRAMES = (
+    ("idle: the event loop waiting in epoll", "EpollSelector.select"),
+    ("grpc's poller and other threads", "Thread.run"),
+    ("the call guard (every call of the Recommender service)", "CallGuard._guarded.<locals>.call"),
+    ("the ScoreStream message loop", "RecommenderServicer.ScoreStream"),
+    ("Handlers.score (decode, core, encode, stage metrics)", "Handlers.score"),
+    ("of which decode: score_query_from_proto", "score_query_from_proto"),
+    ("of which Scorer.score (validation, lookups, kernel, ranking)", "Scorer.score"),
+    ("of that, the kernel call and its session lookups", "native_scores"),
+    ("of that, ranking", "rank"),
+    ("of which encode: score_response", "score_response"),
+    ("of which stage metrics", "Metrics.observe_stages"),
+    ("the queue monitor (load shedding)", "QueueMonitor.run"),
+)
+
+
+def frame_shares(raw: Path) -> tuple[int, dict[str, float]]:
+    """Samples in a py-spy `--format raw` file, and the share of them each PROFILED_FRAMES
+    function appears in (anywhere on the stack)."""
+    total, hits = 0, dict.fromkeys((name for _, name in PROFILED_FRAMES), 0)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        names = {frame.split(" (")[0] for frame in stack.split(";")}
+        for name in hits:
+            if name in names:
+                hits[name] += int(count)
+    return total, {name: n / max(total, 1) for name, n in hits.items()}
+
+
+def profile_table(profiles: Sequence[tuple[str, Path]]) -> str:
+    """A Markdown table of frame_shares for each (label, raw py-spy file)."""
+    shares = [(label, *frame_shares(path)) for label, path in profiles]
+    lines = [
+        "| part (share of all samples, every thread) | "
+        + " | ".join(f"{label} ({total} samples)" for label, total, _ in shares)
+        + " |",
+        "|---|" + "---:|" * len(shares),
+    ]
+    for label, name in PROFILED_FRAMES:
+        lines.append(f"| {label} | " + " | ".join(f"{s[name]:.1%}" for _, _, s in shares) + " |")
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +49,16 @@ from loadtest.server_process import (
     checkout_command,
     checkouts,
 )
-from reco.settings import boolean, choice, comma_list, integer, number, run_cli
+from reco.settings import (
+    SettingError,
+    boolean,
+    choice,
+    comma_list,
+    integer,
+    number,
+    optional_path,
+    run_cli,
+)
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -460,6 +469,16 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
                     if shape is None
                     else ceiling.streamed(this.target, this.pid, ids, args.seconds, *shape)
                 )
+        if args.profile is not None:
+            profiles = [
+                (label, profiled(args.profile / f"{name}.txt", this.pid, args.seconds, run))
+                for label, name, run in (
+                    ("unary Score", "unary",
+                     lambda: ceiling.unary(this.target, this.pid, ids, args.seconds)),
+                    ("ScoreStream, 16 streams", "stream",
+                     lambda: ceiling.streamed(this.target, this.pid, ids, args.seconds, 16, 1)),
+                )
+            ]  # fmt: skip
         paths: dict[str, list[dict[str, Timings]]] = {"this": [], "python": []}
         for round_ in range(args.rounds):
             print(f"server_time_us round {round_ + 1} of {args.rounds}", file=sys.stderr)
@@ -486,6 +505,10 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
     print(ceiling.HEADER)
     for label, _ in streams:
         print(ceiling.run_row(label, stream_runs[label]))
+    if args.profile is not None:
+        print(f"py-spy on this server (Python frames, 250 Hz, --nonblocking) during one more "
+              f"run of each; raw files in {args.profile}\n")  # fmt: skip
+        print(ceiling.profile_table(profiles) + "\n")
     print_server_times(paths["this"], paths["python"], args.rounds)
 
 
@@ -547,6 +570,21 @@ def print_server_times(
     print("\n")
 
 
+def profiled(out: Path, pid: int, seconds: float, run: Callable[[], object]) -> Path:
+    """Runs `run` while py-spy records the process `pid` into `out` (raw format)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SettingError("--profile needs py-spy (pip install py-spy)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    duration = str(max(1, int(seconds)))
+    command = [spy, "record", "--pid", str(pid), "--duration", duration, "--rate", "250",
+               "--format", "raw", "--nonblocking", "--output", str(out)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spying:
+        run()
+        spying.wait()
+    return out
+
+
 def grpc_stub(stack: contextlib.ExitStack, target: str) -> pb_grpc.RecommenderStub:
     """A blocking stub on a channel that closes with the stack."""
     return pb_grpc.RecommenderStub(stack.enter_context(grpc.insecure_channel(target)))
@@ -562,6 +600,10 @@ def main() -> int:
     parser.add("--ceiling", boolean, "false",
                "print only the ceiling side by side (same as --parts ceiling): this server, a "
                "bare model-call handler and a bare echo; ScoreStream vs unary")  # fmt: skip
+    parser.add("--profile", optional_path, "",
+               "with --ceiling: record this server with py-spy (raw files in this directory) "
+               "during one more unary and one more ScoreStream run, and print where the "
+               "samples went")  # fmt: skip
     parser.add("--rounds", integer(1), "1",
                "with --baseline-dir: alternate the two checkouts this many times (score, "
                "sessions)")  # fmt: skip
