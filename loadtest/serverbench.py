@@ -12,7 +12,7 @@ Starts real servers (`python -m server`, gRPC only from here) and prints Markdow
    about what refusing an overload call costs), GetModelInfo, Score with 100 and 1000 ids.
 5. With --ceiling (only): the issue-11 side by side (loadtest/ceiling.py): this server, a bare
    model-call handler and a bare echo on the same bundle, same client, interleaved rounds,
-   with the ratios; ScoreStream against unary Score; growth per candidate and Recommend.
+   with the ratios; ScoreStream against unary Score; server_time_us native vs python.
 Every request scores a fresh random set of candidates from the catalog.
 """
 
