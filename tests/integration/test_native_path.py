@@ -40,7 +40,6 @@ from server.core.recommend import Recommender, RecommendLimits, RecommendQuery
 from server.core.registry import ModelRegistry
 from server.core.requests import Candidates, ScoreQuery, ScoreResult
 from server.core.scoring import Limits, Scorer, candidate_indices, resolve_candidates
-from tests.integration.conftest import train_bundle
 from tests.integration.servers import ServerProcess, running
 from tests.integration.test_server_settings import start
 
@@ -51,13 +50,9 @@ NUMBERS = [np.nan, 0.0, -0.0, 1e-40, 0.3, 0.6, 0.6000001, 3.0, 10.0, 30.0, 60.0,
 
 
 @pytest.fixture(scope="module", params=["candidate", "sequence"])
-def served(request: pytest.FixtureRequest, bundle: Path, workdir: Path) -> Path:
+def served(request: pytest.FixtureRequest, bundle: Path, sequence_bundle: Path) -> Path:
     """A candidate bundle, and the default bundle of `make model` (the sequence set)."""
-    if request.param == "candidate":
-        return bundle
-    made = train_bundle(workdir, "made-by-default")
-    assert read_manifest(made)["feature_set"] == "sequence"
-    return made
+    return bundle if request.param == "candidate" else sequence_bundle
 
 
 @pytest.fixture(scope="module")

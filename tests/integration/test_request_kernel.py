@@ -448,7 +448,7 @@ SEQUENCE_SPEC = replace(SPEC, feature_names=SEQUENCE_NAMES)
 
 
 @pytest.fixture(scope="module")
-def sequence_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_sequence_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bundle, _ = make_bundle(tmp_path_factory.mktemp("request-kernel-sequence"), SEQUENCE_SPEC)
     build(bundle, shared_cache(tmp_path_factory))
     return bundle
@@ -542,10 +542,10 @@ def _sequence_reference_rows(r: dict[str, Any], catalog_index: dict[str, int]) -
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=sequence_requests())
 def test_native_sequence_rows_and_scores_match_the_numpy_builder_bit_for_bit(
-    sequence_bundle: Path, request: dict[str, Any]
+    synthetic_sequence_bundle: Path, request: dict[str, Any]
 ) -> None:
     r = request
-    library = sequence_bundle / LIBRARY_FILE
+    library = synthetic_sequence_bundle / LIBRARY_FILE
     n_products = len(r["tables"]["popularity"]) - 1
     catalog_index = {_product_id(i): i for i in range(n_products)}
     expected = _sequence_reference_rows(r, catalog_index)
@@ -565,15 +565,17 @@ def test_native_sequence_rows_and_scores_match_the_numpy_builder_bit_for_bit(
             assert scores.tobytes() == flat.tobytes(), (name, mode)
 
 
-def test_sequence_scores_equal_lightgbm_on_rows_built_natively(sequence_bundle: Path) -> None:
+def test_sequence_scores_equal_lightgbm_on_rows_built_natively(
+    synthetic_sequence_bundle: Path,
+) -> None:
     """Real-looking sessions over a 40-product catalog: the kernel's own rows, scored by it,
     against LightGBM on the same rows (max abs diff 0.0)."""
-    booster = lgb.Booster(model_file=str(sequence_bundle / MODEL_FILE))
+    booster = lgb.Booster(model_file=str(synthetic_sequence_bundle / MODEL_FILE))
     rng = np.random.default_rng(5)
     tables = _random_tables(rng, 40)
     r: dict[str, Any] = {"tables": tables, "sequence": _random_sequence_tables(rng, tables)}
     catalog_index = {_product_id(i): i for i in range(40)}
-    kernel = _sequence_kernel(sequence_bundle / LIBRARY_FILE, r)
+    kernel = _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, r)
     worst = 0.0
     for k in range(40):
         views = [_product_id(int(v)) for v in rng.integers(-2, 40, int(rng.integers(0, 70)))]
@@ -589,11 +591,13 @@ def test_sequence_scores_equal_lightgbm_on_rows_built_natively(sequence_bundle: 
     assert worst == 0.0
 
 
-def test_a_sequence_kernel_refuses_a_missing_or_bad_history(sequence_bundle: Path) -> None:
+def test_a_sequence_kernel_refuses_a_missing_or_bad_history(
+    synthetic_sequence_bundle: Path,
+) -> None:
     rng = np.random.default_rng(0)
     tables = _random_tables(rng, 5)
     r = {"tables": tables, "sequence": _random_sequence_tables(rng, tables)}
-    kernel = _sequence_kernel(sequence_bundle / LIBRARY_FILE, r)
+    kernel = _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, r)
     session = [1.0] * len(SESSION_INPUTS)
     ok = np.array([0, 4, -1], dtype=np.int64)
     catalog_index = {_product_id(i): i for i in range(5)}
@@ -605,18 +609,24 @@ def test_a_sequence_kernel_refuses_a_missing_or_bad_history(sequence_bundle: Pat
     with pytest.raises(ValueError, match="the history's product indices outside the catalog"):
         kernel.score(session, 0, (1, 2, 3), ok, history=out_of_range)
     with pytest.raises(ValueError, match="sequence_tables"):
-        RequestKernel(sequence_bundle / LIBRARY_FILE, feature_names=SEQUENCE_NAMES, **tables)
+        RequestKernel(
+            synthetic_sequence_bundle / LIBRARY_FILE, feature_names=SEQUENCE_NAMES, **tables
+        )
     bad_codes = replace(r["sequence"], subcategory=np.full(6, 99, dtype=np.int64))
     with pytest.raises(ValueError, match="subcategory codes must lie in"):
-        _sequence_kernel(sequence_bundle / LIBRARY_FILE, {**r, "sequence": bad_codes})
+        _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, {**r, "sequence": bad_codes})
     history = pack_history(ViewHistory.of_views(["P1"]), catalog_index)
     assert kernel.score(session, 0, (1, 2, 3), ok, history=history).shape == (3,)
 
 
-def test_the_sequence_build_records_the_kernel_and_its_parity(sequence_bundle: Path) -> None:
-    section = json.loads((sequence_bundle / "manifest.json").read_text())["compiler"]
+def test_the_sequence_build_records_the_kernel_and_its_parity(
+    synthetic_sequence_bundle: Path,
+) -> None:
+    section = json.loads((synthetic_sequence_bundle / "manifest.json").read_text())["compiler"]
     assert section["request_kernel"] == {"built": True, "reason": None}
     for record in section["backends"]["compiled"]["request_kernel"].values():
         assert record["status"] == "ok" and record["max_abs_diff"] == 0.0
-    kernel = RequestKernel.for_rows(sequence_bundle / LIBRARY_FILE, SEQUENCE_NAMES, cpu_flags())
+    kernel = RequestKernel.for_rows(
+        synthetic_sequence_bundle / LIBRARY_FILE, SEQUENCE_NAMES, cpu_flags()
+    )
     assert kernel.sequence and kernel.feature_names == SEQUENCE_NAMES
