@@ -9,7 +9,7 @@
  *         10, the session inputs). Candidates, current and previous products are drawn here.
  *   ENTRY: "score" (reco_request_score; MODE 0 auto, 1 flat, 2 fold; KERNEL 0 portable, 1 avx2)
  *          or "dense" (rows built beforehand, then only the model's reco_predict_dense).
- * Prints the median nanoseconds per request.
+ * Candidate kernels only (no view history is passed). Prints the median nanoseconds per request.
  */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -20,10 +20,10 @@
 
 #include "request_kernel.h"
 
-typedef int64_t (*ScoreFn)(const RecoProductTables*, const void*, int32_t, int32_t, const void*,
-                           int32_t, int64_t, const void*, const void*, void*);
-typedef int64_t (*RowsFn)(const RecoProductTables*, const void*, const void*, int32_t, int64_t,
-                          const void*, const void*, void*);
+typedef int64_t (*ScoreFn)(const RecoProductTables*, const void*, const void*, int32_t, int32_t,
+                           const void*, int32_t, int64_t, const void*, const void*, void*);
+typedef int64_t (*RowsFn)(const RecoProductTables*, const void*, const void*, const void*,
+                          int32_t, int64_t, const void*, const void*, void*);
 typedef int32_t (*DenseFn)(const float*, int64_t, int32_t, double*);
 
 #define N_COLUMNS 27
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     session[r].current_index = context[4 * r];
     memcpy(session[r].previous_index, context + 4 * r + 1, sizeof session[r].previous_index);
     if (dense_only) /* the rows a numpy builder would have made, outside the measurement */
-      rows_of(&tables, &session[r], candidates + r * batch, 8, batch, NULL, NULL,
+      rows_of(&tables, &session[r], NULL, candidates + r * batch, 8, batch, NULL, NULL,
               rows + r * batch * N_COLUMNS);
   }
   for (int64_t r = 0; r < requests; ++r) {
@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
     if (dense_only)
       status = dense(rows + r * batch * N_COLUMNS, batch, N_COLUMNS, out);
     else
-      status = score(&tables, &session[r], mode, kernel, candidates + r * batch, 8, batch, NULL,
-                     NULL, out);
+      status = score(&tables, &session[r], NULL, mode, kernel, candidates + r * batch, 8, batch,
+                     NULL, NULL, out);
     elapsed[r] = now_ns() - began;
     if (status != 0) {
       fprintf(stderr, "request_driver: request %lld refused: status %lld\n", (long long)r,

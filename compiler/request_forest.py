@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from compiler.flatgen import (
     postprocess_expression,
     read_forest,
 )
-from reco import FEATURE_NAMES, REQUEST_KERNEL_HEADER, SESSION_FEATURES
+from reco import FEATURE_SETS, REQUEST_KERNEL_HEADER, SESSION_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ MAX_LEAVES = 32  # one uint32 leaf mask per tree and row
 # to this size; a larger one is allocated per request.
 FOLD_STACK_BYTES = 64 * 1024
 VECTOR_TESTS = 8  # tests the AVX2 fold evaluates at once
+# The feature sets whose rows compiler/request_kernel.c builds (RK_SEQUENCE picks one).
+KERNEL_FEATURE_SETS = ("candidate", "sequence")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class RequestForest:
     trees: tuple[RequestTree, ...]
     base_score: float
     postprocess: str  # the C expression of `margin`, shared with the flat kernel
+    feature_set: str = "candidate"  # the row the kernel builds: KERNEL_FEATURE_SETS
 
 
 class _TreeSplitter:
@@ -160,14 +163,22 @@ def split_forest(forest: FlatForest, n_session: int) -> RequestForest:
     )
 
 
+def kernel_feature_set(feature_names: Sequence[str]) -> str | None:
+    """The feature set (of KERNEL_FEATURE_SETS) whose names these are, in order; else None."""
+    for name in KERNEL_FEATURE_SETS:
+        if tuple(feature_names) == FEATURE_SETS[name]:
+            return name
+    return None
+
+
 def feature_refusal(feature_names: Sequence[str]) -> str:
     """Why the kernel's native row builder cannot build these features ("" when it can): it
-    computes training.features' candidate feature set, in that order, and nothing else."""
-    if tuple(feature_names) != FEATURE_NAMES:
+    computes reco's candidate or sequence feature set, in that order, and nothing else."""
+    if kernel_feature_set(feature_names) is None:
+        sizes = ", ".join(f"{name} ({len(FEATURE_SETS[name])})" for name in KERNEL_FEATURE_SETS)
         return (
-            "the native row builder computes the 'candidate' feature set "
-            f"({len(FEATURE_NAMES)} features in training.features' order); the model has "
-            f"{len(feature_names)} features starting {list(feature_names[:3])}"
+            f"the native row builder computes the feature sets {sizes} in reco's order; the "
+            f"model has {len(feature_names)} features starting {list(feature_names[:3])}"
         )
     return ""
 
@@ -179,7 +190,8 @@ def read_request_forest(model_file: Path, feature_names: Sequence[str]) -> Reque
     if refusal:
         raise NotEligibleError(refusal)
     flat = read_forest(treelite.frontend.load_lightgbm_model(model_file))
-    return split_forest(flat, len(SESSION_FEATURES))
+    forest = split_forest(flat, len(SESSION_FEATURES))
+    return replace(forest, feature_set=kernel_feature_set(feature_names) or "candidate")
 
 
 def _array(ctype: str, name: str, values: Sequence[str]) -> str:
@@ -226,6 +238,7 @@ def render_header(forest: RequestForest, source: str = "") -> str:
         f"#define RK_N_TREES {len(forest.trees)}\n"
         f"#define RK_N_SESSION {forest.n_session}\n"
         f"#define RK_N_CANDIDATE {forest.n_candidate}\n"
+        f"#define RK_SEQUENCE {int(forest.feature_set == 'sequence')}\n"
         f"#define RK_N_SESSION_TESTS {len(session)}\n"
         f"#define RK_N_CANDIDATE_TESTS {len(candidate)}\n"
         f"#define RK_FOLD_ON_STACK {int(folded_bytes <= FOLD_STACK_BYTES)}\n"

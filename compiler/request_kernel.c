@@ -40,7 +40,7 @@
 /* The model's dense entry point, from the same library (flat_model.c or dense_entry.c). */
 int32_t reco_predict_dense(const float* X, int64_t n_rows, int32_t n_cols, double* out);
 
-/* The row: training.features.FEATURE_NAMES, the session's columns first. */
+/* The row: reco.FEATURE_SETS[candidate or sequence], the session's columns first. */
 enum {
   F_CATEGORY_ENC,
   F_CURRENT_PRICE,
@@ -72,8 +72,20 @@ enum { /* the candidate's columns, numbered within the candidate part */
   C_AFFINITY_CURRENT,
   C_AFFINITY_PREVIOUS,
   C_REC_POPULARITY,
-  N_CANDIDATE
+  N_CANDIDATE_SET, /* the candidate feature set ends here; the sequence set goes on */
+  C_HIST_SUBCATEGORY_SHARE = N_CANDIDATE_SET,
+  C_HIST_CATEGORY_SHARE,
+  C_HIST_PRODUCT_SHARE,
+  C_HIST_AFFINITY,
+  C_HIST_SUBCATEGORY_AFFINITY,
+  C_SAME_SUBCATEGORY,
+  C_PREVIOUS_SAME_SUBCATEGORY,
+  C_LANDING_SAME_SUBCATEGORY,
+  C_SLOT,
+  N_SEQUENCE_SET
 };
+/* request_forest.h says which feature set the model was trained on (RK_SEQUENCE). */
+#define N_CANDIDATE (RK_SEQUENCE ? N_SEQUENCE_SET : N_CANDIDATE_SET)
 #define N_COLUMNS (N_SESSION + N_CANDIDATE)
 #define N_PREVIOUS 3
 _Static_assert(RK_N_SESSION == N_SESSION && RK_N_CANDIDATE == N_CANDIDATE,
@@ -85,7 +97,15 @@ static const char FEATURE_NAMES[] =
     "has_items_in_cart,high_engagement,premium_product,low_price_product,"
     "multi_product_session,engagement_score,engaged_shopper,quick_browser,session_intensity,"
     "rec_category_enc,rec_price,price_ratio,same_category,rec_in_previous,affinity_current,"
-    "affinity_previous,rec_popularity";
+    "affinity_previous,rec_popularity"
+#if RK_SEQUENCE
+    ",hist_subcategory_share,hist_category_share,hist_product_share,hist_affinity,"
+    "hist_subcategory_affinity,same_subcategory,previous_same_subcategory,"
+    "landing_same_subcategory,slot"
+#endif
+    ;
+
+#define SERVING_SLOT 0.0f /* reco._sequence.SERVING_SLOT: serving scores every slot as slot 0 */
 
 #define UNKNOWN_CODE (-1.0f) /* training.features.UNKNOWN_CODE */
 
@@ -109,10 +129,20 @@ typedef struct {
   const float* prices;
 } Candidates;
 
+/* A session's view history (RecoHistory and the arrays after it); n = 0 for none. */
+typedef struct {
+  int64_t n;
+  double total;
+  int64_t landing;
+  const unsigned char* index;  /* n int64, unaligned */
+  const unsigned char* weight; /* n float64, unaligned */
+} History;
+
 typedef struct {
   float column[N_SESSION];
   int64_t current;              /* catalog index, -1 = none */
   int64_t previous[N_PREVIOUS]; /* most recent first */
+  History history;
 } Session;
 
 static inline int valid_index(const RecoProductTables* t, int64_t i) {
@@ -183,6 +213,56 @@ static void session_columns(const double raw[10], float* s) {
   s[F_SESSION_INTENSITY] = (float)(viewed / (minutes + 1.0));
 }
 
+/* ---- the sequence columns (reco._sequence.history_columns) ---------------------------------- */
+
+static inline int64_t history_index(const History* h, int64_t j) {
+  int64_t v;
+  memcpy(&v, h->index + 8 * j, sizeof v);
+  return v;
+}
+
+static inline double history_weight(const History* h, int64_t j) {
+  double v;
+  memcpy(&v, h->weight + 8 * j, sizeof v);
+  return v;
+}
+
+/* The nine columns for the candidate at catalog index `index` (table row `row`). Each share is
+ * history_columns' _decayed_sum: weight * value per viewed product in first-view order, summed
+ * left to right from the first term (np.add.accumulate), in float64, then divided by the total
+ * and rounded to float32 once; value is a 0/1 comparison or a float32 (A) or float64 (S)
+ * table entry, as there. An empty history (total 0) gives NaN shares. */
+static inline void sequence_columns(const RecoProductTables* t, const Session* s, int64_t index,
+                                    int64_t row, float* out) {
+  const History* h = &s->history;
+  const int64_t sub = t->subcategory[row], category = t->category[row];
+  const int64_t n_sub = t->n_subcategories + 1;
+  const int known = index != -1;
+  double sums[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+  for (int64_t j = 0; j < h->n; ++j) {
+    const int64_t seen = history_index(h, j), seen_row = table_row(t, seen);
+    const int64_t seen_sub = t->subcategory[seen_row];
+    const double w = history_weight(h, j);
+    const double terms[5] = {
+        w * (double)(seen_sub == sub),
+        w * (double)(t->category[seen_row] == category),
+        w * (double)(seen == index),
+        w * (double)affinity(t, seen_row, row),
+        w * t->subcategory_affinity[seen_sub * n_sub + sub],
+    };
+    for (int k = 0; k < 5; ++k) sums[k] = j == 0 ? terms[k] : sums[k] + terms[k];
+  }
+  for (int k = 0; k < 5; ++k) out[C_HIST_SUBCATEGORY_SHARE + k] = (float)(sums[k] / h->total);
+  int previous_same = 0;
+  for (int k = 0; k < N_PREVIOUS; ++k)
+    previous_same |= t->subcategory[table_row(t, s->previous[k])] == sub;
+  out[C_SAME_SUBCATEGORY] = (float)(known && sub == t->subcategory[table_row(t, s->current)]);
+  out[C_PREVIOUS_SAME_SUBCATEGORY] = (float)(known && previous_same);
+  out[C_LANDING_SAME_SUBCATEGORY] =
+      (float)(known && sub == t->subcategory[table_row(t, h->landing)]);
+  out[C_SLOT] = SERVING_SLOT;
+}
+
 /* training.features.candidate_feature_columns for candidate i. */
 static inline void candidate_columns(const RecoProductTables* t, const Session* s,
                                      const Candidates* c, int64_t i, float* out) {
@@ -205,6 +285,9 @@ static inline void candidate_columns(const RecoProductTables* t, const Session* 
                       affinity(t, table_row(t, s->previous[1]), row)),
               affinity(t, table_row(t, s->previous[2]), row));
   out[C_REC_POPULARITY] = t->popularity[row];
+#if RK_SEQUENCE
+  sequence_columns(t, s, index, row, out);
+#endif
 }
 
 /* ---- the tree walk's view of a value (as compiler/flatgen.py's load_rows) ------------------- */
@@ -562,6 +645,14 @@ static int64_t check_request(const RecoProductTables* t, const Session* s, const
   if (!valid_index(t, s->current)) return RK_BAD_SESSION_INDEX;
   for (int k = 0; k < N_PREVIOUS; ++k)
     if (!valid_index(t, s->previous[k])) return RK_BAD_SESSION_INDEX;
+#if RK_SEQUENCE
+  if (s->history.n < 1 || t->subcategory == NULL || t->category == NULL ||
+      t->subcategory_affinity == NULL)
+    return RK_BAD_ARGUMENT; /* no history, or tables without the sequence set's */
+  if (!valid_index(t, s->history.landing)) return RK_BAD_SESSION_INDEX;
+  for (int64_t j = 0; j < s->history.n; ++j)
+    if (!valid_index(t, history_index(&s->history, j))) return RK_BAD_SESSION_INDEX;
+#endif
   for (int64_t i = 0; i < c->n; ++i)
     if (!valid_index(t, candidate_index(c, i))) return 1 + i;
   return RK_OK;
@@ -587,14 +678,23 @@ static void score_flat(const RecoProductTables* t, const Session* s, const Candi
 }
 
 
-static Session make_session(const RecoSession* in) {
+/* history: a packed RecoHistory, or NULL (n = 0: check_request refuses it to a sequence
+ * kernel; a candidate kernel never reads it). */
+static Session make_session(const RecoSession* in, const void* history) {
   Session s = {.current = in->current_index};
   memcpy(s.previous, in->previous_index, sizeof s.previous);
   session_columns(in->inputs, s.column);
+  if (history != NULL) {
+    const unsigned char* p = history;
+    RecoHistory head;
+    memcpy(&head, p, sizeof head);
+    s.history = (History){head.n, head.total, head.landing, p + sizeof head,
+                          p + sizeof head + 8 * (head.n > 0 ? head.n : 0)};
+  }
   return s;
 }
 
-int32_t reco_request_abi_version(void) { return 2; }
+int32_t reco_request_abi_version(void) { return 3; }
 
 const char* reco_request_feature_names(void) { return FEATURE_NAMES; }
 
@@ -604,10 +704,11 @@ int32_t reco_request_kernels(void) {
   return (kernel_of(KERNEL_PORTABLE) ? 1 : 0) | (kernel_of(KERNEL_AVX2) ? 2 : 0);
 }
 
-int64_t reco_request_score(const RecoProductTables* tables, const void* session, int32_t mode,
-                           int32_t kernel, const void* candidates, int32_t index_width,
-                           int64_t n, const void* codes, const void* prices, void* out) {
-  const Session s = make_session(session);
+int64_t reco_request_score(const RecoProductTables* tables, const void* session,
+                           const void* history, int32_t mode, int32_t kernel,
+                           const void* candidates, int32_t index_width, int64_t n,
+                           const void* codes, const void* prices, void* out) {
+  const Session s = make_session(session, history);
   const Candidates c = {candidates, index_width, n, codes, prices};
   const Kernel* k = kernel_of(kernel);
   if (k == NULL || mode < MODE_AUTO || mode > MODE_FOLD) return RK_BAD_ARGUMENT;
@@ -626,9 +727,9 @@ int64_t reco_request_score(const RecoProductTables* tables, const void* session,
 }
 
 int64_t reco_request_rows(const RecoProductTables* tables, const void* session,
-                          const void* candidates, int32_t index_width, int64_t n,
-                          const void* codes, const void* prices, void* rows) {
-  const Session s = make_session(session);
+                          const void* history, const void* candidates, int32_t index_width,
+                          int64_t n, const void* codes, const void* prices, void* rows) {
+  const Session s = make_session(session, history);
   const Candidates c = {candidates, index_width, n, codes, prices};
   const int64_t status = check_request(tables, &s, &c);
   if (status != RK_OK) return status;

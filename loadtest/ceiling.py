@@ -61,6 +61,11 @@ class Run:
         return np.asarray([t for t in times if t], dtype=float)
 
 
+def n_features(bundle: Path) -> int:
+    """The columns of the bundle's rows (its manifest's feature_names)."""
+    return len(json.loads((bundle / "manifest.json").read_text())["feature_names"])
+
+
 def feature_requests(bundle: Path, size: int, count: int, seed: int = 11) -> list[bytes]:
     """Serialised ScoreRequests carrying a `size` x n_features float32 matrix of the bundle's
     parity-probe rows (real rows, NaNs included), drawn afresh for each request."""

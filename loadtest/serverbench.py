@@ -12,7 +12,7 @@ Starts real servers (`python -m server`, gRPC only from here) and prints Markdow
    about what refusing an overload call costs), GetModelInfo, Score with 100 and 1000 ids.
 5. With --ceiling (only): the issue-11 side by side (loadtest/ceiling.py): this server, a bare
    model-call handler and a bare echo on the same bundle, same client, interleaved rounds,
-   with the ratios; ScoreStream against unary Score; growth per candidate and Recommend.
+   with the ratios; ScoreStream against unary Score; server_time_us native vs python.
 Every request scores a fresh random set of candidates from the catalog.
 """
 
@@ -36,6 +36,7 @@ from types import SimpleNamespace
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -416,10 +417,11 @@ def bare_server(bundle: Path, logs: Path, mode: str) -> Iterator[ManagedServer]:
 
 def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> None:
     """This server against the bare ceiling and echo, same bundle and client, interleaved
-    rounds; then ScoreStream against unary Score; then the per-candidate growth and
-    Recommend, server-side."""
+    rounds; then ScoreStream against unary Score; then server_time_us of Score (100 and 1000
+    candidates) and Recommend on the native and the python scoring path, interleaved."""
     ids = [requests.score(100, packed=True).SerializeToString() for _ in range(500)]
     matrices = ceiling.feature_requests(args.bundle, 100, 500)
+    layout = f"100x{ceiling.n_features(args.bundle)}"
     # No load shedding (the bare servers have none either): a stall of this shared VM would
     # otherwise turn the measurement into refusals.
     unshed = ("--max-queue-ms", "0")
@@ -438,11 +440,11 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
             )
         targets = [
             ("this server, 100 candidate_ids + full context", "this", ids),
-            ("this server, pre-built 100x27 features matrix", "this", matrices),
+            (f"this server, pre-built {layout} features matrix", "this", matrices),
             ("this server --scoring-path python, 100 candidate_ids", "python", ids),
             *((f"{label} server, 100 candidate_ids", label, ids) for label, _ in
               args.checkouts[:-1]),
-            ("bare grpc.aio handler: parse 100x27 floats, call model.so (the ceiling)", "model",
+            (f"bare grpc.aio handler: parse {layout} floats, call model.so (the ceiling)", "model",
              matrices),
             ("bare grpc.aio echo (the transport floor)", "echo", ids),
         ]  # fmt: skip
@@ -477,13 +479,12 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
                      lambda: ceiling.streamed(this.target, this.pid, ids, args.seconds, 16, 1)),
                 )
             ]  # fmt: skip
-        growth = {
-            size: sequential_score(
-                grpc_stub(stack, this.target), requests, size, args.requests, packed=True
-            )
-            for size in (100, 1000)
-        }
-        _, recommend = session_rpcs(grpc_stub(stack, this.target), requests, args.sessions)
+        paths: dict[str, list[dict[str, Timings]]] = {"this": [], "python": []}
+        for round_ in range(args.rounds):
+            print(f"server_time_us round {round_ + 1} of {args.rounds}", file=sys.stderr)
+            for name, series in paths.items():
+                stub = grpc_stub(stack, servers[name].target)
+                series.append(server_times(stub, requests, args))
     print(
         f"The ceiling: Score at {ceiling.IN_FLIGHT} in flight, one grpc.aio client, "
         f"{args.rounds} interleaved rounds of {args.seconds:g}s (medians over rounds)\n"
@@ -508,15 +509,65 @@ def ceiling_tables(args: SimpleNamespace, requests: Requests, logs: Path) -> Non
         print(f"py-spy on this server (Python frames, 250 Hz, --nonblocking) during one more "
               f"run of each; raw files in {args.profile}\n")  # fmt: skip
         print(ceiling.profile_table(profiles) + "\n")
-    small, large = growth[100], growth[1000]
-    slope = (np.median(large.server_us) - np.median(small.server_us)) / 900
+    print_server_times(paths["this"], paths["python"], args.rounds)
+
+
+SERVER_TIME_SERIES = {
+    "score100": "Score, 100 candidate_ids + full context",
+    "score1000": "Score, 1000 candidate_ids + full context",
+    "recommend": "Recommend k=3 over the whole catalog, tracked sessions",
+}
+
+
+def server_times(
+    stub: pb_grpc.RecommenderStub, requests: Requests, args: SimpleNamespace
+) -> dict[str, Timings]:
+    """One round of SERVER_TIME_SERIES on one server, one call in flight."""
+    _, recommend = session_rpcs(stub, requests, args.sessions)
+    return {
+        "score100": sequential_score(stub, requests, 100, args.requests, packed=True),
+        "score1000": sequential_score(stub, requests, 1000, args.requests, packed=True),
+        "recommend": recommend,
+    }
+
+
+def print_server_times(
+    native: list[dict[str, Timings]], python: list[dict[str, Timings]], rounds: int
+) -> None:
+    """server_time_us per series, native and python path pooled over the rounds, and the
+    median over rounds of each round's p50 ratio; then the growth per extra candidate."""
     print(
-        f"\nserver_time_us p50, 1 in flight: Score with 100 candidate_ids "
-        f"{np.median(small.server_us):.0f} us, with 1000 {np.median(large.server_us):.0f} us "
-        f"({slope:.2f} us per extra candidate); Recommend (k=3, whole catalog, tracked "
-        f"sessions) {np.median(recommend.server_us):.0f} us (p99 "
-        f"{np.percentile(recommend.server_us, 99):.0f})\n"
+        f"\nserver_time_us (us), one call in flight, {rounds} interleaved rounds: this server "
+        "(native scoring path) and --scoring-path python\n"
     )
+    print(
+        "| series | native p50 | p99 | p99.9 | max | python p50 | p99 | p99.9 | max | "
+        "python / native (p50) | calls per round |"
+    )
+    print("|---|" + "---:|" * 10)
+
+    def pooled(series: list[dict[str, Timings]], key: str) -> npt.NDArray[np.float64]:
+        return np.concatenate([np.asarray(r[key].server_us) for r in series])
+
+    def stats(values: npt.NDArray[np.float64]) -> str:
+        p50, p99, p999 = np.percentile(values, [50, 99, 99.9])
+        return f"{p50:.0f} | {p99:.0f} | {p999:.0f} | {values.max():.0f}"
+
+    for key, label in SERVER_TIME_SERIES.items():
+        ratio = np.median(
+            [np.median(p[key].server_us) / np.median(n[key].server_us)
+             for n, p in zip(native, python, strict=True)]
+        )  # fmt: skip
+        print(
+            f"| {label} | {stats(pooled(native, key))} | {stats(pooled(python, key))} | "
+            f"{ratio:.2f}x | {len(native[0][key].server_us)} |"
+        )
+    for name, series in (("native", native), ("python", python)):
+        slope = np.median(pooled(series, "score1000")) - np.median(pooled(series, "score100"))
+        print(
+            f"\n{name}: {slope / 900:.3f} us per extra candidate (Score 100 -> 1000, p50)", end=""
+        )
+    print("\n")
 
 
 def profiled(out: Path, pid: int, seconds: float, run: Callable[[], object]) -> Path:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from reco._catalog import NO_PRODUCT
     from reco._catalog import ProductTables
     from reco._catalog import load_tables
-    from reco._context import MAX_VIEWS
     from reco._context import SessionContext
     from reco._cpu import cpu_flags
     from reco._cpu import cpu_model
@@ -77,8 +76,10 @@ if TYPE_CHECKING:
     from reco._features import Vocabulary
     from reco._features import build_features
     from reco._features import catalog_columns
+    from reco._features import context_history
     from reco._features import input_column
-    from reco._features import sequence_inputs_from_views
+    from reco._features import SequenceInputs
+    from reco._features import sequence_inputs
     from reco._features import session_feature_columns
     from reco._features import session_inputs
     from reco._features import session_values
@@ -106,14 +107,16 @@ if TYPE_CHECKING:
     from reco._request_kernel import SESSION_INPUTS
     from reco._request_kernel import bundle_request_kernel
     from reco._request_kernel import choose_kernel
+    from reco._request_kernel import pack_history
     from reco._request_kernel import shared_session_rows
     from reco._sequence import DECAY
-    from reco._sequence import History
+    from reco._sequence import MAX_HISTORY
+    from reco._sequence import Histories
     from reco._sequence import SEQUENCE_FEATURES
     from reco._sequence import SERVING_SLOT
     from reco._sequence import SequenceTables
     from reco._sequence import history_columns
-    from reco._sequence import history_from_views
+    from reco._sequence import ViewHistory
     from reco._signing import KEY_ENV
     from reco._signing import KEY_FILE_ENV
     from reco._signing import MIN_KEY_CHARS
@@ -168,14 +171,14 @@ _MODULES = {
     "FEATURE_SETS": "reco._features",
     "FORMAT_VERSION": "reco._bundle",
     "GroupedCheck": "reco._parity",
-    "History": "reco._sequence",
+    "Histories": "reco._sequence",
     "KERNELS": "reco._request_kernel",
     "KEY_ENV": "reco._signing",
     "KEY_FILE_ENV": "reco._signing",
     "LIBRARY_FILE": "reco._bundle",
     "LibraryCheckError": "reco._native",
     "MANIFEST_FILE": "reco._bundle",
-    "MAX_VIEWS": "reco._context",
+    "MAX_HISTORY": "reco._sequence",
     "MIN_KEY_CHARS": "reco._signing",
     "MODEL_FILE": "reco._bundle",
     "MODES": "reco._request_kernel",
@@ -216,9 +219,11 @@ _MODULES = {
     "build_features": "reco._features",
     "bundle_request_kernel": "reco._request_kernel",
     "catalog_columns": "reco._features",
+    "context_history": "reco._features",
     "check_keys": "reco._bundle",
     "check_library": "reco._native",
     "choose_kernel": "reco._request_kernel",
+    "pack_history": "reco._request_kernel",
     "compare": "reco._parity",
     "copy_verified": "reco._verified_copy",
     "cpu_flags": "reco._cpu",
@@ -226,7 +231,7 @@ _MODULES = {
     "generate_key_file": "reco._signing",
     "hash_files": "reco._bundle",
     "history_columns": "reco._sequence",
-    "history_from_views": "reco._sequence",
+    "ViewHistory": "reco._sequence",
     "input_column": "reco._features",
     "key_file_is_private": "reco._signing",
     "load_backend": "reco._backends",
@@ -240,7 +245,8 @@ _MODULES = {
     "probe_to_manifest": "reco._bundle",
     "read_manifest": "reco._bundle",
     "resolve_under_root": "reco._verified_copy",
-    "sequence_inputs_from_views": "reco._features",
+    "SequenceInputs": "reco._features",
+    "sequence_inputs": "reco._features",
     "session_feature_columns": "reco._features",
     "session_inputs": "reco._features",
     "session_values": "reco._features",
@@ -271,7 +277,7 @@ __all__ = [
     "LOG_FILE_PATTERN",
     "LOG_KINDS",
     "MANIFEST_FILE",
-    "MAX_VIEWS",
+    "MAX_HISTORY",
     "MIN_KEY_CHARS",
     "MODEL_FILE",
     "MODES",
@@ -306,7 +312,7 @@ __all__ = [
     "Estimate",
     "Explainer",
     "GroupedCheck",
-    "History",
+    "Histories",
     "LibraryCheckError",
     "Manifest",
     "NativeLibrary",
@@ -317,6 +323,7 @@ __all__ = [
     "ProductTables",
     "RequestKernel",
     "RequestKernelError",
+    "SequenceInputs",
     "SequenceTables",
     "SessionContext",
     "SessionInputs",
@@ -324,6 +331,7 @@ __all__ = [
     "SignatureError",
     "SigningKey",
     "SigningKeyError",
+    "ViewHistory",
     "Vocabulary",
     "binomial_se",
     "build_features",
@@ -334,6 +342,7 @@ __all__ = [
     "chi_square_survival",
     "choose_kernel",
     "compare",
+    "context_history",
     "copy_verified",
     "cpu_flags",
     "cpu_model",
@@ -341,7 +350,6 @@ __all__ = [
     "generate_key_file",
     "hash_files",
     "history_columns",
-    "history_from_views",
     "input_column",
     "key_file_is_private",
     "load_backend",
@@ -354,12 +362,13 @@ __all__ = [
     "name_under_root",
     "normal_two_sided_p",
     "open_booster",
+    "pack_history",
     "probe_from_manifest",
     "probe_to_manifest",
     "read_manifest",
     "resolve_under_root",
     "sample_ratio_p_value",
-    "sequence_inputs_from_views",
+    "sequence_inputs",
     "session_feature_columns",
     "session_inputs",
     "session_values",

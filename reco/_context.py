@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The sequence feature set reads a session's views in order; a context carries at most this
-# many (the simulator's longest session has 40 page views), oldest first.
-MAX_VIEWS = 64
+from reco._sequence import ViewHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +14,10 @@ class SessionContext:
     Filled in by the transport from a request's context, or by a session store from the
     tracked events (SessionState.context); the feature builder reads it as it is
     (session_inputs). `cart_product_ids` and `viewed_product_ids` come only from tracked
-    sessions: Recommend's business rules read the cart, the sequence feature set will read the
-    views (docs/architecture.md, "The session context").
+    sessions: Recommend's business rules read the cart. `view_history` is the tracked session's
+    decayed views (the sequence feature set's input); None for a context sent in a request,
+    whose history the builder takes from its previous and current products
+    (docs/architecture.md, "The session context").
     """
 
     session_id: str = ""
@@ -35,7 +35,7 @@ class SessionContext:
     session_length_mins: float | None = None
     products_viewed_count: int | None = None
     cart_product_ids: tuple[str, ...] = ()  # in the order they were added
-    viewed_product_ids: tuple[str, ...] = ()  # oldest first, at most MAX_VIEWS, current last
+    view_history: ViewHistory | None = None
 
     def only_session_id(self) -> bool:
         """True when the caller sent a session id and nothing else (complete it from the store)."""

@@ -5,7 +5,7 @@ The pandas-free core; training/features.py adapts training frames to it (docs/ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +57,8 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
 FEATURE_NAMES: tuple[str, ...] = SESSION_FEATURES + CANDIDATE_FEATURES
 
 # Feature sets a bundle can be trained on; the manifest records which one and its names.
-# "sequence" adds the decayed whole-session history (reco/_sequence.py); the server does not
-# serve it yet (it keeps folded session state, not the ordered views the history needs).
+# "sequence" adds the decayed whole-session history (reco/_sequence.py). The server serves the
+# candidate and sequence sets (CANDIDATE_SETS).
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "candidate": FEATURE_NAMES,
     "session": SESSION_FEATURES,
@@ -277,34 +277,37 @@ def _block(columns: list[Any]) -> npt.NDArray[np.float64]:
 class SequenceInputs:
     """What the sequence set adds: session histories, which one each candidate row reads, slots.
 
-    Serving: one session's History (history_from_views), row all zeros, slot SERVING_SLOT.
+    Serving: one session's Histories, row all zeros, slot SERVING_SLOT (sequence_inputs).
     """
 
-    history: sequence_set.History
+    history: sequence_set.Histories
     row: I64
     slot: npt.NDArray[np.float64]
     tables: sequence_set.SequenceTables
 
 
-def sequence_inputs_from_views(
-    viewed_product_ids: Sequence[str],
-    catalog: Catalog,
-    tables: ProductTables,
-    n_candidates: int,
-    sequence_tables: sequence_set.SequenceTables | None = None,
-) -> SequenceInputs:
-    """The serving side of the sequence set: one session's views (oldest first, the product on
-    screen last) for n candidates, all in the serving slot.
+def context_history(context: SessionContext) -> sequence_set.ViewHistory:
+    """The context's view history: the tracked one, else (a context sent in a request) the
+    views its previous products and the product on screen describe, oldest first."""
+    if context.view_history is not None:
+        return context.view_history
+    views = [*reversed(context.previous_product_ids[:N_PREVIOUS]), context.current_product_id]
+    return sequence_set.ViewHistory.of_views([view for view in views if view])
 
-    Pure: the same views give the same history; pass sequence_tables (built once per bundle)
-    to skip rebuilding them per request.
-    """
-    seq_tables = sequence_tables or sequence_set.SequenceTables.build(catalog, tables)
+
+def sequence_inputs(
+    context: SessionContext,
+    catalog: Catalog,
+    sequence_tables: sequence_set.SequenceTables,
+    n_candidates: int,
+) -> SequenceInputs:
+    """The serving side of the sequence set: one context's history (context_history) for n
+    candidates, all in the serving slot. Pure: the same history gives the same rows."""
     return SequenceInputs(
-        history=sequence_set.history_from_views(viewed_product_ids, catalog, seq_tables),
+        history=sequence_set.Histories.of([context_history(context)], catalog.index),
         row=np.zeros(n_candidates, dtype=np.int64),
         slot=np.full(n_candidates, sequence_set.SERVING_SLOT),
-        tables=seq_tables,
+        tables=sequence_tables,
     )
 
 

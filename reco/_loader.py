@@ -12,7 +12,7 @@ from reco._backends import Backend, load_backend
 from reco._bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
 from reco._catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
 from reco._cpu import cpu_flags
-from reco._features import Encodings
+from reco._features import FEATURE_SETS, Encodings
 from reco._manifest import Manifest
 from reco._request_kernel import RequestKernel, RequestKernelError, bundle_request_kernel
 from reco._signing import SigningKey
@@ -49,7 +49,7 @@ def load_bundle(
     *,
     key: SigningKey | None = None,
     backend: str = "auto",
-    feature_names: Sequence[str] | None = None,
+    feature_sets: Sequence[str] | None = None,
     keep_model_text: bool = False,
     scratch_dir: Path | None = None,
     request_kernel: bool = False,
@@ -59,7 +59,8 @@ def load_bundle(
     directory in `scratch_dir`, and everything is loaded from that copy (deleted afterwards),
     the backend (`auto` or a kind) only once it reproduces the parity probe.
 
-    `feature_names`: the layout the caller scores; a bundle trained on another is refused.
+    `feature_sets`: the feature sets the caller scores (reco.FEATURE_SETS names); a bundle
+    trained on another, or whose feature names are not its set's, is refused.
     `request_kernel`: also open model.so's request kernel (reco.bundle_request_kernel) when
     the backend is the compiled one; a kernel that cannot serve is no error, its reason is
     the Bundle's request_kernel_refusal.
@@ -69,12 +70,8 @@ def load_bundle(
     try:
         copy = copy_verified(root, path, key, scratch, SERVED_FILES)
         manifest = Manifest.parse(copy.manifest)
-        if feature_names is not None and manifest.feature_names != tuple(feature_names):
-            raise BundleError(
-                f"trained on feature set {manifest.feature_set!r} "
-                f"({len(manifest.feature_names)} features); this server scores "
-                f"{len(feature_names)} features of the candidate set"
-            )
+        if feature_sets is not None:
+            check_feature_set(manifest, feature_sets)
         if manifest.encodings is None:
             raise BundleError("the manifest holds no encodings (category, device, traffic)")
         absent = [name for name in REQUIRED_FILES if name not in manifest.files]
@@ -102,3 +99,18 @@ def load_bundle(
                       copy.key_id, text, kernel, refusal)  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_feature_set(manifest: Manifest, feature_sets: Sequence[str]) -> None:
+    """Raises BundleError unless the manifest's feature set is one of these, with its names."""
+    name = manifest.feature_set
+    if name not in feature_sets:
+        raise BundleError(
+            f"trained on feature set {name!r} ({len(manifest.feature_names)} features); this "
+            f"server scores the feature sets {list(feature_sets)}"
+        )
+    if manifest.feature_names != FEATURE_SETS[name]:
+        raise BundleError(
+            f"the manifest's feature_names ({len(manifest.feature_names)}) are not those of "
+            f"the {name} feature set ({len(FEATURE_SETS[name])}) of this runtime"
+        )

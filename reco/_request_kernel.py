@@ -17,7 +17,9 @@ hash table built at load (one call into C). A server builds it all with bundle_r
 (reco.load_bundle(..., request_kernel=True) does).
 
 inputs are SessionInputs' SESSION_INPUTS fields (NaN = missing); category_codes and prices
-arrays (one per candidate) replace the catalog's when a request overrides them.
+arrays (one per candidate) replace the catalog's when a request overrides them. A library built
+for the sequence feature set also takes the SequenceTables at construction and, per request,
+the session's view history packed by pack_history (score(..., history=...)).
 """
 
 from __future__ import annotations
@@ -25,20 +27,22 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cffi
 import numpy as np
 import numpy.typing as npt
 
-from reco._catalog import Catalog, ProductTables
-from reco._features import N_PREVIOUS, Encodings, catalog_columns
+from reco._catalog import NO_PRODUCT, Catalog, ProductTables
+from reco._features import FEATURE_SETS, N_PREVIOUS, Encodings, catalog_columns
 from reco._manifest import Manifest
+from reco._sequence import SequenceTables, ViewHistory
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 # The session's numeric inputs, in the order score() takes them: the first ten fields of
 # training.features.SessionInputs (NaN = missing, vocabulary codes already looked up).
 SESSION_INPUTS = (
@@ -69,6 +73,35 @@ _SESSION = struct.Struct(f"<{len(SESSION_INPUTS)}d{1 + N_PREVIOUS}q")
 _from_buffer = _FFI.from_buffer
 _NULL = _FFI.NULL
 _I32, _I64, _F32 = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32)
+_HISTORY_HEAD = struct.Struct("<qdq")  # RecoHistory: n, total, landing; then n q and n d
+
+
+def pack_history(history: ViewHistory, catalog_index: Mapping[str, int]) -> bytes:
+    """One session's view history as a sequence kernel reads it (RecoHistory): the vectors
+    reco.Histories.of builds for it, catalog indices (NO_PRODUCT for ids not in the catalog)
+    and weights in first-view order, an empty history as one NO_PRODUCT entry of weight 0."""
+    if len(history.weights) != len(history.product_ids):  # a damaged stored session
+        raise ValueError(
+            f"view history: {len(history.product_ids)} product ids but "
+            f"{len(history.weights)} weights"
+        )
+    get = catalog_index.get
+    if history.product_ids:
+        index = [get(p, NO_PRODUCT) for p in history.product_ids]
+        weights: Sequence[float] = history.weights
+    else:
+        index, weights = [NO_PRODUCT], (0.0,)
+    n = len(index)
+    landing = get(history.landing_product_id, NO_PRODUCT)
+    return struct.pack(f"<qdq{n}q{n}d", n, history.total, landing, *index, *weights)
+
+
+def packed_history_length(history: bytes) -> int | None:
+    """The entries of a pack_history buffer, None when its length does not match its header."""
+    if len(history) < _HISTORY_HEAD.size:
+        return None
+    n = int(_HISTORY_HEAD.unpack_from(history)[0])
+    return n if n >= 1 and len(history) == _HISTORY_HEAD.size + 16 * n else None
 
 
 _FNV_OFFSET, _FNV_PRIME, _U64 = 14695981039346656037, 1099511628211, (1 << 64) - 1
@@ -115,8 +148,10 @@ class RequestKernelError(Exception):
     """The library has no usable request kernel (or it failed a parity check); says why."""
 
 
-def _table(name: str, values: npt.ArrayLike, shape: tuple[int, ...]) -> F32:
-    array = np.array(values, dtype=np.float32, order="C", copy=True)
+def _table(
+    name: str, values: npt.ArrayLike, shape: tuple[int, ...], dtype: type = np.float32
+) -> npt.NDArray[Any]:
+    array: npt.NDArray[Any] = np.array(values, dtype=dtype, order="C", copy=True)
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
     array.flags.writeable = False  # the C reads it for the kernel's lifetime
@@ -160,9 +195,11 @@ class RequestKernel:
         kernel: str = "auto",
         cpu_flags: Collection[str] | None = None,
         product_index: Mapping[str, int] | None = None,
+        sequence_tables: SequenceTables | None = None,
     ) -> None:
         """Opens library; raises RequestKernelError when it has no request kernel, or one for
-        other features than feature_names, and ValueError for tables of the wrong shape.
+        other features than feature_names, and ValueError for tables of the wrong shape (or a
+        sequence kernel without sequence_tables, the catalog's reco.SequenceTables).
         product_index (the catalog's id -> index) enables lookup()."""
         try:
             self._lib = _FFI.dlopen(str(library))
@@ -197,7 +234,14 @@ class RequestKernel:
             _table("affinity", affinity, (n_products + 1, n_products + 1)),
         )
         self._buffers = [_from_buffer("float[]", a) for a in self._arrays]  # keep them alive
-        self._tables = _FFI.new("RecoProductTables*", [n_products, *self._buffers])
+        self.sequence = tuple(names) == FEATURE_SETS["sequence"]  # needs a history per request
+        sequence_fields: list[object] = [_NULL, _NULL, 0, _NULL]
+        if self.sequence:
+            if sequence_tables is None:
+                raise ValueError(f"{library} builds the sequence feature set: pass sequence_tables")
+            sequence_fields = self._sequence_fields(sequence_tables, padded)
+        self._tables = _FFI.new("RecoProductTables*", [n_products, *self._buffers,
+                                                        *sequence_fields])  # fmt: skip
         self.n_products = n_products
         self._score = self._lib.reco_request_score
         self._rows = self._lib.reco_request_rows
@@ -211,6 +255,26 @@ class RequestKernel:
                 self._ids = self._id_table.struct
             except ValueError:
                 pass  # lookup() answers None: the caller looks ids up in the dict
+
+    def _sequence_fields(self, tables: SequenceTables, padded: tuple[int]) -> list[object]:
+        """RecoProductTables' sequence fields from tables (kept alive with the kernel); raises
+        ValueError for shapes or codes the C could index out of range with."""
+        n_sub = int(tables.n_subcategories)
+        subcategory = _table("subcategory", tables.subcategory, padded, np.int64)
+        category = _table("category", tables.category, padded, np.int64)
+        affinity = _table(
+            "subcategory_affinity", tables.subcategory_affinity, (n_sub + 1, n_sub + 1), np.float64
+        )
+        if len(subcategory) and (subcategory.min() < 0 or subcategory.max() > n_sub):
+            raise ValueError(f"subcategory codes must lie in 0..{n_sub}")
+        arrays = (subcategory, category, affinity)
+        self._sequence_arrays = arrays
+        self._sequence_buffers = [
+            _from_buffer(t, a) for t, a in zip(("int64_t[]", "int64_t[]", "double[]"), arrays,
+                                               strict=True)
+        ]  # fmt: skip
+        first, second, third = self._sequence_buffers
+        return [first, second, n_sub, third]
 
     def lookup(self, product_ids: list[str]) -> tuple[npt.NDArray[np.int64], int] | None:
         """The catalog indices of product_ids (-1 = unknown) and how many are unknown, looked
@@ -229,14 +293,19 @@ class RequestKernel:
     ) -> RequestKernel:
         """The library's kernel over an empty catalog: for predict_rows and check_parity."""
         nothing = np.full(1, np.nan, dtype=np.float32)
+        no_affinity = np.zeros((1, 1), dtype=np.float32)
+        no_codes = np.zeros(1, dtype=np.int64)
         return cls(
             library,
             feature_names=feature_names,
             category_codes=nothing,
             prices=nothing,
             popularity=nothing,
-            affinity=np.zeros((1, 1), dtype=np.float32),
+            affinity=no_affinity,
             cpu_flags=cpu_flags,
+            sequence_tables=SequenceTables(
+                no_codes, no_codes, 0, 0, no_affinity, np.zeros((1, 1), dtype=np.float64)
+            ),
         )
 
     def score(
@@ -248,18 +317,27 @@ class RequestKernel:
         category_codes: F32 | None = None,
         prices: F32 | None = None,
         mode: str = "auto",
+        history: bytes | None = None,
     ) -> F64:
         """Click probabilities of the candidates (1-D int32/int64 catalog indices, -1 = unknown)
         for one session: its SESSION_INPUTS values in order, the current product's index and
         N_PREVIOUS previous products' indices (-1 = none). category_codes and prices (float32,
         one per candidate) replace the catalog's for every candidate when given; an unknown
-        candidate needs them. Raises ValueError naming the bad argument."""
+        candidate needs them. history (pack_history): the session's views, which a sequence
+        kernel needs and a candidate kernel ignores. Raises ValueError naming the bad
+        argument."""
         args = self._request(
             session, current_index, previous_indices, candidates, category_codes, prices
         )
         out = np.empty(args[3])
         status = self._score(
-            self._tables, args[0], MODES[mode], self._kernel, *args[1:], _from_buffer(out)
+            self._tables,
+            args[0],
+            self._history(history),
+            MODES[mode],
+            self._kernel,
+            *args[1:],
+            _from_buffer(out),
         )
         if status:
             raise ValueError(self._describe(status, candidates, current_index, previous_indices))
@@ -273,13 +351,15 @@ class RequestKernel:
         candidates: Indices,
         category_codes: F32 | None = None,
         prices: F32 | None = None,
+        history: bytes | None = None,
     ) -> F32:
         """The feature rows score() scores, (n, len(feature_names)) float32 (for checks)."""
         args = self._request(
             session, current_index, previous_indices, candidates, category_codes, prices
         )
         out = np.empty((args[3], len(self.feature_names)), dtype=np.float32)
-        status = self._rows(self._tables, *args, _from_buffer(out))
+        status = self._rows(self._tables, args[0], self._history(history), *args[1:],
+                            _from_buffer(out))  # fmt: skip
         if status:
             raise ValueError(self._describe(status, candidates, current_index, previous_indices))
         return out
@@ -379,6 +459,18 @@ class RequestKernel:
             _NULL if prices is None else self._column("prices", prices, n),
         )
 
+    def _history(self, history: bytes | None) -> object:
+        """The history argument: NULL for a candidate kernel; raises ValueError when a
+        sequence kernel has none, or it is not a pack_history buffer."""
+        if not self.sequence:
+            return _NULL
+        if not isinstance(history, bytes) or packed_history_length(history) is None:
+            raise ValueError(
+                "history must be the session's views packed by reco.pack_history (this kernel "
+                f"builds the sequence feature set), got {type(history).__name__}"
+            )
+        return history
+
     @staticmethod
     def _column(name: str, values: F32, n: int) -> object:
         if not (
@@ -403,8 +495,8 @@ class RequestKernel:
             return f"candidates[{i}]: index {int(candidates[i])} is outside the catalog ({valid})"
         if status == -2:
             return (
-                f"current_index {current} or previous_indices {list(previous)} outside the "
-                f"catalog ({valid})"
+                f"current_index {current}, previous_indices {list(previous)} or the history's "
+                f"product indices outside the catalog ({valid})"
             )
         return f"reco_request_score refused the request (status {status})"
 
@@ -428,6 +520,9 @@ def bundle_request_kernel(
     if record.get("built") is False:
         raise RequestKernelError(f"the build made no request kernel: {record.get('reason')}")
     codes, prices = catalog_columns(encodings, catalog)
+    sequence_tables = None
+    if manifest.feature_set == "sequence":
+        sequence_tables = SequenceTables.build(catalog, tables)
     try:
         kernel = RequestKernel(
             library,
@@ -438,6 +533,7 @@ def bundle_request_kernel(
             affinity=tables.affinity,
             cpu_flags=cpu_flags,
             product_index=catalog.index,
+            sequence_tables=sequence_tables,
         )
     except ValueError as exc:  # tables of the wrong shape: a catalog the kernel cannot bind
         raise RequestKernelError(str(exc)) from exc

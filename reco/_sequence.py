@@ -1,26 +1,29 @@
 """The sequence-aware features: recency-decayed history of everything a session viewed.
 
 The candidate feature set sees the product on screen and the three before it. This one also
-folds the whole ordered history of a session's page views into decayed shares: after each page
+folds the whole ordered history of a session's page views into decayed weights: at each page
 view every weight is multiplied by DECAY and the product on screen adds 1, so a view k pages ago
 weighs DECAY**k. A candidate is then described by the decayed share of the session's views in
 its subcategory, in its category, of itself, its decayed co-view affinity to every viewed
 product, and whether it shares the subcategory of the product on screen, of the previous three
 and of the page the session landed on; plus the slot it is shown in.
 
-Training and serving run the same two functions (History.advance, history_columns) on the same
-float64 operations, so a serving-side history folded from a session's views reproduces the
-training rows bit for bit (tests/unit/test_sequence.py). Training walks all sessions at once,
-one page position at a time (training/sequence.py); serving folds one session's views with
-history_from_views.
+What a session keeps is a ViewHistory: catalog-free (product ids, not catalog indices), folded
+one view at a time (ViewHistory.after_view) by the session stores as events arrive and by
+training page by page, and bounded (MAX_HISTORY products). Per request it becomes Histories
+(catalog indices and weights, session-level vectors) and history_columns gathers every column
+from those vectors and the candidate's catalog index, summing the viewed products in their
+first-view order, the same float64 operations in training and in serving: the rows agree bit
+for bit (tests/unit/reco/test_sequence.py, tests/unit/server/test_sequence_serving.py).
 Serving scores every candidate as if shown in slot 0 (SERVING_SLOT): the slot only corrects
 the position bias of logged clicks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +34,10 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 DECAY = 0.5  # per page view: the view before the current one weighs half as much
+# Distinct products a ViewHistory keeps; a new one beyond it replaces the lightest (a view
+# MAX_HISTORY pages ago weighs 2**-64). The simulator's longest session has 40 page views,
+# so training never reaches it.
+MAX_HISTORY = 64
 SERVING_SLOT = 0.0
 
 SEQUENCE_FEATURES: tuple[str, ...] = (
@@ -50,8 +57,8 @@ SEQUENCE_FEATURES: tuple[str, ...] = (
 class SequenceTables:
     """Per-product subcategory and category codes (from the catalog), padded for NO_PRODUCT.
 
-    Index NO_PRODUCT (-1) lands on the last entry, whose code is the spare last column of the
-    history arrays: an unknown product adds to no real subcategory or category.
+    Index NO_PRODUCT (-1) lands on the last entry, whose code is a spare one: an unknown
+    product shares no real subcategory or category.
     """
 
     subcategory: I64
@@ -84,68 +91,104 @@ class SequenceTables:
         )
 
 
-@dataclass
-class History:
-    """Decayed view weights of n sessions (rows); the last column of each array is padding.
+@dataclass(frozen=True, slots=True)
+class ViewHistory:
+    """One session's decayed views, as a session store keeps it: plain values, no catalog.
 
-    Mutable on purpose: advance() updates rows in place, so training can walk many sessions
-    without copying their whole state at every page view.
+    weights[i] is the decayed number of views of product_ids[i] (in order of first view);
+    total the decayed number of all views; landing_product_id the session's first view.
     """
 
-    subcategory: F64  # (n, subcategories + 1)
-    category: F64  # (n, categories + 1)
-    product: F64  # (n, products + 1)
-    affinity: F64  # (n, products + 1): decayed sum of the viewed products' affinity rows
-    subcategory_affinity: F64  # (n, subcategories + 1): the same for their subcategories
-    total: F64  # (n,): decayed number of views
-    landing: I64  # (n,): subcategory code of the first view, -1 before any
+    product_ids: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    total: float = 0.0
+    landing_product_id: str = ""
+
+    def after_view(self, product_id: str) -> ViewHistory:
+        """The history after one more page view (for stores and training)."""
+        return self.after_views((product_id,))
+
+    def after_views(self, product_ids: Sequence[str]) -> ViewHistory:
+        """The history after these page views, oldest first: the one fold, view by view (in
+        one pass, without a ViewHistory per view: a request's history is folded per call)."""
+        ids, weights = list(self.product_ids), list(self.weights)
+        total, landing = self.total, self.landing_product_id
+        for product_id in product_ids:
+            weights = [weight * DECAY for weight in weights]
+            if product_id in ids:
+                weights[ids.index(product_id)] += 1.0
+            else:
+                ids.append(product_id)
+                weights.append(1.0)
+                if len(ids) > MAX_HISTORY:
+                    lightest = weights.index(min(weights))
+                    del ids[lightest], weights[lightest]
+            total = total * DECAY + 1.0
+            landing = landing or product_id
+        return ViewHistory(tuple(ids), tuple(weights), total, landing)
 
     @classmethod
-    def empty(cls, n: int, tables: SequenceTables) -> History:
-        """n sessions that have viewed nothing yet."""
-        products = len(tables.subcategory)
+    def of_views(cls, product_ids: Sequence[str]) -> ViewHistory:
+        """The history of these views, oldest first."""
+        return cls().after_views(product_ids)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """Plain values (tuples, strings, floats) for the stores' encodings."""
+        return (self.product_ids, self.weights, self.total, self.landing_product_id)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ViewHistory:
+        """The inverse of to_row (JSON lists are accepted for the tuples)."""
+        ids, weights, total, landing = row
+        return cls(tuple(ids), tuple(float(w) for w in weights), float(total), landing)
+
+
+@dataclass(frozen=True)
+class Histories:
+    """ViewHistory of n sessions against one catalog: the session-level vectors.
+
+    index and weight are (n, k), in first-view order, padded with NO_PRODUCT and weight 0 (k is
+    the longest history, at least 1); total (n,); landing (n,) the catalog index of the first
+    view. Products not in the catalog are NO_PRODUCT: views of no known product.
+    """
+
+    index: I64
+    weight: F64
+    total: F64
+    landing: I64
+
+    @classmethod
+    def of(cls, histories: Sequence[ViewHistory], catalog_index: Mapping[str, int]) -> Histories:
+        """The vectors of these histories (row i = histories[i])."""
+        n = len(histories)
+        width = max([1, *(len(h.product_ids) for h in histories)])
+        index = np.full((n, width), NO_PRODUCT, dtype=np.int64)
+        weight = np.zeros((n, width))
+        get = catalog_index.get
+        for row, history in enumerate(histories):
+            k = len(history.product_ids)
+            if k:
+                index[row, :k] = [get(p, NO_PRODUCT) for p in history.product_ids]
+                weight[row, :k] = history.weights
+        landing = [get(h.landing_product_id, NO_PRODUCT) for h in histories]
         return cls(
-            subcategory=np.zeros((n, tables.n_subcategories + 1)),
-            category=np.zeros((n, tables.n_categories + 1)),
-            product=np.zeros((n, products)),
-            affinity=np.zeros((n, products)),
-            subcategory_affinity=np.zeros((n, tables.n_subcategories + 1)),
-            total=np.zeros(n),
-            landing=np.full(n, -1, dtype=np.int64),
+            index=index,
+            weight=weight,
+            total=np.array([h.total for h in histories], dtype=np.float64),
+            landing=np.array(landing, dtype=np.int64).reshape(n),
         )
 
-    def advance(self, rows: I64, viewed: I64, tables: SequenceTables) -> None:
-        """Sessions `rows` (distinct) view one more product each (catalog index, NO_PRODUCT ok)."""
-        sub = tables.subcategory[viewed]
-        self.landing[rows] = np.where(self.total[rows] == 0, sub, self.landing[rows])
-        for weights, column in (
-            (self.subcategory, sub),
-            (self.category, tables.category[viewed]),
-            (self.product, viewed),
-        ):
-            weights[rows] = weights[rows] * DECAY
-            weights[rows, column] += 1.0
-        self.affinity[rows] = self.affinity[rows] * DECAY + tables.affinity[viewed]
-        self.subcategory_affinity[rows] = (
-            self.subcategory_affinity[rows] * DECAY + tables.subcategory_affinity[sub]
-        )
-        self.total[rows] = self.total[rows] * DECAY + 1.0
 
-    def take(self, rows: I64) -> History:
-        """A copy of the given rows."""
-        return History(
-            self.subcategory[rows],
-            self.category[rows],
-            self.product[rows],
-            self.affinity[rows],
-            self.subcategory_affinity[rows],
-            self.total[rows],
-            self.landing[rows],
-        )
+def _decayed_sum(weight: F64, value: npt.NDArray[Any]) -> F64:
+    """Sum over the history's products, in order (add.accumulate is sequential by definition,
+    so the result does not depend on how many rows or padding columns are summed at once)."""
+    terms = weight * value
+    summed: F64 = np.add.accumulate(terms, axis=1)[:, -1]
+    return summed
 
 
 def history_columns(
-    history: History,
+    histories: Histories,
     row: I64,
     candidate: I64,
     current: I64,
@@ -153,42 +196,32 @@ def history_columns(
     slot: F64,
     tables: SequenceTables,
 ) -> list[F64]:
-    """SEQUENCE_FEATURES for candidates (catalog indices) of the sessions history[row].
+    """SEQUENCE_FEATURES for candidates (catalog indices) of the sessions histories[row].
 
     current and previous (k, 3) are the catalog indices of the product on screen and the three
     before it, per candidate. Shares are NaN for a session that has viewed nothing.
     """
+    seen = histories.index[row]  # (rows, products in the history)
+    weight = histories.weight[row]
+    total = histories.total[row]
     sub = tables.subcategory[candidate]
+    seen_sub = tables.subcategory[seen]
     known = candidate != NO_PRODUCT
-    total = history.total[row]
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = [
-            history.subcategory[row, sub] / total,
-            history.category[row, tables.category[candidate]] / total,
-            history.product[row, candidate] / total,
-            history.affinity[row, candidate] / total,
-            history.subcategory_affinity[row, sub] / total,
+            _decayed_sum(weight, seen_sub == sub[:, None]) / total,
+            _decayed_sum(weight, tables.category[seen] == tables.category[candidate][:, None])
+            / total,
+            _decayed_sum(weight, seen == candidate[:, None]) / total,
+            _decayed_sum(weight, tables.affinity[seen, candidate[:, None]]) / total,
+            _decayed_sum(weight, tables.subcategory_affinity[seen_sub, sub[:, None]]) / total,
         ]
     previous_sub = tables.subcategory[previous]
+    landing_sub = tables.subcategory[histories.landing[row]]
     return [
         *shares,
         ((sub == tables.subcategory[current]) & known) * 1.0,
         ((previous_sub == sub[:, None]).any(axis=1) & known) * 1.0,
-        ((sub == history.landing[row]) & known) * 1.0,
+        ((sub == landing_sub) & known) * 1.0,
         np.asarray(slot, dtype=np.float64),
     ]
-
-
-def history_from_views(
-    viewed_product_ids: Sequence[str], catalog: Catalog, tables: SequenceTables
-) -> History:
-    """The serving side: one session's history from its views, oldest first (the current last).
-
-    Product ids not in the catalog count as views of no known product.
-    """
-    history = History.empty(1, tables)
-    row = np.zeros(1, dtype=np.int64)
-    for product_id in viewed_product_ids:
-        viewed = np.array([catalog.index.get(product_id, NO_PRODUCT)], dtype=np.int64)
-        history.advance(row, viewed, tables)
-    return history

@@ -1,6 +1,7 @@
 """In-process stage costs of Score and Recommend: the server's own code, without gRPC or network.
 
     python -m server.stagebench [--bundle artifacts/latest] [--requests 3000]
+                                [--scoring-path auto|native|python]
 
 Runs the real handlers (decode, features, predict, rank, encode) on fresh protobuf requests in
 this process and prints the median per stage, back to back and with an idle gap before each
@@ -21,13 +22,13 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from reco.settings import SettingsParser, integer, required_path, run_cli
+from reco.settings import SettingsParser, choice, integer, required_path, run_cli
 from reco.v1 import recommender_pb2 as pb
 from server.app import App
 from server.core.recommend import RecommendQuery
 from server.core.sessions import Event, EventType
 from server.metrics import Metrics
-from server.settings import parse_settings
+from server.settings import SCORING_PATHS, parse_settings
 
 GAPS_MS = (0.0, 0.8)
 ROUNDS = 5  # every (call, gap) cell runs once per round, cells interleaved; medians over rounds
@@ -66,9 +67,11 @@ def main() -> int:
     parser = SettingsParser("python -m server.stagebench", __doc__ or "", env_prefix="RECO_BENCH_")
     parser.add("--bundle", required_path, "artifacts/latest", "model bundle to load")
     parser.add("--requests", integer(10), "3000", "requests per stage series")
+    parser.add("--scoring-path", choice(*SCORING_PATHS), "auto", "the server's --scoring-path")
     args = SimpleNamespace(**parser.parse())
     recorder = StageRecorder()
-    app = App(parse_settings(["--bundle", str(args.bundle), "--watch-seconds", "0"]), recorder)
+    settings = ["--bundle", str(args.bundle), "--watch-seconds", "0"]
+    app = App(parse_settings([*settings, "--scoring-path", args.scoring_path]), recorder)
     app.load_all()
     model = app.registry.variants()[0].model
     ids = model.catalog.product_ids.tolist()
@@ -123,7 +126,8 @@ def main() -> int:
     }
     command = " ".join(["python -m server.stagebench", *sys.argv[1:]])
     print(
-        f"`{command}`: model {model.version} ({model.backend.name}), "
+        f"`{command}`: model {model.version} ({model.feature_set} set, {model.backend.name}, "
+        f"{model.scoring_path} scoring path), "
         f"load average {os.getloadavg()[0]:.2f}; medians in us\n"
     )
     cells = [(label, gap) for label in series for gap in GAPS_MS]

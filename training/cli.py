@@ -99,8 +99,8 @@ def build_parser() -> flags.SettingsParser:
         "--feature-set",
         flags.optional(flags.choice(*FEATURE_SET_CHOICES)),
         "",
-        "impressions only: 'candidate' (what the server serves) or 'sequence' (adds the "
-        "decayed whole-session history; not servable yet); unset = what the schema trains",
+        "impressions only: 'sequence' (the default: adds the decayed whole-session history) "
+        "or 'candidate'; the server serves both; notebook rows train the session set",
     )
     fit.add(
         "--split",

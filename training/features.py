@@ -14,6 +14,7 @@ from reco import (
     CandidateInputs,
     Catalog,
     Encodings,
+    Histories,
     ProductTables,
     SequenceTables,
     SessionInputs,
@@ -24,7 +25,7 @@ from reco import (
 )
 from training.pages import page_views
 from training.schema import SLOT
-from training.sequence import walk
+from training.sequence import PAGES_PER_BLOCK, page_histories
 
 F32 = npt.NDArray[np.float32]
 # What a model may read when it is to know nothing of the live session: the candidate alone.
@@ -111,8 +112,10 @@ def sequence_block_from_frame(
     """
     sequence_tables = SequenceTables.build(catalog, tables)
     pages = page_views(frame)
+    viewed = frame["current_product_id"].astype(str).to_numpy()
+    histories = page_histories(pages, viewed[pages.first_row])
     candidate = catalog.indices_of(frame["rec_product_id"].astype(str).to_numpy())
-    current = catalog.indices_of(frame["current_product_id"].astype(str).to_numpy())
+    current = catalog.indices_of(viewed)
     previous = np.stack(
         [
             catalog.indices_of(frame[f"prev_product_{k}"].astype(str).to_numpy())
@@ -122,13 +125,17 @@ def sequence_block_from_frame(
     ).reshape(len(frame), N_PREVIOUS)
     slot = slots_from_frame(frame)
     out = np.empty((len(frame), len(SEQUENCE_FEATURES)))
-    local = np.full(len(pages), -1, dtype=np.int64)
-    for at, history in walk(pages, current[pages.first_row], sequence_tables):
-        local[at] = np.arange(len(at))
-        rows = np.flatnonzero(local[pages.row_page] >= 0)
+    by_page = np.argsort(pages.row_page, kind="stable")
+    starts = np.arange(0, len(pages), PAGES_PER_BLOCK)
+    # rows of block b (pages b * PAGES_PER_BLOCK onwards): by_page[bounds[b] : bounds[b + 1]]
+    per_block = np.bincount(pages.row_page // PAGES_PER_BLOCK, minlength=len(starts))
+    page_bounds: list[int] = np.r_[0, np.cumsum(per_block)].tolist()
+    for b, first in enumerate(starts.tolist()):
+        rows = by_page[page_bounds[b] : page_bounds[b + 1]]
+        block = Histories.of(histories[first : first + PAGES_PER_BLOCK], catalog.index)
         columns = history_columns(
-            history,
-            local[pages.row_page[rows]],
+            block,
+            pages.row_page[rows] - first,
             candidate[rows],
             current[rows],
             previous[rows],
@@ -136,7 +143,6 @@ def sequence_block_from_frame(
             sequence_tables,
         )
         out[rows] = np.column_stack(columns)
-        local[at] = -1
     return out
 
 

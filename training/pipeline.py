@@ -41,7 +41,7 @@ from training.dataset import DataSet, load_dataset
 from training.evaluation import MODEL, Evaluation, Fitted, evaluate
 from training.features import features_from_frame, mask_context
 from training.metrics import NOT_APPLICABLE, business_projection
-from training.model import NUM_TREES, PARAMS, monotone_constraints, predict, train_booster
+from training.model import PARAMS, model_params, predict, train_booster
 from training.probe import build_probe
 from training.reliability import (
     SIGNIFICANCE,
@@ -52,7 +52,7 @@ from training.reliability import (
 )
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, DataError
-from training.settings import TrainSettings
+from training.settings import DEFAULT_IMPRESSIONS_FEATURE_SET, TrainSettings
 from training.split import SESSION_SPLIT, SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 from training.truth import Truth
@@ -84,8 +84,11 @@ def fit_encodings(train: pd.DataFrame, feature_set: str) -> Encodings:
 
 
 def feature_set_of(data: DataSet, asked: str | None) -> str:
-    """The feature set to train: the one asked for, if the data can train it."""
+    """The feature set to train: the one asked for, if the data can train it; by default the
+    sequence set for impressions and the session set for notebook rows."""
     if asked is None:
+        if data.feature_set == CANDIDATE_SET:
+            return DEFAULT_IMPRESSIONS_FEATURE_SET
         return data.feature_set
     if asked in CANDIDATE_SETS and data.feature_set != CANDIDATE_SET:
         raise DataError(
@@ -484,6 +487,7 @@ def _write_bundle(
     (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     files.append(METRICS_FILE)
 
+    params, trees = model_params(FEATURE_SETS[fitted.feature_set])
     training_info = {
         "data_path": str(data.csv_path),
         "data_sha256": data_digest(data.csv_path),
@@ -491,12 +495,7 @@ def _write_bundle(
         "rows": metrics["rows"],
         "split": parts.split_description,
         "seed": {"split": SPLIT_SEED, "model": PARAMS["seed"], "train_sample": SAMPLE_SEED},
-        "params": {
-            **PARAMS,
-            "num_boost_round": NUM_TREES,
-            "num_threads": settings.num_threads,
-            "monotone_constraints": monotone_constraints(FEATURE_SETS[fitted.feature_set]),
-        },
+        "params": {**params, "num_boost_round": trees, "num_threads": settings.num_threads},
         "lightgbm_version": lgb.__version__,
         "data_quality": metrics["data_quality"],
     }

@@ -13,9 +13,10 @@ from reco import (
     Catalog,
     Encodings,
     ProductTables,
+    SequenceTables,
     SessionContext,
     build_features,
-    sequence_inputs_from_views,
+    sequence_inputs,
     session_inputs,
 )
 from training.model import predict
@@ -52,8 +53,8 @@ def rank_catalog(
     """Every eligible product scored for the context, best first.
 
     Eligible as the server's rules say: in stock, not in the cart, not the product on screen.
-    The sequence feature set reads the session's views in order: the previous products, oldest
-    first, then the current one.
+    The sequence feature set reads the session's views as a request's context gives them: the
+    previous products, oldest first, then the current one.
     """
     by_name = {str(n): str(p) for p, n in zip(catalog.product_ids, catalog.names, strict=True)}
     missing = [
@@ -62,22 +63,19 @@ def rank_catalog(
     if missing:
         raise ValueError(f"catalog has no product named {missing[0]!r}")
     current = by_name[context.current]
-    session = session_inputs(
-        SessionContext(
-            current_product_id=current,
-            previous_product_ids=tuple(by_name[n] for n in context.previous),
-            products_in_cart=len(context.in_cart),
-            device_type=context.device_type,
-            traffic_source=context.traffic_source,
-            time_on_page_sec=context.time_on_page_sec,
-            scroll_depth=context.scroll_depth,
-            clicked_product_image=context.clicked_product_image,
-            session_length_mins=context.session_length_mins,
-            products_viewed_count=context.products_viewed_count,
-        ),
-        encodings,
-        catalog,
+    live = SessionContext(
+        current_product_id=current,
+        previous_product_ids=tuple(by_name[n] for n in context.previous),
+        products_in_cart=len(context.in_cart),
+        device_type=context.device_type,
+        traffic_source=context.traffic_source,
+        time_on_page_sec=context.time_on_page_sec,
+        scroll_depth=context.scroll_depth,
+        clicked_product_image=context.clicked_product_image,
+        session_length_mins=context.session_length_mins,
+        products_viewed_count=context.products_viewed_count,
     )
+    session = session_inputs(live, encodings, catalog)
     blocked = {current, *(by_name[n] for n in context.in_cart)}
     eligible = np.flatnonzero(
         catalog.in_stock & ~np.isin(catalog.product_ids, sorted(blocked))
@@ -89,8 +87,9 @@ def rank_catalog(
     )
     sequence = None
     if feature_set == "sequence":
-        views = [by_name[n] for n in reversed(context.previous)] + [current]
-        sequence = sequence_inputs_from_views(views, catalog, tables, len(eligible))
+        sequence = sequence_inputs(
+            live, catalog, SequenceTables.build(catalog, tables), len(eligible)
+        )
     rows = build_features(session, candidates, tables, feature_set, sequence)
     scores = predict(booster, rows)
     ranked = pd.DataFrame(

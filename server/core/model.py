@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from reco import (
-    FEATURE_NAMES,
+    CANDIDATE_SETS,
+    FEATURE_SETS,
     Backend,
     BackendError,
     BackendUnavailableError,
@@ -27,12 +28,14 @@ from reco import (
     ProductTables,
     RequestKernel,
     RequestKernelError,
+    SequenceTables,
     SessionContext,
     SigningKey,
     build_features,
     catalog_columns,
     load_bundle,
     name_under_root,
+    sequence_inputs,
     session_inputs,
 )
 from server.core.errors import Unavailable
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,9 @@ class LoadedModel:
     # model.so's request kernel when Score and Recommend take the native path (checked at
     # load against the numpy builder, server/core/native.py); None: the python path.
     kernel: RequestKernel | None = field(default=None, repr=False)
+    # The manifest's feature set (one of reco.CANDIDATE_SETS) and, for "sequence", its tables.
+    feature_set: str = "candidate"
+    sequence_tables: SequenceTables | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -117,6 +124,15 @@ class LoadedModel:
     def scoring_path(self) -> str:
         """ "native" (the request kernel) or "python" (the numpy builder and the backend)."""
         return "python" if self.kernel is None else "native"
+
+    def rows(self, context: SessionContext, candidates: CandidateInputs) -> F32:
+        """The model's input rows for one context and its candidates: the shared builder of
+        the bundle's feature set, as training ran it."""
+        session = session_inputs(context, self.encodings, self.catalog)
+        sequence = None
+        if self.sequence_tables is not None:
+            sequence = sequence_inputs(context, self.catalog, self.sequence_tables, len(candidates))
+        return build_features(session, candidates, self.tables, self.feature_set, sequence)
 
     @classmethod
     def prepare(
@@ -136,16 +152,20 @@ class LoadedModel:
         signed_by: str | None = None,
         explainer: Explainer | None = None,
         kernel: RequestKernel | None = None,
+        feature_set: str = "candidate",
     ) -> LoadedModel:
         """The model with everything that depends only on it computed now, not per request:
-        padded lookups, the in-stock pool and the cold-start ranking (scored by `backend`)."""
+        padded lookups, the sequence tables, the in-stock pool and the cold-start ranking
+        (scored by `backend`)."""
+        if feature_set not in CANDIDATE_SETS:
+            raise ValueError(f"cannot serve feature set {feature_set!r}")
         codes, prices = catalog_columns(encodings, catalog)
         in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
         popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
-        session = session_inputs(SessionContext(), encodings, catalog)
-        rows = build_features(session, CandidateInputs(codes[popular], prices[popular], popular),
-                              tables)  # fmt: skip
-        return cls(
+        sequence_tables = None
+        if feature_set == "sequence":
+            sequence_tables = SequenceTables.build(catalog, tables)
+        model = cls(
             bundle_dir=bundle_dir,
             version=version,
             backend=backend,
@@ -154,21 +174,29 @@ class LoadedModel:
             catalog=catalog,
             tables=tables,
             threshold=threshold,
-            feature_names=FEATURE_NAMES,
+            feature_names=FEATURE_SETS[feature_set],
             files=dict(files or {}),
             created_at=created_at,
             product_category_codes=codes,
             product_prices=prices,
             in_stock_pool=in_stock,
             pool_position=_positions(in_stock, len(catalog)),
-            cold_start=ColdStart(popular, backend.predict(rows), _positions(popular, len(catalog))),
+            cold_start=ColdStart(popular, np.empty(0), _positions(popular, len(catalog))),
             listing=Listing.of(catalog),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
             signed_by=signed_by,
             explainer=explainer,
             kernel=kernel,
+            feature_set=feature_set,
+            sequence_tables=sequence_tables,
         )
+        # Cold start: the popular products scored once for a session the model knows nothing of.
+        rows = model.rows(
+            SessionContext(), CandidateInputs(codes[popular], prices[popular], popular)
+        )
+        cold = ColdStart(popular, backend.predict(rows), model.cold_start.position)
+        return replace(model, cold_start=cold)
 
 
 def _positions(pool: I64, n_products: int) -> I64:
@@ -218,7 +246,7 @@ def load_model(
             bundle_dir,
             key=key,
             backend=backend_kind,
-            feature_names=FEATURE_NAMES,
+            feature_sets=CANDIDATE_SETS,
             keep_model_text=explain,
             scratch_dir=scratch_dir,
             request_kernel=scoring_path != "python",
@@ -242,6 +270,7 @@ def load_model(
             signed_by=bundle.signed_by,
             explainer=explainer,
             kernel=bundle.request_kernel,
+            feature_set=manifest.feature_set,
         )
     except (BundleError, BackendError, BackendUnavailableError, OSError, ValueError) as exc:
         if isinstance(exc, OutsideRootError):

@@ -1,5 +1,6 @@
 """The native scoring path: model.so's request kernel builds and scores a request's rows in C,
-checked at load against the numpy builder it must match bit for bit."""
+checked at load against the numpy builder it must match bit for bit (for a sequence bundle,
+with the session's view history packed beside its values)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import numpy as np
 import numpy.typing as npt
 
 from reco import (
+    MAX_HISTORY,
     NO_PRODUCT,
     TOLERANCES,
     CandidateInputs,
     RequestKernel,
     RequestKernelError,
     SessionContext,
-    build_features,
-    session_inputs,
+    ViewHistory,
+    context_history,
+    pack_history,
     session_values,
 )
 
@@ -40,13 +43,22 @@ def kernel_of(model: LoadedModel) -> RequestKernel:
     return kernel
 
 
+def history_of(model: LoadedModel, context: SessionContext) -> bytes | None:
+    """The context's view history as the sequence kernel reads it (the one reco.sequence_inputs
+    builds rows from); None for a candidate bundle, whose kernel reads none."""
+    if model.sequence_tables is None:
+        return None
+    return pack_history(context_history(context), model.catalog.index)
+
+
 def native_scores(model: LoadedModel, context: SessionContext, index: I64,
                   codes: F32 | None = None, prices: F32 | None = None) -> F64:  # fmt: skip
     """Click probabilities of the candidates (catalog indices, NO_PRODUCT = unknown with the
     given code and price) for one context, rows built and scored in C."""
     values = session_values(context, model.encodings, model.catalog)
     return kernel_of(model).score(values.values, values.current_index, values.previous_indices,
-                                  index, codes, prices)  # fmt: skip
+                                  index, codes, prices,
+                                  history=history_of(model, context))  # fmt: skip
 
 
 def native_rows(model: LoadedModel, context: SessionContext, index: I64,
@@ -54,13 +66,16 @@ def native_rows(model: LoadedModel, context: SessionContext, index: I64,
     """The rows native_scores scores (for explanations and checks)."""
     values = session_values(context, model.encodings, model.catalog)
     return kernel_of(model).rows(values.values, values.current_index, values.previous_indices,
-                                 index, codes, prices)  # fmt: skip
+                                 index, codes, prices,
+                                 history=history_of(model, context))  # fmt: skip
 
 
 def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
                    seed: int = 0) -> list[SessionContext]:  # fmt: skip
     """The empty context and `count` varied ones over the catalog: every field given or
-    missing, unknown current and previous products, unseen category, device and traffic."""
+    missing, unknown current and previous products, unseen category, device and traffic; and
+    a view history of 0..MAX_HISTORY products (unknown ones among them), or none (the
+    history then comes from the previous and current products)."""
     rng = np.random.default_rng(seed)
     ids = [*model.catalog.product_ids.tolist(), "unknown-product"]
     vocabularies = model.encodings
@@ -87,17 +102,25 @@ def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
                 clicked_product_image=maybe(bool(rng.random() < 0.5)),
                 session_length_mins=maybe(float(rng.uniform(0, 40))),
                 products_viewed_count=maybe(int(rng.integers(0, 20))),
+                view_history=maybe(random_history(rng, ids)),
             )
         )
     return contexts
 
 
+def random_history(rng: np.random.Generator, ids: list[str]) -> ViewHistory:
+    """A view history of 0..MAX_HISTORY + 8 views drawn from ids (repeats fold in)."""
+    views = rng.choice(ids, int(rng.integers(0, MAX_HISTORY + 9)))
+    return ViewHistory.of_views([str(view) for view in views])
+
+
 def check_against_builder(model: LoadedModel) -> float:
     """Holds the model's kernel to the numpy path on check_contexts: the whole catalog read
     from the kernel's own tables, and an unknown and a known product with a given category
-    and price; rows bit-identical to reco.build_features over the model's lookups, scores
-    within the backend's parity tolerance of backend.predict on those rows. Returns the
-    largest score difference; raises RequestKernelError."""
+    and price; rows bit-identical to the numpy builder's (LoadedModel.rows: reco.build_features
+    over the model's lookups, with reco.sequence_inputs for a sequence bundle), scores within
+    the backend's parity tolerance of backend.predict on those rows. Returns the largest score
+    difference; raises RequestKernelError."""
     catalog_index = np.arange(len(model.catalog), dtype=np.int64)
     given_index = np.array([NO_PRODUCT, 0 if len(model.catalog) else NO_PRODUCT])
     given_codes = np.array([0.0, -1.0], dtype=np.float32)
@@ -108,14 +131,13 @@ def check_against_builder(model: LoadedModel) -> float:
     ]
     worst = 0.0
     for number, context in enumerate(check_contexts(model)):
-        session = session_inputs(context, model.encodings, model.catalog)
         for index, codes, prices in requests:
             candidates = CandidateInputs(
                 model.product_category_codes[index] if codes is None else codes,
                 model.product_prices[index] if prices is None else prices,
                 index,
             )
-            expected = build_features(session, candidates, model.tables)
+            expected = model.rows(context, candidates)
             rows = native_rows(model, context, index, codes, prices)
             bits, expected_bits = rows.view(np.uint32), expected.view(np.uint32)
             if rows.shape != expected.shape or not np.array_equal(bits, expected_bits):

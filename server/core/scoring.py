@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from reco import NO_PRODUCT, CandidateInputs, SessionContext, build_features, session_inputs
+from reco import NO_PRODUCT, CandidateInputs, SessionContext
 from server.core.errors import DeadlineExceeded, InvalidArgument, NotFound, echo
 from server.core.impressions import Impression, ImpressionLog
 from server.core.model import LoadedModel
@@ -111,8 +111,7 @@ def context_features(
     model: LoadedModel, context: SessionContext, candidates: CandidateInputs
 ) -> F32:
     """The model's input rows for one context and its candidates (the shared feature builder)."""
-    session = session_inputs(context, model.encodings, model.catalog)
-    return build_features(session, candidates, model.tables)
+    return model.rows(context, candidates)
 
 
 def decode_feature_rows(rows: FeatureRows) -> F32:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reco import N_PREVIOUS, SessionContext
+from reco import N_PREVIOUS, SessionContext, ViewHistory
 from server.core.errors import SessionFull
 
 MS_PER_MINUTE = 60_000.0
@@ -104,6 +104,9 @@ class SessionLimits:
 
 
 DEFAULT_LIMITS = SessionLimits()
+# Fields of SessionState.to_row after its 4 leading ones when the history is there (the last).
+_HISTORY_AT = 11
+_NO_VIEWS = ViewHistory()  # immutable, so every new session can share it
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,9 @@ class SessionState:
     device_type: str = ""
     traffic_source: str = ""
     events_applied: int = 0
+    # Every view folded in as it arrives (decayed, at most reco.MAX_HISTORY products): what the
+    # sequence feature set reads (docs/architecture.md, "The session context").
+    history: ViewHistory = _NO_VIEWS
 
     @property
     def session_length_mins(self) -> float:
@@ -157,6 +163,7 @@ class SessionState:
             session_length_mins=self.session_length_mins,
             products_viewed_count=self.products_viewed_count,
             cart_product_ids=self.cart,
+            view_history=self.history,
         )
 
     def to_row(self) -> tuple[Any, ...]:
@@ -165,13 +172,16 @@ class SessionState:
             self.customer_id, self.current_product_id, self.previous_product_ids, self.cart,
             self.products_viewed_count, self.first_ms, self.last_ms, self.page_start_ms,
             self.page_seconds, self.scroll_depth, self.clicked_image, self.device_type,
-            self.traffic_source, self.events_applied,
+            self.traffic_source, self.events_applied, self.history.to_row(),
         )  # fmt: skip
 
     @classmethod
     def from_row(cls, row: Sequence[Any], session_id: str) -> SessionState:
-        """The inverse of to_row (JSON lists are accepted for the id tuples)."""
+        """The inverse of to_row (JSON lists are accepted for the id tuples). A row stored
+        before states held the history reads with an empty one."""
         customer, current, previous, cart, *rest = row
+        if len(rest) == _HISTORY_AT:
+            rest[-1] = ViewHistory.from_row(rest[-1])
         return cls(session_id, customer, current, tuple(previous), tuple(cart), *rest)
 
 
@@ -182,13 +192,14 @@ def apply(state: SessionState | None, event: Event) -> SessionState:
     ts = event.timestamp_ms
     s = state or SessionState(session_id=event.session_id, first_ms=ts, last_ms=ts)
     current, previous, cart = s.current_product_id, s.previous_product_ids, s.cart
-    viewed, page_start = s.products_viewed_count, s.page_start_ms
+    viewed, page_start, history = s.products_viewed_count, s.page_start_ms, s.history
     page_seconds, depth, clicked = s.page_seconds, s.scroll_depth, s.clicked_image
     kind = event.type
     if kind is EventType.VIEW:
         if current:
             previous = (current, *previous)[:N_PREVIOUS]
         current, viewed, page_start = event.product_id, viewed + 1, ts
+        history = history.after_view(event.product_id)
         page_seconds, depth, clicked = event.time_on_page_sec, event.scroll_depth, False
     else:
         if kind is EventType.ADD_TO_CART:
@@ -224,6 +235,7 @@ def apply(state: SessionState | None, event: Event) -> SessionState:
         s.device_type or event.device_type,
         s.traffic_source or event.traffic_source,
         s.events_applied + 1,
+        history,
     )
 
 

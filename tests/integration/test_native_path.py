@@ -1,7 +1,8 @@
-"""The native scoring path on the default bundle: rows bit-identical to the numpy builder and
-scores identical to LightGBM over random sessions and candidates (NaNs, unknown ids,
-overrides), Score and Recommend answering as the python path does, the id table agreeing
-with the catalog's dict, and every way the server falls back to (or refuses) the python path."""
+"""The native scoring path on a candidate bundle and on the default (sequence) bundle: rows
+bit-identical to the numpy builder and scores identical to LightGBM over random sessions
+(view histories of 0..64 products included) and candidates (NaNs, unknown ids, overrides),
+Score and Recommend answering as the python path does, the id table agreeing with the
+catalog's dict, and every way the server falls back to (or refuses) the python path."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ from hypothesis import strategies as st
 import reco._loader
 import server.core.model
 from reco import (
+    MAX_HISTORY,
     MODEL_FILE,
     Catalog,
     Manifest,
     RequestKernelError,
     SessionContext,
-    build_features,
+    ViewHistory,
     bundle_request_kernel,
     read_manifest,
-    session_inputs,
 )
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
@@ -48,23 +49,29 @@ NUMBERS = [np.nan, 0.0, -0.0, 1e-40, 0.3, 0.6, 0.6000001, 3.0, 10.0, 30.0, 60.0,
            100.0, 300.0, 1e39, math.inf]  # fmt: skip
 
 
+@pytest.fixture(scope="module", params=["candidate", "sequence"])
+def served(request: pytest.FixtureRequest, bundle: Path, sequence_bundle: Path) -> Path:
+    """A candidate bundle, and the default bundle of `make model` (the sequence set)."""
+    return bundle if request.param == "candidate" else sequence_bundle
+
+
 @pytest.fixture(scope="module")
-def native(bundle: Path) -> LoadedModel:
-    model = load_model(bundle, scoring_path="native")
+def native(served: Path) -> LoadedModel:
+    model = load_model(served, scoring_path="native")
     assert model.scoring_path == "native" and model.kernel is not None
     return model
 
 
 @pytest.fixture(scope="module")
-def python(bundle: Path) -> LoadedModel:
-    model = load_model(bundle, scoring_path="python")
+def python(served: Path) -> LoadedModel:
+    model = load_model(served, scoring_path="python")
     assert model.scoring_path == "python" and model.kernel is None
     return model
 
 
 @pytest.fixture(scope="module")
-def booster(bundle: Path) -> lgb.Booster:
-    return lgb.Booster(model_file=str(bundle / MODEL_FILE))
+def booster(served: Path) -> lgb.Booster:
+    return lgb.Booster(model_file=str(served / MODEL_FILE))
 
 
 def numbers(low: float = 0.0, high: float = 500.0) -> st.SearchStrategy[float | None]:
@@ -92,7 +99,15 @@ def contexts(draw: st.DrawFn, ids: list[str], vocabularies: Any) -> SessionConte
         clicked_product_image=draw(st.none() | st.booleans()),
         session_length_mins=draw(numbers(0.0, 60.0)),
         products_viewed_count=draw(st.none() | st.integers(0, 40)),
+        view_history=draw(st.none() | histories(ids)),
     )
+
+
+def histories(ids: list[str]) -> st.SearchStrategy[ViewHistory]:
+    """Tracked histories of 0..MAX_HISTORY products (beyond it the lightest is dropped), ids
+    outside the catalog among them."""
+    views = st.lists(st.sampled_from([*ids, "unknown-1", "ÜNKNOWN"]), max_size=MAX_HISTORY + 8)
+    return views.map(ViewHistory.of_views)
 
 
 @st.composite
@@ -123,11 +138,7 @@ def test_native_rows_are_the_numpy_builders_and_scores_lightgbms(
     )
     if not len(resolved.index):
         return
-    expected = build_features(
-        session_inputs(context, native.encodings, native.catalog),
-        resolved.inputs(native),
-        native.tables,
-    )
+    expected = native.rows(context, resolved.inputs(native))  # the numpy builder
     rows = native_rows(native, context, resolved.index, resolved.codes, resolved.prices)
     assert rows.view(np.uint32).tolist() == expected.view(np.uint32).tolist()  # bit for bit
     scores = native_scores(native, context, resolved.index, resolved.codes, resolved.prices)
@@ -178,6 +189,7 @@ def test_recommend_answers_as_the_python_path(native: LoadedModel, python: Loade
             session_length_mins=float(rng.uniform(0, 30)),
             products_viewed_count=int(rng.integers(1, 10)),
             cart_product_ids=(ids[n + 1],),
+            view_history=ViewHistory.of_views(rng.choice(ids, n * 2).tolist()) if n % 2 else None,
         )
         query = RecommendQuery(context.session_id, k=5, min_score=0.0, max_per_category=n % 3)
         answers = []
@@ -250,7 +262,7 @@ def test_the_onnx_backend_scores_on_the_python_path(bundle: Path) -> None:
 
 def test_a_bundle_built_without_the_kernel_is_refused_saying_why(native: LoadedModel,
                                                                  bundle: Path) -> None:  # fmt: skip
-    """A feature set the kernel does not cover (e.g. `sequence`) is built without it, and the
+    """A feature set the kernel does not cover (e.g. `session`) is built without it, and the
     manifest says why; the kernel is then never opened."""
     manifest = read_manifest(bundle)
     compiler = {**manifest["compiler"], "request_kernel": {"built": False, "reason": "a reason"}}

@@ -21,25 +21,33 @@ from compiler.build import BuildError, BuildOptions, compile_library
 from compiler.synthetic import SyntheticSpec, synthetic_rows
 from reco import (
     FEATURE_NAMES,
+    FEATURE_SETS,
     KERNELS,
     LIBRARY_FILE,
+    MAX_HISTORY,
     MODEL_FILE,
     MODES,
+    SERVING_SLOT,
     SESSION_FEATURES,
     SESSION_INPUTS,
     CandidateInputs,
     Catalog,
     Encodings,
+    Histories,
     NativeLibrary,
     ProductTables,
     RequestKernel,
     RequestKernelError,
+    SequenceInputs,
+    SequenceTables,
     SessionContext,
     SessionInputs,
+    ViewHistory,
     Vocabulary,
     build_features,
     choose_kernel,
     cpu_flags,
+    pack_history,
     session_inputs,
     shared_session_rows,
 )
@@ -330,7 +338,7 @@ def test_bad_arguments_are_refused_naming_them(library: Path) -> None:
         kernel.score(session, 0, (1, 2, 3), np.array([0, 5], dtype=np.int32))
     with pytest.raises(ValueError, match=r"candidates\[0\]: index -2"):
         kernel.score(session, 0, (1, 2, 3), np.array([-2], dtype=np.int64))
-    with pytest.raises(ValueError, match="current_index 9 or previous_indices"):
+    with pytest.raises(ValueError, match="current_index 9, previous_indices"):
         kernel.score(session, 9, (1, 2, 3), ok)
     with pytest.raises(ValueError, match="previous_indices"):
         kernel.rows(session, 0, (1, -7, 3), ok)
@@ -431,3 +439,194 @@ def test_large_forests_fold_on_the_heap_and_tl2cgen_libraries_carry_the_kernel(
     rows = synthetic_rows(replace(SPEC, nan_fraction=0.2), 500, np.random.default_rng(5))
     kernel = RequestKernel.for_rows(library, FEATURE_NAMES, cpu_flags())
     assert kernel.check_parity(rows, booster.predict(rows)) == 0.0
+
+
+# ---- the sequence feature set: the nine history columns built in C (reco.history_columns) ----
+
+SEQUENCE_NAMES = FEATURE_SETS["sequence"]
+SEQUENCE_SPEC = replace(SPEC, feature_names=SEQUENCE_NAMES)
+
+
+@pytest.fixture(scope="module")
+def synthetic_sequence_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundle, _ = make_bundle(tmp_path_factory.mktemp("request-kernel-sequence"), SEQUENCE_SPEC)
+    build(bundle, shared_cache(tmp_path_factory))
+    return bundle
+
+
+def _random_sequence_tables(
+    rng: np.random.Generator, tables: dict[str, np.ndarray]
+) -> SequenceTables:
+    """Subcategory and category codes (few, so that candidates share them), the product
+    affinity of `tables` and a subcategory affinity with ties and zeros, padded as
+    SequenceTables.build pads them."""
+    n = len(tables["popularity"]) - 1
+    n_sub, n_cat = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    strengths = np.array([0.0, 0.125, 0.5, 1.0 / 3.0, 0.7])
+    subcategory_affinity = rng.choice(strengths, (n_sub + 1, n_sub + 1))
+    subcategory_affinity[-1, :] = subcategory_affinity[:, -1] = 0.0
+    return SequenceTables(
+        subcategory=np.append(rng.integers(0, n_sub, n), n_sub).astype(np.int64),
+        category=np.append(rng.integers(0, n_cat, n), n_cat).astype(np.int64),
+        n_subcategories=n_sub,
+        n_categories=n_cat,
+        affinity=tables["affinity"],
+        subcategory_affinity=subcategory_affinity,
+    )
+
+
+def _product_id(index: int) -> str:
+    return f"P{index}" if index >= 0 else f"unknown-{-index}"
+
+
+@st.composite
+def sequence_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A request of requests() plus a view history of 0..MAX_HISTORY distinct products (ids
+    outside the catalog among them, views repeating), and a landing product maybe unknown."""
+    request = draw(requests())
+    n_products = len(request["tables"]["popularity"]) - 1
+    view = st.integers(-3, n_products - 1)  # negative: an id the catalog does not hold
+    views = draw(st.lists(view, max_size=MAX_HISTORY + 16))
+    history = ViewHistory.of_views([_product_id(v) for v in views])
+    if draw(st.booleans()):  # a history folded before the catalog changed: landing unknown
+        history = replace(history, landing_product_id=_product_id(draw(view)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    sequence = _random_sequence_tables(np.random.default_rng(seed), request["tables"])
+    return {**request, "history": history, "sequence": sequence}
+
+
+def _sequence_kernel(library: Path, r: dict[str, Any], kernel: str = "auto") -> RequestKernel:
+    return RequestKernel(
+        library,
+        feature_names=SEQUENCE_NAMES,
+        kernel=kernel,
+        cpu_flags=cpu_flags(),
+        sequence_tables=r["sequence"],
+        **r["tables"],
+    )
+
+
+def _sequence_reference_rows(r: dict[str, Any], catalog_index: dict[str, int]) -> np.ndarray:
+    """build_features(..., "sequence") for the request: the candidate part as
+    _reference_rows builds it, the history through reco.Histories as serving builds it."""
+    with np.errstate(all="ignore"):
+        rounded = np.array(r["inputs"], dtype=F32).astype(np.float64).tolist()
+        session = SessionInputs(
+            *rounded,
+            current_index=r["current"],
+            previous_index=np.array(r["previous"], dtype=np.int64),
+        )
+        index = r["candidates"].astype(np.int64)
+        tables = r["tables"]
+        given = CandidateInputs(
+            tables["category_codes"][index] if r["codes"] is None else r["codes"],
+            tables["prices"][index] if r["prices"] is None else r["prices"],
+            index,
+        )
+        n = len(index)
+        sequence = SequenceInputs(
+            history=Histories.of([r["history"]], catalog_index),
+            row=np.zeros(n, dtype=np.int64),
+            slot=np.full(n, SERVING_SLOT),
+            tables=r["sequence"],
+        )
+        return build_features(
+            session,
+            given,
+            ProductTables(tables["affinity"], tables["popularity"]),
+            "sequence",
+            sequence,
+        )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=sequence_requests())
+def test_native_sequence_rows_and_scores_match_the_numpy_builder_bit_for_bit(
+    synthetic_sequence_bundle: Path, request: dict[str, Any]
+) -> None:
+    r = request
+    library = synthetic_sequence_bundle / LIBRARY_FILE
+    n_products = len(r["tables"]["popularity"]) - 1
+    catalog_index = {_product_id(i): i for i in range(n_products)}
+    expected = _sequence_reference_rows(r, catalog_index)
+    history = pack_history(r["history"], catalog_index)
+    kernel = _sequence_kernel(library, r)
+    args = (r["inputs"], r["current"], r["previous"], r["candidates"], r["codes"], r["prices"])
+    rows = kernel.rows(*args, history=history)
+    assert rows.shape == expected.shape == (len(r["candidates"]), len(SEQUENCE_NAMES))
+    assert rows.tobytes() == expected.tobytes()  # bit for bit, NaN shares included
+    if not r["history"].product_ids:  # nothing viewed: every share is NaN
+        shares = rows[:, len(FEATURE_NAMES) : len(FEATURE_NAMES) + 5]
+        assert np.isnan(shares).all()
+    flat = NativeLibrary(library).predict_unchecked(expected) if len(expected) else np.empty(0)
+    for name in kernel.usable_kernels:
+        for mode in MODES:
+            scores = _sequence_kernel(library, r, name).score(*args, mode=mode, history=history)
+            assert scores.tobytes() == flat.tobytes(), (name, mode)
+
+
+def test_sequence_scores_equal_lightgbm_on_rows_built_natively(
+    synthetic_sequence_bundle: Path,
+) -> None:
+    """Real-looking sessions over a 40-product catalog: the kernel's own rows, scored by it,
+    against LightGBM on the same rows (max abs diff 0.0)."""
+    booster = lgb.Booster(model_file=str(synthetic_sequence_bundle / MODEL_FILE))
+    rng = np.random.default_rng(5)
+    tables = _random_tables(rng, 40)
+    r: dict[str, Any] = {"tables": tables, "sequence": _random_sequence_tables(rng, tables)}
+    catalog_index = {_product_id(i): i for i in range(40)}
+    kernel = _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, r)
+    worst = 0.0
+    for k in range(40):
+        views = [_product_id(int(v)) for v in rng.integers(-2, 40, int(rng.integers(0, 70)))]
+        history = pack_history(ViewHistory.of_views(views), catalog_index)
+        inputs = [float(v) for v in rng.lognormal(1, 1, len(SESSION_INPUTS))]
+        candidates = np.arange(-1, 40, dtype=np.int64)[: 1 + k]
+        codes = np.append(np.float32(2.0), tables["category_codes"][candidates[1:]])
+        prices = np.append(np.float32(9.5), tables["prices"][candidates[1:]])
+        args = (inputs, int(rng.integers(-1, 40)), [int(v) for v in rng.integers(-1, 40, 3)])
+        rows = kernel.rows(*args, candidates, codes, prices, history=history)
+        scores = kernel.score(*args, candidates, codes, prices, history=history)
+        worst = max(worst, float(np.max(np.abs(scores - booster.predict(rows)))))
+    assert worst == 0.0
+
+
+def test_a_sequence_kernel_refuses_a_missing_or_bad_history(
+    synthetic_sequence_bundle: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    tables = _random_tables(rng, 5)
+    r = {"tables": tables, "sequence": _random_sequence_tables(rng, tables)}
+    kernel = _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, r)
+    session = [1.0] * len(SESSION_INPUTS)
+    ok = np.array([0, 4, -1], dtype=np.int64)
+    catalog_index = {_product_id(i): i for i in range(5)}
+    with pytest.raises(ValueError, match="history must be the session's views packed"):
+        kernel.score(session, 0, (1, 2, 3), ok)
+    with pytest.raises(ValueError, match="history must be the session's views packed"):
+        kernel.score(session, 0, (1, 2, 3), ok, history=b"\0" * 40)
+    out_of_range = pack_history(ViewHistory.of_views(["P1", "P2"]), {"P1": 1, "P2": 7})
+    with pytest.raises(ValueError, match="the history's product indices outside the catalog"):
+        kernel.score(session, 0, (1, 2, 3), ok, history=out_of_range)
+    with pytest.raises(ValueError, match="sequence_tables"):
+        RequestKernel(
+            synthetic_sequence_bundle / LIBRARY_FILE, feature_names=SEQUENCE_NAMES, **tables
+        )
+    bad_codes = replace(r["sequence"], subcategory=np.full(6, 99, dtype=np.int64))
+    with pytest.raises(ValueError, match="subcategory codes must lie in"):
+        _sequence_kernel(synthetic_sequence_bundle / LIBRARY_FILE, {**r, "sequence": bad_codes})
+    history = pack_history(ViewHistory.of_views(["P1"]), catalog_index)
+    assert kernel.score(session, 0, (1, 2, 3), ok, history=history).shape == (3,)
+
+
+def test_the_sequence_build_records_the_kernel_and_its_parity(
+    synthetic_sequence_bundle: Path,
+) -> None:
+    section = json.loads((synthetic_sequence_bundle / "manifest.json").read_text())["compiler"]
+    assert section["request_kernel"] == {"built": True, "reason": None}
+    for record in section["backends"]["compiled"]["request_kernel"].values():
+        assert record["status"] == "ok" and record["max_abs_diff"] == 0.0
+    kernel = RequestKernel.for_rows(
+        synthetic_sequence_bundle / LIBRARY_FILE, SEQUENCE_NAMES, cpu_flags()
+    )
+    assert kernel.sequence and kernel.feature_names == SEQUENCE_NAMES

@@ -50,4 +50,4 @@ def test_every_backend_serves_the_calibrated_reference(
     served = load_backend(calibrated, kind).predict(np.ascontiguousarray(every, np.float32))
     tolerance = 1e-4 if kind == "onnx" else 1e-6
     np.testing.assert_allclose(served, reference, rtol=0, atol=tolerance)
-    assert len(manifest["feature_names"]) == len(FEATURE_SETS["candidate"])
+    assert len(manifest["feature_names"]) == len(FEATURE_SETS["sequence"])  # the default set

@@ -111,8 +111,10 @@ def test_camping_story_gets_confident_camping_recommendations(
     """Issue 5's check, done here on the same bundle with the shared feature builder."""
     bundle = default_run[1]
     catalog, tables = load_tables(bundle)
-    encodings = Encodings.from_manifest(read_manifest(bundle)["encodings"])
+    manifest = read_manifest(bundle)
+    encodings = Encodings.from_manifest(manifest["encodings"])
     booster = lgb.Booster(model_file=str(bundle / "model.txt"))
+    assert manifest["feature_set"] == "sequence"  # the default bundle's
     variants = [
         CAMPING_STORY,
         # the server may also count the product added to the cart as viewed
@@ -120,7 +122,8 @@ def test_camping_story_gets_confident_camping_recommendations(
         *(replace(CAMPING_STORY, traffic_source=source) for source in TARGET_TRAFFIC),
     ]
     for context in variants:
-        top = rank_catalog(booster, encodings, catalog, tables, context).head(3)
+        ranked = rank_catalog(booster, encodings, catalog, tables, context, manifest["feature_set"])
+        top = ranked.head(3)
         confident_camping = top[(top["subcategory"] == "Camping") & (top["score"] >= 0.7)]
         assert len(confident_camping) >= 2, (context, top)
         assert not top["name"].isin(["Sleeping Bag", "Tent"]).any()  # on screen / in the cart

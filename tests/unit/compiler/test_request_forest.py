@@ -13,10 +13,11 @@ from compiler.request_forest import (
     VECTOR_TESTS,
     RequestForest,
     feature_refusal,
+    kernel_feature_set,
     render_header,
     split_forest,
 )
-from reco import FEATURE_NAMES
+from reco import FEATURE_NAMES, FEATURE_SETS
 from tests.flat_models import EVERY_OPERATOR, Tree, build_model, edge_rows, walk_margins, zeroed
 
 F32 = np.float32
@@ -88,10 +89,18 @@ def test_more_than_max_leaves_is_not_eligible() -> None:
         split_forest(read_forest(build_model([_chain(6)], n_features=2)), n_session=1)
 
 
-def test_only_the_candidate_feature_set_has_a_native_row_builder() -> None:
+def test_the_candidate_and_sequence_sets_have_a_native_row_builder() -> None:
     assert feature_refusal(FEATURE_NAMES) == ""
-    assert "candidate" in feature_refusal(FEATURE_NAMES[:19])
-    assert "candidate" in feature_refusal([*FEATURE_NAMES[1:], FEATURE_NAMES[0]])
+    assert feature_refusal(FEATURE_SETS["sequence"]) == ""
+    assert kernel_feature_set(FEATURE_SETS["sequence"]) == "sequence"
+    assert kernel_feature_set(FEATURE_NAMES) == "candidate"
+    assert kernel_feature_set(FEATURE_SETS["session"]) is None
+    for other in (
+        FEATURE_NAMES[:19],
+        [*FEATURE_NAMES[1:], FEATURE_NAMES[0]],
+        FEATURE_SETS["sequence"][:-1],
+    ):
+        assert "candidate (27), sequence (36)" in feature_refusal(other)
 
 
 def test_header_pads_every_test_table_for_the_vector_fold() -> None:

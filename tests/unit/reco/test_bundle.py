@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from reco import (
+    CANDIDATE_SETS,
+    FEATURE_SETS,
     FORMAT_VERSION,
     MANIFEST_FILE,
     BundleError,
+    Manifest,
     hash_files,
     probe_from_manifest,
     probe_to_manifest,
@@ -19,6 +22,7 @@ from reco import (
     verify_files,
     write_manifest,
 )
+from reco._loader import check_feature_set
 
 
 def minimal_manifest(tmp_path: Path) -> dict[str, object]:
@@ -73,3 +77,27 @@ def test_verify_files_names_the_tampered_file(tmp_path: Path) -> None:
     (tmp_path / "model.txt").unlink()
     with pytest.raises(BundleError, match=r"model\.txt is missing"):
         verify_files(tmp_path, manifest["files"], ["model.txt"])
+
+
+@pytest.mark.parametrize(
+    ("feature_set", "names", "refusal"),
+    [
+        ("candidate", FEATURE_SETS["candidate"], None),
+        ("sequence", FEATURE_SETS["sequence"], None),
+        ("session", FEATURE_SETS["session"], "trained on feature set 'session'"),
+        ("sequence", FEATURE_SETS["candidate"], "are not those of the sequence feature set"),
+    ],
+)
+def test_a_server_takes_the_feature_sets_it_scores_with_their_names(
+    tmp_path: Path, feature_set: str, names: tuple[str, ...], refusal: str | None
+) -> None:
+    data = minimal_manifest(tmp_path)
+    rows = np.zeros((1, len(names)), dtype=np.float32)
+    data.update(feature_set=feature_set, feature_names=list(names),
+                parity_probe=probe_to_manifest(rows, [0.5]))  # fmt: skip
+    manifest = Manifest.parse(data)
+    if refusal is None:
+        check_feature_set(manifest, CANDIDATE_SETS)
+    else:
+        with pytest.raises(BundleError, match=refusal):
+            check_feature_set(manifest, CANDIDATE_SETS)

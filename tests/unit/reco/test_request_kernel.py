@@ -1,12 +1,15 @@
-"""The request kernel's pure-Python side: the id hash (the C probes with the same) and the id
-table's layout."""
+"""The request kernel's pure-Python side: the id hash (the C probes with the same), the id
+table's layout, and the packed view history a sequence kernel reads (RecoHistory)."""
 
 from __future__ import annotations
+
+import struct
 
 import numpy as np
 import pytest
 
-from reco._request_kernel import IdTable, id_hash
+from reco import Histories, ViewHistory
+from reco._request_kernel import IdTable, id_hash, pack_history, packed_history_length
 
 
 def test_the_id_hash_is_64_bit_fnv_1a() -> None:
@@ -43,3 +46,33 @@ def test_an_id_holding_a_nul_cannot_be_tabled() -> None:
 def test_an_empty_catalog_gives_a_table_of_empty_slots() -> None:
     slot, offset, value, _ = IdTable({})._arrays
     assert np.all(slot == -1) and offset.tolist() == [0] and len(value) == 0
+
+
+def test_a_packed_history_holds_the_vectors_histories_builds() -> None:
+    catalog_index = {"A": 0, "B": 1, "C": 2}
+    history = ViewHistory.of_views(["X", "A", "B", "A", "Y"])  # X, Y: not in the catalog
+    packed = pack_history(history, catalog_index)
+    n, total, landing = struct.unpack_from("<qdq", packed)
+    assert packed_history_length(packed) == n == 4
+    index = struct.unpack_from(f"<{n}q", packed, 24)
+    weights = struct.unpack_from(f"<{n}d", packed, 24 + 8 * n)
+    vectors = Histories.of([history], catalog_index)
+    assert list(index) == vectors.index[0].tolist() == [-1, 0, 1, -1]
+    assert list(weights) == vectors.weight[0].tolist()
+    assert total == vectors.total[0] and landing == vectors.landing[0] == -1
+
+
+def test_an_empty_history_packs_as_histories_pads_it() -> None:
+    packed = pack_history(ViewHistory(), {"A": 0})
+    assert struct.unpack("<qdqqd", packed) == (1, 0.0, -1, -1, 0.0)
+    vectors = Histories.of([ViewHistory()], {"A": 0})
+    assert vectors.index.tolist() == [[-1]] and vectors.weight.tolist() == [[0.0]]
+
+
+def test_a_damaged_history_is_refused_naming_it() -> None:
+    damaged = ViewHistory(("A", "B"), (1.0,), 1.5, "A")
+    with pytest.raises(ValueError, match="2 product ids but 1 weights"):
+        pack_history(damaged, {"A": 0})
+    assert packed_history_length(b"\0" * 10) is None
+    assert packed_history_length(struct.pack("<qdq", 2, 1.0, -1) + b"\0" * 16) is None
+    assert packed_history_length(struct.pack("<qdq", 0, 1.0, -1)) is None

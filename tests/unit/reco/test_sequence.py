@@ -13,19 +13,24 @@ from reco import (
     DECAY,
     FEATURE_NAMES,
     FEATURE_SETS,
+    MAX_HISTORY,
+    NO_PRODUCT,
     SEQUENCE_FEATURES,
     CandidateInputs,
     Catalog,
     Encodings,
+    Histories,
     ProductTables,
     SequenceTables,
     SessionContext,
+    ViewHistory,
     Vocabulary,
     build_features,
-    history_from_views,
-    sequence_inputs_from_views,
+    history_columns,
+    sequence_inputs,
     session_inputs,
 )
+from reco._features import context_history
 from training.affinity import affinity_table
 from training.catalog import catalog_from_frame, tables_from_frame
 from training.dataset import load_dataset
@@ -138,11 +143,38 @@ def test_decayed_history_of_a_three_page_session_by_hand(
 
 def test_unknown_products_add_to_no_subcategory(catalog: Catalog, tables: ProductTables) -> None:
     sequence_tables = SequenceTables.build(catalog, tables)
-    history = history_from_views(["ZZZ", "A"], catalog, sequence_tables)
-    assert history.total[0] == 1 + DECAY
-    assert history.subcategory[0, :2].tolist() == [1.0, 0.0]  # Camping 1, Computing 0
-    assert history.landing[0] == sequence_tables.n_subcategories  # the padding code
-    assert history.product[0, catalog.index["A"]] == 1.0
+    history = Histories.of([ViewHistory.of_views(["ZZZ", "A"])], catalog.index)
+    assert history.total.tolist() == [1 + DECAY]
+    assert history.index.tolist() == [[NO_PRODUCT, catalog.index["A"]]]
+    assert history.weight.tolist() == [[DECAY, 1.0]]
+    assert history.landing.tolist() == [NO_PRODUCT]  # landed on a product the catalog lacks
+    c = np.array([catalog.index["C"]])
+    none = np.full((1, 3), NO_PRODUCT)
+    columns = history_columns(history, np.zeros(1, np.int64), c, c, none, np.zeros(1),
+                              sequence_tables)  # fmt: skip
+    named = dict(zip(SEQUENCE_FEATURES, (float(col[0]) for col in columns), strict=True))
+    assert named["hist_subcategory_share"] == 1.0 / (1 + DECAY)  # A is Camping, ZZZ nothing
+    assert named["hist_product_share"] == 0.0
+    assert named["landing_same_subcategory"] == 0.0
+
+
+def test_a_history_folds_views_and_keeps_the_heaviest_max_history_products() -> None:
+    history = ViewHistory.of_views(["A", "B", "A"])
+    assert history.product_ids == ("A", "B")
+    assert history.weights == (DECAY**2 + 1.0, DECAY)
+    assert history.total == 1.0 + DECAY + DECAY**2
+    assert history.landing_product_id == "A"
+    assert ViewHistory.from_row(history.to_row()) == history
+    assert ViewHistory.from_row([list(history.product_ids), list(history.weights), 1.75, "A"]) == (
+        history
+    )
+    # a long session: "A" viewed every other page stays; the oldest one-off views go first
+    views = [v for k in range(MAX_HISTORY + 20) for v in ("A", f"P{k}")]
+    long = ViewHistory.of_views(views)
+    assert len(long.product_ids) == MAX_HISTORY
+    assert long.product_ids[0] == "A"
+    assert long.product_ids[1:] == tuple(f"P{k}" for k in range(21, MAX_HISTORY + 20))
+    assert long.landing_product_id == "A"
 
 
 def test_the_candidate_set_is_unchanged_at_the_front_of_the_sequence_set() -> None:
@@ -206,9 +238,18 @@ def test_serving_side_history_reproduces_the_training_rows_bit_for_bit(generated
             price=catalog.prices[[index]],
             product_index=np.array([index], dtype=np.int64),
         )
-        sequence = sequence_inputs_from_views(views, catalog, tables, 1, sequence_tables)
+        served_context = SessionContext(view_history=ViewHistory.of_views(views))
+        sequence = sequence_inputs(served_context, catalog, sequence_tables, 1)
         # serving scores every candidate in slot 0; give it the logged slot to compare rows
         logged = replace(sequence, slot=np.array([float(row["slot"])]))
         served = build_features(session, candidates, tables, "sequence", logged)
         np.testing.assert_array_equal(served[0], trained[i], err_msg=f"row {i}")
         assert sequence.slot.tolist() == [0.0]
+
+
+def test_a_request_context_without_a_history_stands_for_its_previous_and_current_views() -> None:
+    sent = SessionContext(current_product_id="C", previous_product_ids=("B", "A"))
+    assert context_history(sent) == ViewHistory.of_views(["A", "B", "C"])
+    tracked = ViewHistory.of_views(["D", "A", "B", "C"])
+    assert context_history(replace(sent, view_history=tracked)) is tracked
+    assert context_history(SessionContext()) == ViewHistory()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
 from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reco import ViewHistory
 from server.core.errors import InvalidArgument
 from server.core.memory_store import MemoryStore
 from server.core.sessions import (
@@ -348,8 +350,31 @@ def test_a_large_store_evicts_the_least_recently_tracked_session_of_a_shard() ->
 
 def test_a_state_row_holds_every_field_in_order() -> None:
     state = SessionState("s", "c", "P1", ("P2", "P3"), ("P4",), 5, 1, 2, 3, 4.5, 0.5, True,
-                         "Mobile", "Email", 9)  # fmt: skip
+                         "Mobile", "Email", 9, ViewHistory.of_views(["P3", "P2", "P1"]))  # fmt: skip
     assert len(state.to_row()) == len(SessionState.__slots__) - 1  # all but the session id
     assert SessionState.from_row(state.to_row(), "s") == state
     assert SessionState.from_row([list(v) if isinstance(v, tuple) else v
                                   for v in state.to_row()], "s") == state  # fmt: skip
+    as_json = json.loads(json.dumps(state.to_row()))  # what the Redis store reads back
+    assert SessionState.from_row(as_json, "s") == state
+
+
+def test_a_state_stored_before_histories_reads_with_an_empty_history() -> None:
+    state = fold(CAMPING_STORY)
+    assert state is not None
+    old_row = state.to_row()[:-1]
+    assert SessionState.from_row(old_row, "s1") == replace(state, history=ViewHistory())
+
+
+def test_views_fold_into_the_history_in_event_time_order_whatever_the_arrival() -> None:
+    state = fold(CAMPING_STORY)
+    assert state is not None
+    assert state.history == ViewHistory.of_views(["BOOTS", "TENT", "BAG"])
+    assert state.to_context().view_history == state.history
+    # the TENT view arrives last, after the BAG view it preceded: the tail is re-folded
+    store = MemoryStore()
+    late = [e for e in CAMPING_STORY if e.product_id != "TENT" or e.type is not EventType.VIEW]
+    for event in [*late, CAMPING_STORY[2]]:
+        store.track(event)
+    tracked = store.get("s1")
+    assert tracked is not None and tracked.history == state.history

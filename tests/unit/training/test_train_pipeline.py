@@ -28,7 +28,7 @@ from training.affinity import affinity_table
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
 from training.generator import generate
-from training.pipeline import BundleExistsError, train
+from training.pipeline import BundleExistsError, feature_set_of, train
 from training.schema import DataError
 from training.settings import GenerationSettings, TrainSettings
 from training.split import split_rows
@@ -60,7 +60,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bundle(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "20261122T000000Z"
-    train(TrainSettings(data=data_dir, out=out))
+    train(TrainSettings(data=data_dir, out=out, feature_set="candidate"))
     return out
 
 
@@ -239,8 +239,11 @@ def test_the_sequence_set_trains_a_bundle_the_compiler_can_take(
     booster = lgb.Booster(model_file=str(out / "model.txt"))
     np.testing.assert_array_equal(booster.predict(rows), probabilities)
     assert "by time" in manifest["training"]["split"]
+    params = manifest["training"]["params"]  # tuned for this set (training/model.py, TUNED)
+    assert (params["num_boost_round"], params["max_depth"], params["lambda_l2"]) == (400, 3, 10.0)
+    assert booster.num_trees() == 400
     report = (out / "report.md").read_text()
-    assert "sequence feature set" in report and "not served yet" in report.split("\n\n")[1]
+    assert "sequence feature set" in report and "not served" not in report
 
 
 def test_a_platt_step_is_folded_into_the_served_model(data_dir: Path, tmp_path: Path) -> None:
@@ -394,3 +397,11 @@ def test_compare_prints_both_feature_sets_and_their_paired_difference(
     candidate, sequence, gain = (float(c.split()[0]) for c in cells[1:])
     assert gain == pytest.approx(sequence - candidate, abs=1e-4)
     assert "[" in cells[3]  # the difference has its interval
+
+
+def test_impressions_train_the_sequence_set_by_default_and_notebook_rows_the_session_set(
+    data_dir: Path,
+) -> None:
+    assert feature_set_of(load_dataset(data_dir), None) == "sequence"
+    assert feature_set_of(load_dataset(data_dir / "sessions.csv"), None) == "session"
+    assert feature_set_of(load_dataset(data_dir), "candidate") == "candidate"
