@@ -120,6 +120,36 @@ class Persistence:
         )
 
 
+def redis_client(url: str, timeout_seconds: float) -> redis.Redis:
+    """A client for a redis://, rediss:// or unix:// URL whose retries are the caller's (each
+    user of Redis bounds them by its own deadline or backoff)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def read_persistence(client: redis.Redis) -> Persistence:
+    """Reads appendonly, appendfsync and save with CONFIG GET (refused by many managed Redis
+    services: then it cannot be verified)."""
+    try:
+        config: dict[str, str] = {}
+        for name in ("appendonly", "appendfsync", "save"):
+            config.update(_text_dict(client.config_get(name)))
+        version = str(_text_dict(client.info("server")).get("redis_version", ""))
+    except redis.ConnectionError as exc:
+        return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
+    except redis.RedisError as exc:
+        return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
+    return Persistence(
+        True, config.get("appendonly", ""), config.get("appendfsync", ""),
+        config.get("save", ""), version,
+    )  # fmt: skip
+
+
 class RedisStore:
     """Per session, a hash {s: state, f: folded tail and base, v: version} and a set of its
     event ids, both with the session TTL, refreshed on every event. Keys share a hash tag, so
@@ -150,13 +180,7 @@ class RedisStore:
         self.timeout_seconds = timeout_seconds
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 0),  # retries are ours: bounded by the request deadline
-        )
+        self.client = redis_client(url, timeout_seconds)
         self._store_if_unchanged = self.client.register_script(_STORE_IF_UNCHANGED)
         self._last_warning = -1.0
         self._failures = 0
@@ -167,21 +191,8 @@ class RedisStore:
     # -- persistence --------------------------------------------------------------------------
 
     def persistence(self) -> Persistence:
-        """Reads appendonly, appendfsync and save with CONFIG GET (refused by many managed
-        Redis services: then it cannot be verified)."""
-        try:
-            config: dict[str, str] = {}
-            for name in ("appendonly", "appendfsync", "save"):
-                config.update(_text_dict(self.client.config_get(name)))
-            version = str(_text_dict(self.client.info("server")).get("redis_version", ""))
-        except redis.ConnectionError as exc:
-            return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
-        except redis.RedisError as exc:
-            return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
-        return Persistence(
-            True, config.get("appendonly", ""), config.get("appendfsync", ""),
-            config.get("save", ""), version,
-        )  # fmt: skip
+        """What Redis says about its persistence (read_persistence)."""
+        return read_persistence(self.client)
 
     def check_persistence(self, require_durable: bool) -> Persistence:
         """Logs what Redis persistence guarantees; with require_durable, raises
