@@ -196,7 +196,7 @@ def build_parser() -> flags.SettingsParser:
     consumer.add("--interval-seconds", flags.number(positive=True), "10",
                  "cut a file at least this often")  # fmt: skip
     consumer.add("--claim-idle-seconds", flags.number(positive=True), "60",
-                 "re-claim entries another consumer was delivered and left pending this long")  # fmt: skip
+                 "re-claim entries another consumer left pending this long")  # fmt: skip
 
     closing = p.command(
         "loop",

@@ -138,9 +138,11 @@ class LogConsumer:
     def _read(self) -> None:
         s = self.settings
         own = self._own
-        streams = own if own is not None else dict.fromkeys(self.keys.values(), ">")
+        streams: dict[Any, Any] = own if own is not None else dict.fromkeys(self.keys.values(), ">")
         block = None if own is not None else s.block_ms
-        replies = self.client.xreadgroup(s.group, s.consumer, streams, count=s.batch, block=block)
+        replies: Any = self.client.xreadgroup(
+            s.group, s.consumer, streams, count=s.batch, block=block
+        )
         delivered = 0
         for key, entries in replies or []:
             kind = KINDS[list(self.keys.values()).index(_text(key))]

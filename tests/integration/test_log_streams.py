@@ -180,7 +180,10 @@ def test_two_replicas_share_one_log_and_survive_a_redis_outage(
     flags = ("--impression-log-redis", redis_server.url, "--impression-log-interval-seconds",
              "0.2")  # fmt: skip
     with running(bundle, *flags, log_dir=logs) as one, running(bundle, *flags, log_dir=logs) as two:
-        serve, click = pb_grpc.RecommenderStub(one.channel()), pb_grpc.RecommenderStub(two.channel())
+        serve, click = (
+            pb_grpc.RecommenderStub(one.channel()),
+            pb_grpc.RecommenderStub(two.channel()),
+        )
         before = serve.Recommend(pb.RecommendRequest(session_id="r-s1", k=3), timeout=10)
         shown = before.items[0].product_id
         event = pb.Event(event_id="c1", session_id="r-s1", request_id=before.request_id,
