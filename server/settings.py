@@ -349,7 +349,7 @@ def build_parser() -> flags.SettingsParser:
         str,
         "",
         "the shared log for several replicas: XADD every record to Redis Streams at this "
-        "redis:// URL (python -m training log-consumer writes them to the same Parquet files); "
+        "redis:// URL (python -m server.log_consumer writes them to the same Parquet files); "
         "exclusive with --impression-log-dir; unset = none",
     )
     p.add(

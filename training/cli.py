@@ -183,21 +183,6 @@ def build_parser() -> flags.SettingsParser:
     readout.add("--shares", flags.comma_list(str), "A=0.5,B=0.5",
                 "configured shares per variant, for the sample-ratio check")  # fmt: skip
 
-    consumer = p.command(
-        "log-consumer",
-        "write a server's --impression-log-redis streams to the same Parquet files as "
-        "--impression-log-dir (a consumer group: run several, each entry is written once)",
-    )
-    consumer.add("--redis", str, "", "the servers' --impression-log-redis URL")
-    consumer.add("--out", flags.required_path, "", "the log directory (learn/ope/readout --logs)")
-    consumer.add("--group", str, "reco-log", "consumer group (one per log directory)")
-    consumer.add("--consumer", str, "", "this consumer's name in the group (default host-pid)")
-    consumer.add("--batch", flags.integer(1), "2000", "entries per file at most")
-    consumer.add("--interval-seconds", flags.number(positive=True), "10",
-                 "cut a file at least this often")  # fmt: skip
-    consumer.add("--claim-idle-seconds", flags.number(positive=True), "60",
-                 "re-claim entries another consumer left pending this long")  # fmt: skip
-
     closing = p.command(
         "loop",
         "serve A with exploration, simulated shoppers over gRPC, learn B from the log, "
@@ -312,8 +297,6 @@ def _run(args: SimpleNamespace) -> None:
         print("\n".join(benchmark(args.rows, args.seed, args.work_dir)))
     elif args.command in ("learn", "ope", "readout", "loop"):
         _run_loop_command(args)
-    elif args.command == "log-consumer":
-        _run_log_consumer(args)
     elif args.command == "keygen":
         new_key = generate_key_file(args.out)
         log.info("wrote a new bundle signing key to %s (key id %s)", args.out, new_key.key_id)
@@ -369,30 +352,6 @@ def _run_loop_command(args: SimpleNamespace) -> None:
                                        key_file=args.bundle_key_file)  # fmt: skip
         run(settings, key)
         print((args.out / "report.md").read_text())
-
-
-def _run_log_consumer(args: SimpleNamespace) -> None:
-    """Consumes until SIGTERM or SIGINT, then writes and acknowledges what it holds."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from server.core.log_consumer import (  # noqa: PLC0415
-        ConsumerSettings,
-        LogConsumer,
-        default_consumer_name,
-    )
-
-    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"--redis must be a redis:// URL, got {args.redis.split('://')[0]!r:.20}")
-    name = args.consumer or default_consumer_name()
-    settings = flags.from_settings(ConsumerSettings, args, consumer=name)
-    consumer = LogConsumer(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("%s", consumer.describe())
-    consumer.run(stop)
-    log.info("log consumer stopped: wrote %s", consumer.written)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The shared impression log: servers XADD to Redis Streams, `training log-consumer` writes
+"""The shared impression log: servers XADD to Redis Streams, `python -m server.log_consumer` writes
 the embedded sink's files; a killed consumer or a killed Redis loses nothing."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def consumer_process(redis: RedisServer, out: Path, logs: Path, name: str,
                      *extra: str) -> subprocess.Popen[bytes]:  # fmt: skip
     stderr = (logs / f"consumer-{name}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "training", "--log-level", "INFO", "log-consumer", "--redis", redis.url, "--out",
+        [sys.executable, "-m", "server.log_consumer", "--log-level", "INFO", "--redis", redis.url, "--out",
          str(out), "--consumer", name, *extra],
         cwd=REPO, stderr=stderr, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
