@@ -23,7 +23,7 @@ from server.core.impressions import EVENTS, IMPRESSIONS, Impression, ImpressionL
 from server.core.log_consumer import ConsumerSettings, LogConsumer
 from server.core.parquet_sink import ParquetSink
 from server.core.redis_log import RedisSink
-from tests.integration.servers import RedisServer, ServerProcess, running
+from tests.integration.servers import DURABLE_REDIS, RedisServer, ServerProcess, running
 from training.logs import attribute, read_events, read_responses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,11 +171,12 @@ def test_a_killed_consumer_loses_nothing(
 
 
 def test_two_replicas_share_one_log_and_survive_a_redis_outage(
-    bundle: Path, logs: Path, tmp_path: Path, redis_server: RedisServer
+    bundle: Path, logs: Path, tmp_path: Path, make_redis: Callable[..., RedisServer]
 ) -> None:
-    """Replica 1 serves, replica 2 takes the click (an orphan there); Redis is killed: both
-    keep answering and count sink errors; once it is back the queued records arrive, and the
-    consumer's files attribute the click across replicas."""
+    """Replica 1 serves, replica 2 takes the click (an orphan there); Redis (fsyncing every
+    write) is killed -9: both keep answering and count sink errors; once it is back the queued
+    records arrive, and the consumer's files attribute the click across replicas."""
+    redis_server = make_redis(*DURABLE_REDIS)
     out = tmp_path / "logs"
     flags = ("--impression-log-redis", redis_server.url, "--impression-log-interval-seconds",
              "0.2")  # fmt: skip
@@ -190,19 +191,26 @@ def test_two_replicas_share_one_log_and_survive_a_redis_outage(
                          type=pb.EVENT_TYPE_RECOMMENDATION_CLICK, product_id=shown)  # fmt: skip
         click.TrackEvent(pb.TrackEventRequest(event=event), timeout=10)
         wait_for(lambda: redis_server.client().xlen("reco:log:impressions") >= 1, "the XADD")
-        redis_server.stop()
+        assert redis_server.process is not None
+        redis_server.process.kill()
+        redis_server.process.wait(10)
         during = [serve.Recommend(pb.RecommendRequest(session_id=f"out-{i}", k=3), timeout=10)
                   for i in range(20)]  # fmt: skip
         assert all(answer.items for answer in during)
         wait_for(lambda: "reco_log_sink_errors_total" in metrics_with_errors(one), "an error")
-        redis_server.start()  # no persistence: the stream restarts empty
-        wait_for(lambda: redis_server.client().xlen("reco:log:impressions") >= 20,
+        redis_server.start()  # from its append-only file: the first XADDs are still there
+        wait_for(lambda: redis_server.client().xlen("reco:log:impressions") >= 21,
                  "the queued records after Redis returned")  # fmt: skip
     settings = ConsumerSettings(redis_server.url, out, consumer="c1", interval_seconds=0.1)
     with consuming(settings) as consumer:
         wait_for(lambda: consumer.written[IMPRESSIONS] >= 20, "the consumer's files")
     ids = {row["request_id"] for row in rows(out, IMPRESSIONS)}
-    assert {answer.request_id for answer in during} <= ids
+    assert {answer.request_id for answer in during} | {before.request_id} <= ids
+    (clicked,) = rows(out, EVENTS)
+    assert clicked["request_id"] == before.request_id and clicked["known"] is False
+    slots = attribute(read_responses(out), read_events(out), 3600)
+    hit = slots.frame["request_id"].to_numpy()[slots.clicked]
+    assert list(hit) == [before.request_id]
 
 
 def metrics_with_errors(server: ServerProcess) -> str:
