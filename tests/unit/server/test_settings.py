@@ -68,3 +68,16 @@ def test_exploration_and_the_impression_log() -> None:
             parse_settings(["--explore-epsilon", bad], {})
     with pytest.raises(SettingError, match="--impression-log-queue"):
         parse_settings(["--impression-log-queue", "0"], {})
+
+
+def test_the_shared_impression_log() -> None:
+    url = "redis://:hunter2@host:6379/0"
+    settings = parse_settings(["--impression-log-redis", url], {})
+    assert settings.impression_log_redis == url and settings.impression_log_redis_maxlen == 100_000
+    with pytest.raises(SettingError, match="are exclusive") as both:
+        parse_settings(["--impression-log-redis", url, "--impression-log-dir", "logs"], {})
+    with pytest.raises(SettingError, match="--impression-log-redis must be a redis") as scheme:
+        parse_settings(["--impression-log-redis", "http://:hunter2@host/0"], {})
+    assert "hunter2" not in str(both.value) + str(scheme.value)
+    with pytest.raises(SettingError, match="--impression-log-redis-maxlen"):
+        parse_settings(["--impression-log-redis-maxlen", "0"], {})
