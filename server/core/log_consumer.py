@@ -15,8 +15,15 @@ import redis
 
 from server.core.impressions import KINDS
 from server.core.parquet_sink import ParquetSink, Retention
-from server.core.redis_log import DEFAULT_PREFIX, RecordError, decode, stream_key
-from server.core.redis_store import read_persistence, redacted, redis_client
+from server.core.redis_log import (
+    DEFAULT_PREFIX,
+    RecordError,
+    as_text,
+    decode,
+    log_persistence,
+    stream_key,
+)
+from server.core.redis_store import redacted, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +103,7 @@ class LogConsumer:
     def run(self, stop: threading.Event) -> None:
         """Consumes until stop is set, then writes and acknowledges what it holds. A Redis
         outage is logged and retried with backoff; what is buffered stays buffered."""
-        found = read_persistence(self.client)
-        (log.info if found.durable else log.warning)("log consumer: %s", found.describe())
+        log_persistence(self.client, "log consumer")
         delay = 0.2
         ready = False
         while not stop.is_set():
@@ -145,11 +151,11 @@ class LogConsumer:
         )
         delivered = 0
         for key, entries in replies or []:
-            kind = KINDS[list(self.keys.values()).index(_text(key))]
+            kind = KINDS[list(self.keys.values()).index(as_text(key))]
             delivered += len(entries)
             self._add(kind, entries)
             if own is not None and entries:
-                own[_text(key)] = _text(entries[-1][0])
+                own[as_text(key)] = as_text(entries[-1][0])
         if own is not None and delivered == 0:
             self._own = None
 
@@ -171,7 +177,7 @@ class LogConsumer:
                 log.error("log consumer: %d pending %s were trimmed from the stream before "
                           "they were written (raise --impression-log-redis-maxlen)", len(gone),
                           kind)  # fmt: skip
-            if _text(start) == "0-0" or len(self._pending[kind].records) >= s.batch:
+            if as_text(start) == "0-0" or len(self._pending[kind].records) >= s.batch:
                 return
 
     def _add(self, kind: str, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> None:
@@ -184,7 +190,7 @@ class LogConsumer:
             except RecordError as exc:
                 self.rejected += 1
                 log.error("log consumer: entry %s of %s is not a record (%s); acknowledged "
-                          "and skipped", _text(entry_id), self.keys[kind], exc)  # fmt: skip
+                          "and skipped", as_text(entry_id), self.keys[kind], exc)  # fmt: skip
                 pending.unacked.append(entry_id)
                 continue
             if not pending.records:
@@ -205,7 +211,3 @@ class LogConsumer:
             chunk = pending.unacked[:1000]
             self.client.xack(self.keys[kind], self.settings.group, *chunk)
             del pending.unacked[: len(chunk)]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -58,8 +58,7 @@ class RedisSink:
     def check_persistence(self) -> None:
         """Logs what Redis persistence means for XADDed records (a record leaves the server's
         queue once XADD returned: if Redis loses it, nothing else holds it)."""
-        found = read_persistence(self.client)
-        (log.info if found.durable else log.warning)("impression log: %s", found.describe())
+        log_persistence(self.client, "impression log")
 
     def write(self, kind: str, records: Sequence[Any]) -> str:
         """XADDs every record; returns the first and last entry ids."""
@@ -71,13 +70,20 @@ class RedisSink:
             for record in records[start : start + _PIPELINE]:
                 pipe.xadd(key, encode(record), maxlen=self.max_len, approximate=True)
             ids = pipe.execute()
-            first = first or _text(ids[0])
-            last = _text(ids[-1])
+            first = first or as_text(ids[0])
+            last = as_text(ids[-1])
         return f"{key} {first}..{last}"
 
     def prune(self) -> int:
         """Nothing to do: XADD's MAXLEN trims the stream."""
         return 0
+
+
+def log_persistence(client: Any, who: str) -> None:
+    """Logs Redis persistence as the session store does (a warning unless every write is
+    fsynced before its reply)."""
+    found = read_persistence(client)
+    (log.info if found.durable else log.warning)("%s: %s", who, found.describe())
 
 
 def encode_impression(record: Impression) -> Fields:
@@ -168,5 +174,6 @@ def _check_version(fields: dict[bytes, bytes]) -> None:
         raise RecordError(f"record layout {version!r:.20}, this consumer reads {VERSION!r}")
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply's id or key as str."""
     return value.decode() if isinstance(value, bytes) else value
