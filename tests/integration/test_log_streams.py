@@ -141,13 +141,7 @@ def test_a_killed_consumer_loses_nothing(
     """Consumer a reads every entry and is killed before writing a file: they stay pending;
     consumer b re-claims them once idle and writes each exactly once."""
     out = tmp_path / "logs"
-    log = ImpressionLog(None)
-    impressions, _ = sample_records(log)
-    many = [impressions[i % 3] for i in range(300)]
-    for i, record in enumerate(many):
-        many[i] = Impression(**{**{f: getattr(record, f) for f in record.__slots__},
-                                "request_id": f"r-{i}"})  # fmt: skip
-    RedisSink(redis_server.url, max_len=10_000).write(IMPRESSIONS, many)
+    RedisSink(redis_server.url, max_len=10_000).write(IMPRESSIONS, numbered(300))
     a = consumer_process(redis_server, out, logs, "a", "--interval-seconds", "600",
                          "--batch", "100000")  # fmt: skip
     try:
@@ -168,6 +162,32 @@ def test_a_killed_consumer_loses_nothing(
     ids = sorted(str(row["request_id"]) for row in rows(out, IMPRESSIONS))
     assert ids == sorted(f"r-{i}" for i in range(300))
     assert "re-claimed" in (logs / "consumer-b.log").read_text()
+
+
+def numbered(count: int) -> list[Impression]:
+    """count copies of the sample impressions, request ids r-0 .. r-(count-1)."""
+    impressions, _ = sample_records(ImpressionLog(None))
+    fields = [{f: getattr(r, f) for f in Impression.__slots__} for r in impressions]
+    return [Impression(**{**fields[i % 3], "request_id": f"r-{i}"}) for i in range(count)]
+
+
+def test_two_consumers_share_the_work_and_skip_what_is_not_a_record(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "logs"
+    RedisSink(redis_server.url, max_len=10_000).write(IMPRESSIONS, numbered(400))
+    redis_server.client().xadd("reco:log:impressions", {"v": "1", "request_id": "half"})
+    redis_server.client().xadd("reco:log:impressions", {"v": "9", "anything": "x"})
+    settings = ConsumerSettings(redis_server.url, out, consumer="one", batch=50,
+                                interval_seconds=0.1)  # fmt: skip
+    other = ConsumerSettings(redis_server.url, out, consumer="two", batch=50, interval_seconds=0.1)
+    with consuming(settings) as one, consuming(other) as two:
+        wait_for(lambda: one.written[IMPRESSIONS] + two.written[IMPRESSIONS] >= 400, "400 rows")
+        wait_for(lambda: one.rejected + two.rejected == 2, "both bad entries")
+    assert one.written[IMPRESSIONS] and two.written[IMPRESSIONS]  # both took a share
+    ids = [str(row["request_id"]) for row in rows(out, IMPRESSIONS)]
+    assert sorted(ids) == sorted(f"r-{i}" for i in range(400))  # each exactly once
+    assert pending(redis_server, IMPRESSIONS) == 0  # the bad entries were acknowledged too
 
 
 def test_two_replicas_share_one_log_and_survive_a_redis_outage(
