@@ -102,7 +102,8 @@ class LogConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until stop is set, then writes and acknowledges what it holds. A Redis
-        outage is logged and retried with backoff; what is buffered stays buffered."""
+        outage or a failing directory is logged and retried with backoff; what is buffered
+        stays buffered (and unacknowledged, so a consumer that dies meanwhile loses nothing)."""
         log_persistence(self.client, "log consumer")
         delay = 0.2
         ready = False
@@ -113,10 +114,10 @@ class LogConsumer:
                     ready = True
                 self.step()
                 delay = 0.2
-            except redis.RedisError as exc:
+            except (redis.RedisError, OSError) as exc:  # Redis, or the directory (disk full)
                 ready = False  # a restarted Redis without persistence lost the group too
-                log.warning("log consumer: Redis %s failed: %.200s; retrying in %.1f s",
-                            self.name, exc, delay)  # fmt: skip
+                log.warning("log consumer: %s (Redis %s) failed: %.200s; retrying in %.1f s",
+                            type(exc).__name__, self.name, exc, delay)  # fmt: skip
                 stop.wait(delay)
                 delay = min(10.0, delay * 2)
         for kind in KINDS:
