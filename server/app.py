@@ -23,7 +23,7 @@ from reco.settings import SettingError
 from reco.v1 import recommender_pb2 as pb
 from reco.v1 import recommender_pb2_grpc as pb_grpc
 from server.core.exploration import Explorer
-from server.core.impressions import ImpressionLog, LogLimits
+from server.core.impressions import ImpressionLog, LogLimits, Sink
 from server.core.memory_store import MemoryStore
 from server.core.model import LoadedModel, load_model
 from server.core.recommend import Recommender, RecommendLimits
@@ -65,13 +65,14 @@ GUARDED = (RECOMMENDER, f"{INFERENCE}/ModelInfer")
 
 
 def make_impression_log(settings: Settings, metrics: Metrics) -> ImpressionLog:
-    """The impression log: Parquet files under --impression-log-dir, or none (request ids
+    """The impression log: Parquet files under --impression-log-dir, Redis Streams at
+    --impression-log-redis (the log consumer writes the files), or none (request ids
     and the online A/B counts are kept either way)."""
     limits = LogLimits(
         queue_capacity=settings.impression_log_queue,
         interval_seconds=settings.impression_log_interval_seconds,
     )
-    sink = None
+    sink: Sink | None = None
     if settings.impression_log_dir is not None:
         from server.core.parquet_sink import ParquetSink, Retention  # noqa: PLC0415 - pyarrow
 
@@ -80,6 +81,14 @@ def make_impression_log(settings: Settings, metrics: Metrics) -> ImpressionLog:
         )
         sink = ParquetSink(settings.impression_log_dir, retention)
         log.info("impression log: %s (a file per %g s; queue %d)", settings.impression_log_dir,
+                 limits.interval_seconds, limits.queue_capacity)  # fmt: skip
+    elif settings.impression_log_redis:
+        from server.core.redis_log import RedisSink  # noqa: PLC0415
+
+        redis_sink = RedisSink(settings.impression_log_redis, settings.impression_log_redis_maxlen)
+        redis_sink.check_persistence()
+        sink = redis_sink
+        log.info("impression log: %s (XADD every %g s; queue %d)", redis_sink.describe(),
                  limits.interval_seconds, limits.queue_capacity)  # fmt: skip
     return ImpressionLog(sink, limits, metrics).start()
 

@@ -18,6 +18,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 # A bundle watcher polling faster than this only burns CPU on stat calls.
 MIN_WATCH_SECONDS = 0.1
 ADMIN_OFF = "none"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Settings:
     ab_share: float
     explain: bool
     impression_log_dir: Path | None
+    impression_log_redis: str
+    impression_log_redis_maxlen: int
     impression_log_interval_seconds: float
     impression_log_queue: int
     impression_log_retention_hours: float
@@ -368,6 +371,21 @@ def build_parser() -> flags.SettingsParser:
         "place when complete); unset = no log",
     )
     p.add(
+        "--impression-log-redis",
+        str,
+        "",
+        "the shared log for several replicas: XADD every record to Redis Streams at this "
+        "redis:// URL (python -m server.log_consumer writes them to the same Parquet files); "
+        "exclusive with --impression-log-dir; unset = none",
+    )
+    p.add(
+        "--impression-log-redis-maxlen",
+        flags.integer(1),
+        "100000",
+        "approximate cap of each log stream (XADD MAXLEN ~): entries beyond it that no "
+        "consumer wrote yet are lost (the consumer reports them)",
+    )
+    p.add(
         "--impression-log-interval-seconds",
         flags.number(positive=True),
         "10",
@@ -537,12 +555,13 @@ def _check_rules(s: Settings, parser: flags.SettingsParser) -> None:
     if not s.host:
         raise flags.SettingError(f"{name('host')} must not be empty")
     _check_store(s, name)
+    _check_log(s, name)
     _check_tls(s, name)
 
 
 def _check_store(s: Settings, name: Callable[[str], str]) -> None:
     store = s.session_store
-    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    schemes = (*REDIS_SCHEMES, "redis+cluster://", "rediss+cluster://")
     if store != "memory" and not store.startswith(schemes):
         raise flags.SettingError(
             f"{name('session_store')} must be 'memory', a redis:// URL or a redis+cluster:// "
@@ -560,6 +579,19 @@ def _check_store(s: Settings, name: Callable[[str], str]) -> None:
         raise flags.SettingError(
             f"{name('workers')} {s.workers} with the in-process session store would split each "
             "session across processes; use --session-store redis://host:port/db (or --workers 1)"
+        )
+
+
+def _check_log(s: Settings, name: Callable[[str], str]) -> None:
+    url = s.impression_log_redis
+    if url and not url.startswith(REDIS_SCHEMES):
+        raise flags.SettingError(
+            f"{name('impression_log_redis')} must be a redis:// URL, got {url.split('://')[0]!r:.20}..."
+        )
+    if url and s.impression_log_dir is not None:
+        raise flags.SettingError(
+            f"{name('impression_log_dir')} and {name('impression_log_redis')} are exclusive: "
+            "with Redis, the log consumer writes the files"
         )
 
 

@@ -39,7 +39,9 @@ class ParquetSink:
         self.directory = directory
         self.retention = retention or Retention()
         directory.mkdir(parents=True, exist_ok=True)
-        self._sequence = 0
+        # a random start: two sinks of one pid (consumers in containers are all pid 1, on a
+        # shared directory) never cut the same name, which the rename would silently replace
+        self._sequence = int.from_bytes(os.urandom(5), "big") << 16
         for leftover in directory.glob(".*.parquet.tmp"):
             # a crash's half-written file, never renamed; not one a live worker is writing
             if log_kind(leftover.name[1 : -len(".tmp")]) and not _alive(leftover.name):

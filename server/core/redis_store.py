@@ -132,6 +132,53 @@ class Persistence:
         )
 
 
+def is_cluster(url: str) -> bool:
+    """Whether a URL names a Redis Cluster (redis+cluster:// or rediss+cluster://)."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def redis_client(url: str, timeout_seconds: float) -> Any:
+    """A client for a redis://, rediss://, unix:// or redis+cluster:// URL (RedisCluster for
+    the last) whose retries are the caller's (each user of Redis bounds them by its own
+    deadline or backoff)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if is_cluster(url):
+        return RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def read_persistence(client: Any, cluster: bool = False) -> Persistence:
+    """Reads appendonly, appendfsync and save with CONFIG GET (refused by many managed Redis
+    services: then it cannot be verified). In a cluster every node is asked (replicas too: one
+    is promoted when its primary fails) and the weakest answer counts."""
+    try:
+        if not cluster:
+            return _node_persistence(client, {})
+        found = [_node_persistence(client, {"target_nodes": node}) for node in client.get_nodes()]
+    except redis.ConnectionError as exc:
+        return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
+    except redis.RedisError as exc:
+        return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
+    weakest = next((p for p in found if not p.durable), found[0])
+    return replace(weakest, nodes=len(found))
+
+
+def _node_persistence(client: Any, target: dict[str, Any]) -> Persistence:
+    config: dict[str, str] = {}
+    for name in ("appendonly", "appendfsync", "save"):
+        config.update(_text_dict(client.config_get(name, **target)))
+    version = str(_text_dict(client.info("server", **target)).get("redis_version", ""))
+    return Persistence(
+        True, config.get("appendonly", ""), config.get("appendfsync", ""),
+        config.get("save", ""), version,
+    )  # fmt: skip
+
+
 class RedisStore:
     """Per session, a hash {s: state, f: folded tail and base, v: version} and a set of its
     event ids, both with the session TTL, refreshed on every event. Keys share a hash tag, so
@@ -162,20 +209,10 @@ class RedisStore:
         self.timeout_seconds = timeout_seconds
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
-        self.cluster = urlsplit(url).scheme in CLUSTER_SCHEMES
-        options: dict[str, Any] = {
-            "socket_timeout": timeout_seconds,
-            "socket_connect_timeout": timeout_seconds,
-            "health_check_interval": 30,
-            "retry": Retry(NoBackoff(), 0),  # retries are ours: bounded by the request deadline
-        }
+        self.cluster = is_cluster(url)
         # A session's keys share a hash tag, so one slot holds them: the version check and the
         # write stay one script on one node, in a cluster as on a single Redis.
-        self.client: Any = (
-            RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
-            if self.cluster
-            else redis.Redis.from_url(url, **options)
-        )
+        self.client: Any = redis_client(url, timeout_seconds)
         self._store_if_unchanged = self.client.register_script(_STORE_IF_UNCHANGED)
         self._last_warning = -1.0
         self._failures = 0
@@ -187,30 +224,8 @@ class RedisStore:
     # -- persistence --------------------------------------------------------------------------
 
     def persistence(self) -> Persistence:
-        """Reads appendonly, appendfsync and save with CONFIG GET (refused by many managed
-        Redis services: then it cannot be verified). In a cluster every node is asked
-        (replicas too: one is promoted when its primary fails) and the weakest answer counts."""
-        try:
-            if not self.cluster:
-                return self._node_persistence({})
-            nodes = self.client.get_nodes()
-            found = [self._node_persistence({"target_nodes": node}) for node in nodes]
-        except redis.ConnectionError as exc:
-            return Persistence(False, reason=f"Redis is unreachable: {_reason(exc)}")
-        except redis.RedisError as exc:
-            return Persistence(False, reason=f"CONFIG GET was refused: {_scrub(exc)}")
-        weakest = next((p for p in found if not p.durable), found[0])
-        return replace(weakest, nodes=len(found))
-
-    def _node_persistence(self, target: dict[str, Any]) -> Persistence:
-        config: dict[str, str] = {}
-        for name in ("appendonly", "appendfsync", "save"):
-            config.update(_text_dict(self.client.config_get(name, **target)))
-        version = str(_text_dict(self.client.info("server", **target)).get("redis_version", ""))
-        return Persistence(
-            True, config.get("appendonly", ""), config.get("appendfsync", ""),
-            config.get("save", ""), version,
-        )  # fmt: skip
+        """What Redis says about its persistence (read_persistence; every node of a cluster)."""
+        return read_persistence(self.client, self.cluster)
 
     def check_persistence(self, require_durable: bool) -> Persistence:
         """Logs what Redis persistence guarantees; with require_durable, raises

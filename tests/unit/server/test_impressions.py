@@ -183,3 +183,12 @@ def test_a_batch_mixing_catalogs_and_score_requests_keeps_every_id(tmp_path: Pat
         ["X1", "X2", "X3"],
     ]
     assert [r["shown_ids"] for r in rows] == [["P1", "P0"], ["Q0"], ["X2", "X3"]]
+
+
+def test_two_sinks_of_one_process_never_cut_the_same_name(tmp_path: Path) -> None:
+    """Log consumers in containers are all pid 1: on a shared directory, a name both cut in
+    the same second would be replaced by the second rename."""
+    log = ImpressionLog(None)
+    first, second = ParquetSink(tmp_path), ParquetSink(tmp_path)
+    names = {sink.write(IMPRESSIONS, [impression(log)]) for sink in (first, second, first)}
+    assert len(names) == 3 and len(list(tmp_path.glob("impressions-*.parquet"))) == 3

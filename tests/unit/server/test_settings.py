@@ -90,3 +90,16 @@ def test_connection_options_have_safe_defaults() -> None:
 def test_a_redis_cluster_url_is_a_session_store() -> None:
     settings = parse_settings(["--session-store", "redis+cluster://:pw@h:6379"], {})
     assert settings.session_store.startswith("redis+cluster://")
+
+
+def test_the_shared_impression_log() -> None:
+    url = "redis://:hunter2@host:6379/0"
+    settings = parse_settings(["--impression-log-redis", url], {})
+    assert settings.impression_log_redis == url and settings.impression_log_redis_maxlen == 100_000
+    with pytest.raises(SettingError, match="are exclusive") as both:
+        parse_settings(["--impression-log-redis", url, "--impression-log-dir", "logs"], {})
+    with pytest.raises(SettingError, match="--impression-log-redis must be a redis") as scheme:
+        parse_settings(["--impression-log-redis", "http://:hunter2@host/0"], {})
+    assert "hunter2" not in str(both.value) + str(scheme.value)
+    with pytest.raises(SettingError, match="--impression-log-redis-maxlen"):
+        parse_settings(["--impression-log-redis-maxlen", "0"], {})
