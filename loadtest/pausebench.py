@@ -49,6 +49,8 @@ from reco.v1 import recommender_pb2_grpc as pb_grpc
 GCWATCH = Path(__file__).resolve().with_name("gcwatch.py")
 STREAMS = 4  # concurrent StreamEvents calls while preloading
 EVENTS_PER_STREAM_CALL = 2_000
+# A preload stream shed by the server (RESOURCE_EXHAUSTED) is resent up to this many times.
+SHED_RETRIES = 50
 
 
 @dataclass
@@ -119,7 +121,17 @@ async def preload(target: str, sessions: int, events: int, products: tuple[str, 
             for first in starts[worker::STREAMS]:
                 await asyncio.sleep(max(0.0, begin + first / rate - time.perf_counter()))
                 batch = messages(first, min(total, first + EVENTS_PER_STREAM_CALL))
-                summary = await stub.StreamEvents(iter(batch), timeout=600)
+                for attempt in range(SHED_RETRIES):
+                    try:
+                        summary = await stub.StreamEvents(iter(batch), timeout=600)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        # Shed under the filling load: resend (events dedupe by event_id).
+                        if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            raise
+                        await asyncio.sleep(0.05 * (attempt + 1))
+                else:
+                    raise RuntimeError(f"StreamEvents shed {SHED_RETRIES} times in a row")
                 accepted += summary.accepted
 
         await asyncio.gather(*(stream(w) for w in range(STREAMS)))
