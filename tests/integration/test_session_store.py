@@ -384,6 +384,9 @@ def test_in_process_sessions_are_bounded_in_bytes(bundle: Path, logs: Path) -> N
     mib = [round(g / 2**20) for g in grown]
     assert codes == {grpc.StatusCode.INVALID_ARGUMENT: 600}
     assert 0 < accepted <= 256 * 1024 // (5 * 128)
-    assert grown[0] < 300 * 2**20, f"RSS grew by {mib} MiB"  # main: +854 MiB for 300
-    assert grown[1] - grown[0] < 50 * 2**20, f"RSS grew by {mib} MiB"  # main: +2.7 MB each
+    # gRPC's and the allocator's buffers for 2.7 MB messages differ by Python version (3.11:
+    # about +145 MiB after 300, flat after; 3.13: +321, then +65 for the next 300); holding
+    # the events would cost 2.7 MB each (main: +854 MiB for 300, +810 for the next 300).
+    assert grown[0] < 400 * 2**20, f"RSS grew by {mib} MiB"  # main: +854 MiB for 300
+    assert grown[1] - grown[0] < 100 * 2**20, f"RSS grew by {mib} MiB"  # main: +810 MiB
     assert grown[2] - grown[1] < 20 * 2**20, f"RSS grew by {mib} MiB"
