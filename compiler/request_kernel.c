@@ -157,10 +157,23 @@ static inline int64_t candidate_index(const Candidates* c, int64_t i) {
   return c->index_width == 8 ? ((const int64_t*)c->index)[i] : ((const int32_t*)c->index)[i];
 }
 
-/* The one place that reads the affinity table ("shoppers with `from` go on to `to`"), so that
- * a sparse layout replaces only this function. Rows are table rows (table_row). */
+/* The one place that reads the affinity table ("shoppers with `from` go on to `to`"): a binary
+ * search of `from`'s CSR row (sorted, at most the top k products), 0 for a pair it does not
+ * hold, as reco.SparseAffinity.lookup. Rows are table rows (table_row); the padding row is
+ * empty and no row holds the padding column. */
 static inline float affinity(const RecoProductTables* t, int64_t from, int64_t to) {
-  return t->affinity[from * (t->n_products + 1) + to];
+  int64_t lo = t->affinity_indptr[from], hi = t->affinity_indptr[from + 1];
+  const int32_t* related = t->affinity_related;
+  while (lo < hi) {
+    const int64_t mid = lo + ((hi - lo) >> 1);
+    if ((int64_t)related[mid] < to)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < t->affinity_indptr[from + 1] && (int64_t)related[lo] == to
+             ? t->affinity_strength[lo]
+             : 0.0f;
 }
 
 /* ---- the rows (training.features) ---------------------------------------------------------- */
@@ -694,7 +707,7 @@ static Session make_session(const RecoSession* in, const void* history) {
   return s;
 }
 
-int32_t reco_request_abi_version(void) { return 3; }
+int32_t reco_request_abi_version(void) { return 4; }
 
 const char* reco_request_feature_names(void) { return FEATURE_NAMES; }
 

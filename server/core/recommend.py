@@ -236,10 +236,10 @@ class Recommender:
         index = model.catalog.index
         current = index.get(context.current_product_id, NO_PRODUCT)
         previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids]
-        affinity = model.tables.affinity
-        relatedness = affinity[current, pool] + affinity[previous, :][:, pool].max(
-            axis=0, initial=0.0
-        )
+        lookup = model.tables.affinity.lookup
+        relatedness = lookup(current, pool) + lookup(
+            np.asarray(previous, dtype=np.int64)[:, None], pool
+        ).max(axis=0, initial=0.0)
         same_category = model.product_category_codes[pool] == model.product_category_codes[current]
         popularity = np.nan_to_num(model.tables.popularity[pool])
         # Lexicographic preference expressed as one sortable number (each term below 1).
@@ -349,7 +349,7 @@ def reasons_for(model: LoadedModel, context: SessionContext | None, product: int
     reasons = []
     if related:
         # The strongest association, ties to the later catalog index (as max over pairs).
-        strengths = model.tables.affinity[related, product].tolist()
+        strengths = model.tables.affinity.lookup(related, product).tolist()
         strength, anchor = max(zip(strengths, related, strict=True))
         if strength > 0:
             reasons.append(f"goes with {listing.names[anchor]}")
