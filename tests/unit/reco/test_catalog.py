@@ -168,7 +168,7 @@ def test_a_bundle_from_before_the_sparse_table_still_loads_its_affinity_csv(tmp_
     (tmp_path / "affinity.csv").write_text(
         "product_id,related_product_id,co_count,confidence,lift,strength\nA,B,3,0.5,1.5,0.75\n"
     )
-    catalog, tables = load_tables(tmp_path)
+    _, tables = load_tables(tmp_path)
     assert tables.affinity.lookup([0, 1], [1, 0]).tolist() == [0.75, 0.0]
     tables.affinity.save(tmp_path)  # the sparse files win once present
     (tmp_path / "affinity.csv").write_text("not,read\n")
