@@ -99,6 +99,16 @@ def page_limit(n_products: int) -> int:
     return max(1, min(MAX_PAGES, MAX_CATALOG_CELLS // max(n_products, 1)))
 
 
+def sample_fields(held_out: int, n_products: int) -> dict[str, int]:
+    """What the metrics say about the sample: every held-out page view is ranked unless the
+    catalog is big, then at most page_views_limit of them (pages x products <= max_cells)."""
+    return {
+        "held_out_page_views": held_out,
+        "page_views_limit": page_limit(n_products),
+        "max_cells": MAX_CATALOG_CELLS,
+    }
+
+
 def _sample_sessions(pages: PageViews, limit: int) -> I64:
     """Sessions to rank: all of them, or a random set with about `limit` page views."""
     sessions = np.arange(pages.n_sessions)

@@ -34,12 +34,11 @@ from training.bootstrap import (
     weighted_mean,
 )
 from training.catalog_ranking import (
-    MAX_CATALOG_CELLS,
     TOP,
     CatalogPages,
     catalog_blocks,
-    page_limit,
     per_page_metrics,
+    sample_fields,
 )
 from training.features import features_from_frame
 from training.metrics import (
@@ -344,11 +343,7 @@ def _catalog(
     per_ranker = {name: per_page_metrics(s, chosen, relevance) for name, s in scores.items()}
     out: dict[str, Any] = {
         "page_views": len(chosen),
-        # All held-out page views are ranked unless the catalog is big: then a sample of at
-        # most page_views_limit (pages x products <= max_cells).
-        "held_out_page_views": len(pages),
-        "page_views_limit": page_limit(len(catalog)),
-        "max_cells": MAX_CATALOG_CELLS,
+        **sample_fields(len(pages), len(catalog)),
         "sessions": len(np.unique(units)),
         "mean_eligible": float(chosen.eligible.sum(axis=1).mean()) if len(chosen) else 0.0,
         "simulator": "available" if relevance is not None else str(truth),
