@@ -48,7 +48,7 @@ AGREEMENT = 1e-4
 # Training page views averaged for the context-free whole-catalog table (enough for the mean),
 # fewer for a big catalog: at most CONTEXT_FREE_CELLS page x product click logits in all.
 CONTEXT_FREE_PAGES = 5_000
-CONTEXT_FREE_CELLS = 20_000_000
+CONTEXT_FREE_CELLS = 100_000_000  # about 8 s of click logits
 CONTEXT_FREE_SEED = 42
 
 
