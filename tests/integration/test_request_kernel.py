@@ -494,6 +494,12 @@ def sequence_requests(draw: st.DrawFn) -> dict[str, Any]:
     history = ViewHistory.of_views([_product_id(v) for v in views])
     if draw(st.booleans()):  # a history folded before the catalog changed: landing unknown
         history = replace(history, landing_product_id=_product_id(draw(view)))
+    if history.weights and draw(st.booleans()):
+        # Weights no fold makes (a damaged store, a hostile packer): the kernel's per-request
+        # affinity table must step aside and give the per-candidate sums exactly.
+        odd = st.sampled_from([0.0, -0.0, -1.0, np.nan, np.inf, 5e-324, 1e300, 0.5])
+        weights = tuple(draw(st.one_of(odd, st.just(w))) for w in history.weights)
+        history = replace(history, weights=weights)
     seed = draw(st.integers(0, 2**32 - 1))
     sequence = _random_sequence_tables(np.random.default_rng(seed), request["tables"])
     return {**request, "history": history, "sequence": sequence}
