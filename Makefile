@@ -7,9 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# The default model: a 15,000-row generated data set, trained and compiled into a new bundle.
+# The default model: a 15,000-row generated data set over 200 products, trained and compiled
+# into a new bundle (PRODUCTS up to 1,000,000 and another DATA_DIR for a large catalog).
 ROWS ?= 15000
 SEED ?= 7
+PRODUCTS ?= 200
 DATA_DIR ?= data/default
 VERSION ?= $(shell date -u +%Y%m%dT%H%M%SZ)
 BUNDLE ?= artifacts/latest
@@ -40,7 +42,7 @@ protos: $(STAMP)  ## Regenerate the committed gRPC stubs from protos/
 	$(PY) scripts/gen_protos.py
 
 $(DATA_DIR)/impressions.csv: | $(STAMP)
-	$(PY) -m training generate --rows $(ROWS) --seed $(SEED) --out $(DATA_DIR)
+	$(PY) -m training generate --rows $(ROWS) --seed $(SEED) --products $(PRODUCTS) --out $(DATA_DIR)
 
 data: $(DATA_DIR)/impressions.csv  ## Generate the default data set (if missing)
 

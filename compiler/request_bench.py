@@ -204,7 +204,8 @@ def build_paths(bundle_dir: Path) -> tuple[list[ScoringPath], RequestPool, dict[
         "parity": parity,
         "probe_rows": len(probe_rows),
         "library": library,
-        "tables": (codes, prices, tables.popularity, tables.affinity),
+        "tables": (codes, prices, tables.popularity),
+        "affinity": tables.affinity,
         "n_products": len(catalog),
     }
     return paths, RequestPool(sessions, len(catalog), 0), info
@@ -276,9 +277,14 @@ class Driver:
         )
         self.data = work / "requests.bin"
         with self.data.open("wb") as out:
-            out.write(np.array([info["n_products"], len(pool.sessions)], dtype=np.int64).tobytes())
+            affinity = info["affinity"]
+            head = [info["n_products"], len(pool.sessions), len(affinity)]
+            out.write(np.array(head, dtype=np.int64).tobytes())
             for table in info["tables"]:
                 out.write(np.ascontiguousarray(table, dtype=np.float32).tobytes())
+            out.write(np.ascontiguousarray(affinity.indptr, dtype=np.int64).tobytes())
+            out.write(np.ascontiguousarray(affinity.related, dtype=np.int32).tobytes())
+            out.write(np.ascontiguousarray(affinity.strength, dtype=np.float32).tobytes())
             out.write(np.ascontiguousarray(pool.sessions, dtype=np.float64).tobytes())
         self.library = info["library"]
 

@@ -4,9 +4,11 @@
  * callgrind (whose --toggle-collect counts the instructions of one entry point).
  *
  * usage: request_driver LIBRARY DATA ENTRY MODE KERNEL BATCH REQUESTS
- *   DATA: int64 n_products, int64 n_sessions; float32 category codes, prices and popularity
- *         (n_products + 1 each), affinity ((n_products + 1)^2); float64 sessions (n_sessions x
- *         10, the session inputs). Candidates, current and previous products are drawn here.
+ *   DATA: int64 n_products, int64 n_sessions, int64 n_pairs; float32 category codes, prices
+ *         and popularity (n_products + 1 each); the sparse affinity: int64 indptr
+ *         (n_products + 2), int32 related and float32 strength (n_pairs each); float64 sessions
+ *         (n_sessions x 10, the session inputs). Candidates, current and previous products are
+ *         drawn here.
  *   ENTRY: "score" (reco_request_score; MODE 0 auto, 1 flat, 2 fold; KERNEL 0 portable, 1 avx2)
  *          or "dense" (rows built beforehand, then only the model's reco_predict_dense).
  * Candidate kernels only (no view history is passed). Prints the median nanoseconds per request.
@@ -78,13 +80,15 @@ int main(int argc, char** argv) {
     perror(argv[2]);
     return 2;
   }
-  const int64_t* header = read_exactly(data, 2 * sizeof(int64_t));
+  const int64_t* header = read_exactly(data, 3 * sizeof(int64_t));
   const int64_t n_products = header[0], n_sessions = header[1];
-  const size_t padded = (size_t)n_products + 1;
+  const size_t padded = (size_t)n_products + 1, n_pairs = (size_t)header[2];
   RecoProductTables tables = {n_products, read_exactly(data, padded * sizeof(float)),
                               read_exactly(data, padded * sizeof(float)),
                               read_exactly(data, padded * sizeof(float)),
-                              read_exactly(data, padded * padded * sizeof(float))};
+                              read_exactly(data, (padded + 1) * sizeof(int64_t)),
+                              read_exactly(data, n_pairs * sizeof(int32_t)),
+                              read_exactly(data, n_pairs * sizeof(float))};
   const double* sessions = read_exactly(data, (size_t)n_sessions * 10 * sizeof(double));
   fclose(data);
 

@@ -129,13 +129,26 @@ typedef struct {
   const float* prices;
 } Candidates;
 
-/* A session's view history (RecoHistory and the arrays after it); n = 0 for none. */
+/* hist_affinity's sums for one request, keyed by table row: for every product that some viewed
+ * product's CSR row holds, sum over the history in first-view order of weight x strength (see
+ * history_affinity_build). An open-addressing table (linear probing) on the call's stack or
+ * one allocation. */
+typedef struct {
+  uint64_t mask; /* slots - 1 (slots a power of two) */
+  int64_t* key;  /* table row, -1 = empty */
+  double* sum;
+} HistoryAffinity;
+
+/* A session's view history (RecoHistory and the arrays after it); n = 0 for none. affinity:
+ * its precomputed hist_affinity sums, or NULL (then each candidate searches every viewed
+ * product's row). */
 typedef struct {
   int64_t n;
   double total;
   int64_t landing;
   const unsigned char* index;  /* n int64, unaligned */
   const unsigned char* weight; /* n float64, unaligned */
+  const HistoryAffinity* affinity;
 } History;
 
 typedef struct {
@@ -157,10 +170,23 @@ static inline int64_t candidate_index(const Candidates* c, int64_t i) {
   return c->index_width == 8 ? ((const int64_t*)c->index)[i] : ((const int32_t*)c->index)[i];
 }
 
-/* The one place that reads the affinity table ("shoppers with `from` go on to `to`"), so that
- * a sparse layout replaces only this function. Rows are table rows (table_row). */
+/* The one place that reads the affinity table ("shoppers with `from` go on to `to`"): a binary
+ * search of `from`'s CSR row (sorted, at most the top k products), 0 for a pair it does not
+ * hold, as reco.SparseAffinity.lookup. Rows are table rows (table_row); the padding row is
+ * empty and no row holds the padding column. */
 static inline float affinity(const RecoProductTables* t, int64_t from, int64_t to) {
-  return t->affinity[from * (t->n_products + 1) + to];
+  int64_t lo = t->affinity_indptr[from], hi = t->affinity_indptr[from + 1];
+  const int32_t* related = t->affinity_related;
+  while (lo < hi) {
+    const int64_t mid = lo + ((hi - lo) >> 1);
+    if ((int64_t)related[mid] < to)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < t->affinity_indptr[from + 1] && (int64_t)related[lo] == to
+             ? t->affinity_strength[lo]
+             : 0.0f;
 }
 
 /* ---- the rows (training.features) ---------------------------------------------------------- */
@@ -227,6 +253,60 @@ static inline double history_weight(const History* h, int64_t j) {
   return v;
 }
 
+static inline uint64_t row_slot(int64_t row, uint64_t mask) {
+  return ((uint64_t)row * 0x9E3779B97F4A7C15ull >> 17) & mask;
+}
+
+/* The sum for table row `row`; 0.0 for a row no viewed product relates to. */
+static inline double history_affinity_of(const HistoryAffinity* m, int64_t row) {
+  for (uint64_t s = row_slot(row, m->mask);; s = (s + 1) & m->mask) {
+    if (m->key[s] == row) return m->sum[s];
+    if (m->key[s] < 0) return 0.0;
+  }
+}
+
+/* The stored pairs of the history's rows: the size history_affinity_build needs. */
+static int64_t history_pairs(const RecoProductTables* t, const History* h) {
+  int64_t pairs = 0;
+  for (int64_t j = 0; j < h->n; ++j) {
+    const int64_t row = table_row(t, history_index(h, j));
+    pairs += t->affinity_indptr[row + 1] - t->affinity_indptr[row];
+  }
+  return pairs;
+}
+
+/* Fills m (its arrays hold mask + 1 slots, mask + 1 >= 2 x history_pairs) with, for each related
+ * product r, the running sum of w_j x A[seen_j, r] over the viewed products j in order. This is
+ * sequence_columns' per-candidate sum bit for bit: the terms it leaves out are w_j x 0 = +0.0,
+ * and x + 0.0 == x for every x a sum of non-zero terms can be (never -0.0: the stored strengths
+ * are non-zero and the weights positive). So it is used only when every weight is positive and
+ * finite; returns 0 (use the per-candidate searches) otherwise. */
+static int history_affinity_build(const RecoProductTables* t, const History* h,
+                                  HistoryAffinity* m) {
+  for (int64_t j = 0; j < h->n; ++j) {
+    const double w = history_weight(h, j);
+    if (!(w > 0.0) || !isfinite(w)) return 0;
+  }
+  for (uint64_t s = 0; s <= m->mask; ++s) m->key[s] = -1;
+  for (int64_t j = 0; j < h->n; ++j) {
+    const int64_t seen_row = table_row(t, history_index(h, j));
+    const double w = history_weight(h, j);
+    for (int64_t e = t->affinity_indptr[seen_row]; e < t->affinity_indptr[seen_row + 1]; ++e) {
+      const int64_t related = t->affinity_related[e];
+      const double term = w * (double)t->affinity_strength[e];
+      uint64_t s = row_slot(related, m->mask);
+      while (m->key[s] >= 0 && m->key[s] != related) s = (s + 1) & m->mask;
+      if (m->key[s] < 0) {
+        m->key[s] = related;
+        m->sum[s] = term;
+      } else {
+        m->sum[s] += term;
+      }
+    }
+  }
+  return 1;
+}
+
 /* The nine columns for the candidate at catalog index `index` (table row `row`). Each share is
  * history_columns' _decayed_sum: weight * value per viewed product in first-view order, summed
  * left to right from the first term (np.add.accumulate), in float64, then divided by the total
@@ -247,11 +327,12 @@ static inline void sequence_columns(const RecoProductTables* t, const Session* s
         w * (double)(seen_sub == sub),
         w * (double)(t->category[seen_row] == category),
         w * (double)(seen == index),
-        w * (double)affinity(t, seen_row, row),
+        h->affinity != NULL ? 0.0 : w * (double)affinity(t, seen_row, row),
         w * t->subcategory_affinity[seen_sub * n_sub + sub],
     };
     for (int k = 0; k < 5; ++k) sums[k] = j == 0 ? terms[k] : sums[k] + terms[k];
   }
+  if (h->affinity != NULL) sums[3] = history_affinity_of(h->affinity, row);
   for (int k = 0; k < 5; ++k) out[C_HIST_SUBCATEGORY_SHARE + k] = (float)(sums[k] / h->total);
   int previous_same = 0;
   for (int k = 0; k < N_PREVIOUS; ++k)
@@ -694,7 +775,7 @@ static Session make_session(const RecoSession* in, const void* history) {
   return s;
 }
 
-int32_t reco_request_abi_version(void) { return 3; }
+int32_t reco_request_abi_version(void) { return 4; }
 
 const char* reco_request_feature_names(void) { return FEATURE_NAMES; }
 
@@ -704,36 +785,80 @@ int32_t reco_request_kernels(void) {
   return (kernel_of(KERNEL_PORTABLE) ? 1 : 0) | (kernel_of(KERNEL_AVX2) ? 2 : 0);
 }
 
+/* Scores a checked request (flat or folded, as `mode` and the batch size say). */
+static int64_t score_request(const RecoProductTables* t, const Session* s, const Candidates* c,
+                             const Kernel* k, int32_t mode, double* out) {
+  if (mode == MODE_FLAT || (mode == MODE_AUTO && c->n < k->fold_from)) {
+    score_flat(t, s, c, out);
+    return RK_OK;
+  }
+  FOLDED_BEGIN(f)
+  k->fold(s->column, f);
+  const Source src = {t, s, c, NULL};
+  score_blocks(k, f, &src, 0, c->n, out);
+  FOLDED_END(f)
+  return RK_OK;
+}
+
+/* Slots of a HistoryAffinity kept on the call's stack (32 KiB); larger ones are allocated. A
+ * candidate kernel keeps none. */
+#define HISTORY_STACK_SLOTS 2048
+#define HISTORY_SLOTS_ON_STACK (RK_SEQUENCE ? HISTORY_STACK_SLOTS : 1)
+
+/* Sets s->history.affinity when the request has a history worth a table (more than one viewed
+ * product and more than a block of candidates) and the table applies (history_affinity_build);
+ * key/sum: HISTORY_STACK_SLOTS slots on the caller's stack, else one allocation, which it
+ * returns for the caller to free (NULL when none). Without memory it leaves the searches on. */
+static void* attach_history_affinity(const RecoProductTables* t, Session* s, int64_t n,
+                                     HistoryAffinity* m, int64_t* key, double* sum) {
+  if (!RK_SEQUENCE || s->history.n < 2 || n <= 8) return NULL;
+  const int64_t pairs = history_pairs(t, &s->history);
+  uint64_t slots = 16;
+  while (slots < 2 * (uint64_t)pairs) slots <<= 1;
+  void* heap = NULL;
+  if (slots > HISTORY_STACK_SLOTS) {
+    heap = malloc(slots * (sizeof(int64_t) + sizeof(double)));
+    if (heap == NULL) return NULL;
+    key = heap;
+    sum = (double*)(key + slots);
+  }
+  *m = (HistoryAffinity){slots - 1, key, sum};
+  if (history_affinity_build(t, &s->history, m)) s->history.affinity = m;
+  return heap;
+}
+
 int64_t reco_request_score(const RecoProductTables* tables, const void* session,
                            const void* history, int32_t mode, int32_t kernel,
                            const void* candidates, int32_t index_width, int64_t n,
                            const void* codes, const void* prices, void* out) {
-  const Session s = make_session(session, history);
+  Session s = make_session(session, history);
   const Candidates c = {candidates, index_width, n, codes, prices};
   const Kernel* k = kernel_of(kernel);
   if (k == NULL || mode < MODE_AUTO || mode > MODE_FOLD) return RK_BAD_ARGUMENT;
   const int64_t status = check_request(tables, &s, &c);
   if (status != RK_OK) return status;
-  if (mode == MODE_FLAT || (mode == MODE_AUTO && n < k->fold_from)) {
-    score_flat(tables, &s, &c, out);
-    return RK_OK;
-  }
-  FOLDED_BEGIN(f)
-  k->fold(s.column, f);
-  const Source src = {tables, &s, &c, NULL};
-  score_blocks(k, f, &src, 0, n, out);
-  FOLDED_END(f)
-  return RK_OK;
+  int64_t key[HISTORY_SLOTS_ON_STACK];
+  double sum[HISTORY_SLOTS_ON_STACK];
+  HistoryAffinity map;
+  void* heap = attach_history_affinity(tables, &s, n, &map, key, sum);
+  const int64_t done = score_request(tables, &s, &c, k, mode, out);
+  free(heap);
+  return done;
 }
 
 int64_t reco_request_rows(const RecoProductTables* tables, const void* session,
                           const void* history, const void* candidates, int32_t index_width,
                           int64_t n, const void* codes, const void* prices, void* rows) {
-  const Session s = make_session(session, history);
+  Session s = make_session(session, history);
   const Candidates c = {candidates, index_width, n, codes, prices};
   const int64_t status = check_request(tables, &s, &c);
   if (status != RK_OK) return status;
+  int64_t key[HISTORY_SLOTS_ON_STACK];
+  double sum[HISTORY_SLOTS_ON_STACK];
+  HistoryAffinity map;
+  void* heap = attach_history_affinity(tables, &s, n, &map, key, sum);
   write_rows(tables, &s, &c, 0, n, rows);
+  free(heap);
   return RK_OK;
 }
 

@@ -34,12 +34,14 @@ if TYPE_CHECKING:
     from reco._bundle import verify_files
     from reco._bundle import write_manifest
     from reco._catalog import AFFINITY_COLUMNS
-    from reco._catalog import AFFINITY_FILE
+    from reco._catalog import AFFINITY_CSV_FILE
+    from reco._catalog import AFFINITY_FILES
     from reco._catalog import CATALOG_COLUMNS
     from reco._catalog import CATALOG_FILE
     from reco._catalog import Catalog
     from reco._catalog import NO_PRODUCT
     from reco._catalog import ProductTables
+    from reco._catalog import SparseAffinity
     from reco._catalog import load_tables
     from reco._context import SessionContext
     from reco._cpu import cpu_flags
@@ -149,7 +151,9 @@ _MODULES = {
     "sample_ratio_p_value": "reco._experiment",
     "wilson": "reco._experiment",
     "AFFINITY_COLUMNS": "reco._catalog",
-    "AFFINITY_FILE": "reco._catalog",
+    "AFFINITY_CSV_FILE": "reco._catalog",
+    "AFFINITY_FILES": "reco._catalog",
+    "SparseAffinity": "reco._catalog",
     "BACKEND_KINDS": "reco._backends",
     "Backend": "reco._backends",
     "BackendError": "reco._backends",
@@ -259,7 +263,8 @@ _MODULES = {
 
 __all__ = [
     "AFFINITY_COLUMNS",
-    "AFFINITY_FILE",
+    "AFFINITY_CSV_FILE",
+    "AFFINITY_FILES",
     "BACKEND_KINDS",
     "CANDIDATE_FEATURES",
     "CANDIDATE_SETS",
@@ -331,6 +336,7 @@ __all__ = [
     "SignatureError",
     "SigningKey",
     "SigningKeyError",
+    "SparseAffinity",
     "ViewHistory",
     "Vocabulary",
     "binomial_se",

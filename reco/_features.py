@@ -250,8 +250,8 @@ def candidate_feature_columns(
     prev = [s.previous_index[..., k] for k in range(N_PREVIOUS)]
     known = cand != NO_PRODUCT
     same_category = ((c.category_code == s.category_code) & (c.category_code != UNKNOWN_CODE)) * 1.0
-    # Index NO_PRODUCT (-1) lands on the zero padding row/column: unknown products have no affinity.
-    affinity = tables.affinity
+    # Index NO_PRODUCT (-1) reads 0 (the padding): unknown products have no affinity.
+    lookup = tables.affinity.lookup
     return [
         c.category_code,
         c.price,
@@ -259,10 +259,8 @@ def candidate_feature_columns(
         c.price / s.current_price,
         same_category + s.category_code * 0.0,  # NaN when the session's category is missing
         ((cand == prev[0]) | (cand == prev[1]) | (cand == prev[2])) & known,
-        affinity[s.current_index, cand],
-        np.maximum(
-            np.maximum(affinity[prev[0], cand], affinity[prev[1], cand]), affinity[prev[2], cand]
-        ),
+        lookup(s.current_index, cand),
+        np.maximum(np.maximum(lookup(prev[0], cand), lookup(prev[1], cand)), lookup(prev[2], cand)),
         tables.popularity[cand],
     ]
 

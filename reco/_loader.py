@@ -10,7 +10,14 @@ from pathlib import Path
 
 from reco._backends import Backend, load_backend
 from reco._bundle import LIBRARY_FILE, MODEL_FILE, ONNX_FILE, BundleError
-from reco._catalog import AFFINITY_FILE, CATALOG_FILE, Catalog, ProductTables, load_tables
+from reco._catalog import (
+    AFFINITY_CSV_FILE,
+    AFFINITY_FILES,
+    CATALOG_FILE,
+    Catalog,
+    ProductTables,
+    load_tables,
+)
 from reco._cpu import cpu_flags
 from reco._features import FEATURE_SETS, Encodings
 from reco._manifest import Manifest
@@ -19,8 +26,9 @@ from reco._signing import SigningKey
 from reco._verified_copy import copy_verified
 
 # The files a server reads after the checks; copied privately, the rest of the bundle only hashed.
-SERVED_FILES = (LIBRARY_FILE, ONNX_FILE, MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
-REQUIRED_FILES = (MODEL_FILE, CATALOG_FILE, AFFINITY_FILE)
+SERVED_FILES = (LIBRARY_FILE, ONNX_FILE, MODEL_FILE, CATALOG_FILE, *AFFINITY_FILES,
+                AFFINITY_CSV_FILE)  # fmt: skip
+REQUIRED_FILES = (MODEL_FILE, CATALOG_FILE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ def load_bundle(
         if manifest.encodings is None:
             raise BundleError("the manifest holds no encodings (category, device, traffic)")
         absent = [name for name in REQUIRED_FILES if name not in manifest.files]
+        sparse = all(name in manifest.files for name in AFFINITY_FILES)
+        if not sparse and AFFINITY_CSV_FILE not in manifest.files:
+            absent.append(f"{' and '.join(AFFINITY_FILES)} (or a legacy {AFFINITY_CSV_FILE})")
         if absent:
             raise BundleError(f"the manifest lists no {', '.join(absent)}")
         catalog, tables = load_tables(scratch)

@@ -33,7 +33,7 @@ import cffi
 import numpy as np
 import numpy.typing as npt
 
-from reco._catalog import NO_PRODUCT, Catalog, ProductTables
+from reco._catalog import NO_PRODUCT, Catalog, ProductTables, SparseAffinity
 from reco._features import FEATURE_SETS, N_PREVIOUS, Encodings, catalog_columns
 from reco._manifest import Manifest
 from reco._sequence import SequenceTables, ViewHistory
@@ -42,7 +42,7 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 # The session's numeric inputs, in the order score() takes them: the first ten fields of
 # training.features.SessionInputs (NaN = missing, vocabulary codes already looked up).
 SESSION_INPUTS = (
@@ -158,6 +158,12 @@ def _table(
     return array
 
 
+def _shared(values: npt.NDArray[Any], dtype: type) -> npt.NDArray[Any]:
+    """values as the C reads them (C-contiguous, of dtype), without a copy when they are."""
+    array: npt.NDArray[Any] = np.ascontiguousarray(values, dtype=dtype)
+    return array
+
+
 def choose_kernel(
     requested: str, usable: Collection[str], cpu_flags: Collection[str] | None
 ) -> str:
@@ -191,7 +197,7 @@ class RequestKernel:
         category_codes: npt.ArrayLike,
         prices: npt.ArrayLike,
         popularity: npt.ArrayLike,
-        affinity: npt.ArrayLike,
+        affinity: SparseAffinity,
         kernel: str = "auto",
         cpu_flags: Collection[str] | None = None,
         product_index: Mapping[str, int] | None = None,
@@ -227,13 +233,21 @@ class RequestKernel:
         if n_products < 0:
             raise ValueError("category_codes must hold the padding entry for index -1")
         padded = (n_products + 1,)
+        if affinity.n_products != n_products:
+            raise ValueError(
+                f"the affinity table has {affinity.n_products} products, the tables {n_products}"
+            )
         self._arrays = (
             _table("category_codes", category_codes, padded),
             _table("prices", prices, padded),
             _table("popularity", popularity, padded),
-            _table("affinity", affinity, (n_products + 1, n_products + 1)),
+            # Already checked by SparseAffinity (and perhaps memory-mapped): not copied.
+            _shared(affinity.indptr, np.int64),
+            _shared(affinity.related, np.int32),
+            _shared(affinity.strength, np.float32),
         )
-        self._buffers = [_from_buffer("float[]", a) for a in self._arrays]  # keep them alive
+        types = ("float[]", "float[]", "float[]", "int64_t[]", "int32_t[]", "float[]")
+        self._buffers = [_from_buffer(t, a) for t, a in zip(types, self._arrays, strict=True)]
         self.sequence = tuple(names) == FEATURE_SETS["sequence"]  # needs a history per request
         sequence_fields: list[object] = [_NULL, _NULL, 0, _NULL]
         if self.sequence:
@@ -293,7 +307,7 @@ class RequestKernel:
     ) -> RequestKernel:
         """The library's kernel over an empty catalog: for predict_rows and check_parity."""
         nothing = np.full(1, np.nan, dtype=np.float32)
-        no_affinity = np.zeros((1, 1), dtype=np.float32)
+        no_affinity = SparseAffinity.empty(0)
         no_codes = np.zeros(1, dtype=np.int64)
         return cls(
             library,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from reco._catalog import NO_PRODUCT, Catalog, ProductTables
+from reco._catalog import NO_PRODUCT, Catalog, ProductTables, SparseAffinity
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -65,7 +65,7 @@ class SequenceTables:
     category: I64
     n_subcategories: int
     n_categories: int
-    affinity: npt.NDArray[np.float32]  # ProductTables.affinity: (products + 1, products + 1)
+    affinity: SparseAffinity  # ProductTables.affinity
     # Mean product affinity between two subcategories: (subcategories + 1) squared, zero padded.
     subcategory_affinity: F64
 
@@ -75,20 +75,31 @@ class SequenceTables:
         sub_values, sub_codes = np.unique(catalog.subcategories, return_inverse=True)
         cat_values, cat_codes = np.unique(catalog.categories, return_inverse=True)
         n_sub = len(sub_values)
-        member = np.zeros((len(catalog), n_sub + 1))
-        member[np.arange(len(catalog)), sub_codes] = 1.0
-        strength = tables.affinity[: len(catalog), : len(catalog)].astype(np.float64)
-        pairs = member.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (member.T @ strength @ member) / np.outer(pairs, pairs)
+        mean = _subcategory_means(sub_codes.astype(np.int64), n_sub, tables.affinity)
         return cls(
             subcategory=np.append(sub_codes, n_sub).astype(np.int64),
             category=np.append(cat_codes, len(cat_values)).astype(np.int64),
             n_subcategories=n_sub,
             n_categories=len(cat_values),
             affinity=tables.affinity,
-            subcategory_affinity=np.nan_to_num(mean, nan=0.0),
+            subcategory_affinity=mean,
         )
+
+
+def _subcategory_means(sub_codes: I64, n_sub: int, affinity: SparseAffinity) -> F64:
+    """Mean product affinity from each subcategory to each other, over every product pair (the
+    pairs the table does not hold count as 0): (n_sub + 1) squared, the spare code's row and
+    column 0, as is a subcategory without products."""
+    side = n_sub + 1
+    rows = np.repeat(np.arange(affinity.n_products + 1, dtype=np.int64), np.diff(affinity.indptr))
+    codes = np.append(sub_codes, n_sub)
+    pair = codes[rows] * side + codes[affinity.related]
+    weights = affinity.strength.astype(np.float64)
+    sums = np.bincount(pair, weights=weights, minlength=side * side).reshape(side, side)
+    members = np.bincount(sub_codes, minlength=side).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / np.outer(members, members)
+    return np.nan_to_num(mean, nan=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +224,7 @@ def history_columns(
             _decayed_sum(weight, tables.category[seen] == tables.category[candidate][:, None])
             / total,
             _decayed_sum(weight, seen == candidate[:, None]) / total,
-            _decayed_sum(weight, tables.affinity[seen, candidate[:, None]]) / total,
+            _decayed_sum(weight, tables.affinity.lookup(seen, candidate[:, None])) / total,
             _decayed_sum(weight, tables.subcategory_affinity[seen_sub, sub[:, None]]) / total,
         ]
     previous_sub = tables.subcategory[previous]

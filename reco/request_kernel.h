@@ -7,13 +7,17 @@
 
 /* The catalog as handed over at load. Index i in [0, n_products) is a product; -1 is "no
  * product" and reads entry n_products of each table: NaN code, price and popularity, zero
- * affinity (the padding of training.catalog.ProductTables). */
+ * affinity (the padding of reco.ProductTables). The affinity is reco.SparseAffinity's CSR:
+ * row r's related products are affinity_related[affinity_indptr[r] .. affinity_indptr[r + 1]),
+ * in increasing order, with their strengths; a pair not stored has strength 0. */
 typedef struct {
   int64_t n_products;
-  const float* category_code; /* n_products + 1 */
-  const float* price;         /* n_products + 1 */
-  const float* popularity;    /* n_products + 1 */
-  const float* affinity;      /* (n_products + 1) x (n_products + 1), row-major */
+  const float* category_code;       /* n_products + 1 */
+  const float* price;               /* n_products + 1 */
+  const float* popularity;          /* n_products + 1 */
+  const int64_t* affinity_indptr;   /* n_products + 2, row n_products (no product) empty */
+  const int32_t* affinity_related;  /* affinity_indptr[n_products + 1] entries */
+  const float* affinity_strength;   /* as many */
   /* The sequence feature set's tables (reco.SequenceTables; NULL/0 for a candidate kernel):
    * each product's subcategory and category code (entry n_products, index -1: the spare
    * codes n_subcategories and n_categories), and the subcategory affinity S. */

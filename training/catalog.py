@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from reco import CATALOG_COLUMNS, Catalog, ProductTables
+from training.settings import DEFAULT_AFFINITY_TOP_K
 
 
 def catalog_from_frame(frame: pd.DataFrame) -> Catalog:
@@ -24,8 +25,11 @@ def catalog_to_frame(catalog: Catalog) -> pd.DataFrame:
     return pd.DataFrame(catalog.columns())
 
 
-def tables_from_frame(catalog: Catalog, affinity: pd.DataFrame | None) -> ProductTables:
-    """The padded product tables from an affinity frame (AFFINITY_COLUMNS), or none."""
+def tables_from_frame(
+    catalog: Catalog, affinity: pd.DataFrame | None, top_k: int = DEFAULT_AFFINITY_TOP_K
+) -> ProductTables:
+    """The product tables from an affinity frame (AFFINITY_COLUMNS), or none; each product
+    keeps its top_k strongest related products."""
     if affinity is None or not len(affinity):
         return ProductTables.build(catalog)
     return ProductTables.build(
@@ -33,4 +37,5 @@ def tables_from_frame(catalog: Catalog, affinity: pd.DataFrame | None) -> Produc
         affinity["product_id"].astype(str).to_numpy(),
         affinity["related_product_id"].astype(str).to_numpy(),
         affinity["strength"].to_numpy(dtype=np.float32),
+        top_k,
     )

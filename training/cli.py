@@ -12,6 +12,7 @@ from reco import SigningKeyError, generate_key_file, signing_key_for
 from training.schema import DataError
 from training.settings import (
     CALIBRATION_CHOICES,
+    DEFAULT_AFFINITY_TOP_K,
     DEFAULT_MAX_BAD_FRACTION,
     DEFAULT_PRODUCTS,
     DEFAULT_ROWS,
@@ -115,6 +116,12 @@ def build_parser() -> flags.SettingsParser:
         "auto",
         "'auto': fold a Platt step into the trees when validation shows miscalibration "
         "beyond sampling noise; 'platt': always; 'none': never",
+    )
+    fit.add(
+        "--affinity-top-k",
+        flags.integer(1),
+        str(DEFAULT_AFFINITY_TOP_K),
+        "related products each product keeps in the bundle's sparse affinity table",
     )
     fit.add(
         "--business-projection",

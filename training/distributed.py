@@ -227,7 +227,7 @@ def train_distributed(
         catalog = catalog_from_frame(data.catalog)
         baskets = train_rows.map_partitions(session_baskets).drop_duplicates().compute()
         affinity = affinity_from_baskets(baskets.reset_index(drop=True))
-        tables = tables_from_frame(catalog, affinity)
+        tables = tables_from_frame(catalog, affinity, settings.affinity_top_k)
         names = FEATURE_SETS[CANDIDATE_SET]
         features_meta = pd.DataFrame({n: pd.Series(dtype=np.float32) for n in names})
         X = train_rows.map_partitions(_features_frame, encodings, catalog, tables, names,

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from reco import (
-    AFFINITY_FILE,
+    AFFINITY_CSV_FILE,
+    AFFINITY_FILES,
     CATALOG_FILE,
     FORMAT_VERSION,
     MODEL_FILE,
@@ -125,14 +126,17 @@ def _write_bundle(staging: Path, settings: LearnSettings, base: dict[str, Any],
                   booster: lgb.Booster, X: npt.NDArray[np.float32], report: dict[str, Any],
                   key: SigningKey | None) -> None:  # fmt: skip
     booster.save_model(str(staging / MODEL_FILE))
-    for name in (CATALOG_FILE, AFFINITY_FILE):
+    # The base bundle's catalog and affinity, whichever affinity format it holds.
+    tables = [name for name in (CATALOG_FILE, *AFFINITY_FILES, AFFINITY_CSV_FILE)
+              if (settings.base / name).exists()]  # fmt: skip
+    for name in tables:
         shutil.copyfile(settings.base / name, staging / name)
     rng = np.random.default_rng(PROBE_SEED)
     sample = X[np.sort(rng.choice(len(X), min(20_000, len(X)), replace=False))]
     np.save(staging / TRAIN_SAMPLE_FILE, np.ascontiguousarray(sample, np.float32))
     (staging / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     probe = _probe_rows(booster, X, rng)
-    files = [MODEL_FILE, CATALOG_FILE, AFFINITY_FILE, TRAIN_SAMPLE_FILE, REPORT_FILE]
+    files = [MODEL_FILE, *tables, TRAIN_SAMPLE_FILE, REPORT_FILE]
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "version": settings.out.name,

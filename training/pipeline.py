@@ -19,7 +19,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from reco import (
-    AFFINITY_FILE,
     CANDIDATE_SETS,
     CATALOG_FILE,
     FEATURE_SETS,
@@ -52,7 +51,11 @@ from training.reliability import (
 )
 from training.report import render_report, write_plots
 from training.schema import CANDIDATE_SET, LABEL, DataError
-from training.settings import DEFAULT_IMPRESSIONS_FEATURE_SET, TrainSettings
+from training.settings import (
+    DEFAULT_AFFINITY_TOP_K,
+    DEFAULT_IMPRESSIONS_FEATURE_SET,
+    TrainSettings,
+)
 from training.split import SESSION_SPLIT, SPLIT_SEED, split_rows
 from training.story import CAMPING_STORY, rank_catalog
 from training.truth import Truth
@@ -105,6 +108,7 @@ def fit(
     feature_set: str,
     threads: int,
     context_free: bool = False,
+    affinity_top_k: int = DEFAULT_AFFINITY_TOP_K,
 ) -> Fitted:
     """Encodings, affinity and the model, all from the training split (context_free: the
     model learns from the candidate's own features only, see mask_context)."""
@@ -114,7 +118,7 @@ def fit(
         assert data.catalog is not None  # load_dataset always supplies one for impressions
         catalog = catalog_from_frame(data.catalog)
         affinity = affinity_table(train)
-        tables = tables_from_frame(catalog, affinity)
+        tables = tables_from_frame(catalog, affinity, affinity_top_k)
     X_train = features_from_frame(train, encodings, catalog, tables, feature_set)
     X_test = features_from_frame(test, encodings, catalog, tables, feature_set)
     names = FEATURE_SETS[feature_set]
@@ -324,7 +328,7 @@ def train(settings: TrainSettings, key: SigningKey | None = None) -> dict[str, A
     if settings.context_free and feature_set not in CANDIDATE_SETS:
         raise DataError("--context-free needs the candidate feature set (impressions)")
     fitted = fit(data, train_part, test_part, feature_set, settings.num_threads,
-                 settings.context_free)  # fmt: skip
+                 settings.context_free, settings.affinity_top_k)  # fmt: skip
     fitted, calibration = calibrate(train_part, test_part, fitted, settings)
     parts = Parts(train_part, test_part, split.description, len(data.frame), len(train_part),
                   int(train_part["session_id"].nunique()))  # fmt: skip
@@ -469,8 +473,8 @@ def _write_bundle(
         catalog_to_frame(fitted.catalog).to_csv(
             staging / CATALOG_FILE, index=False, lineterminator="\n"
         )
-        fitted.affinity.to_csv(staging / AFFINITY_FILE, index=False, lineterminator="\n")
-        files += [CATALOG_FILE, AFFINITY_FILE]
+        assert fitted.tables is not None
+        files += [CATALOG_FILE, *fitted.tables.affinity.save(staging)]
     rng = np.random.default_rng(SAMPLE_SEED)
     n_sample = min(TRAIN_SAMPLE_ROWS, len(fitted.X_train))
     sample = fitted.X_train[np.sort(rng.choice(len(fitted.X_train), n_sample, replace=False))]

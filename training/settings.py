@@ -12,6 +12,9 @@ MAX_PRODUCTS = 1_000_000  # the largest catalog the generator makes (training/pr
 DEFAULT_THRESHOLD = 0.7
 DEFAULT_THREADS = 2  # fixed, so a retrain on the same data gives the same model.txt
 DEFAULT_MAX_BAD_FRACTION = 0.5
+# Related products each product keeps in the bundle's sparse affinity table (reco.SparseAffinity):
+# enough that the default 200-product catalog keeps every co-viewed pair.
+DEFAULT_AFFINITY_TOP_K = 200
 # Feature sets and splits a user may ask for (training/features.py, training/split.py).
 FEATURE_SET_CHOICES = ("candidate", "sequence")
 # What impressions train when no --feature-set is given (notebook rows train "session"): the
@@ -64,8 +67,12 @@ class TrainSettings:
     business_projection: bool = False
     # Train on the candidate's own features only (training/features.py, mask_context).
     context_free: bool = False
+    # Each product's strongest related products kept in the bundle (the rest read as 0).
+    affinity_top_k: int = DEFAULT_AFFINITY_TOP_K
 
     def __post_init__(self) -> None:
+        if self.affinity_top_k < 1:
+            raise ValueError(f"affinity_top_k must be at least 1, got {self.affinity_top_k}")
         if self.feature_set is not None and self.feature_set not in FEATURE_SET_CHOICES:
             raise ValueError(
                 f"feature_set must be one of {list(FEATURE_SET_CHOICES)}, got {self.feature_set!r}"

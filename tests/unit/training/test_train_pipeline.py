@@ -26,18 +26,21 @@ from reco import (
 )
 from training import catalog_ranking
 from training.affinity import affinity_table
+from training.catalog import tables_from_frame
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
 from training.generator import generate
 from training.pipeline import BundleExistsError, feature_set_of, train
 from training.schema import DataError
-from training.settings import GenerationSettings, TrainSettings
+from training.settings import DEFAULT_AFFINITY_TOP_K, GenerationSettings, TrainSettings
 from training.split import split_rows
 
 BUNDLE_FILES = {
     "model.txt",
     "catalog.csv",
-    "affinity.csv",
+    "affinity_indptr.npy",
+    "affinity_related.npy",
+    "affinity_strength.npy",
     "train_sample.npy",
     "metrics.json",
     "report.md",
@@ -144,8 +147,14 @@ def test_affinity_comes_from_the_training_split_only(bundle: Path, data_dir: Pat
     data = load_dataset(data_dir)
     split = split_rows(data.frame)
     from_train = affinity_table(data.frame.iloc[split.train])
-    written = pd.read_csv(bundle / "affinity.csv")
-    pd.testing.assert_frame_equal(written, from_train, check_dtype=False)
+    catalog, tables = load_tables(bundle)
+    expected = tables_from_frame(catalog, from_train, DEFAULT_AFFINITY_TOP_K).affinity
+    written = tables.affinity
+    assert np.array_equal(written.indptr, expected.indptr)
+    assert np.array_equal(written.related, expected.related)
+    assert np.array_equal(written.strength, expected.strength)
+    # The default catalog keeps every co-viewed pair of the training split (none is cut at k).
+    assert len(written) == int((from_train["strength"] != 0).sum())
     assert len(affinity_table(data.frame)) != len(written)  # held-out sessions would add pairs
     held_out_sessions = set(data.frame.iloc[split.test]["session_id"])
     assert held_out_sessions.isdisjoint(data.frame.iloc[split.train]["session_id"])
@@ -163,7 +172,8 @@ def test_train_sample_and_predictions(bundle: Path) -> None:
     )
     assert (predictions["recommend"] == (predictions["click_probability"] >= 0.7)).all()
     catalog, tables = load_tables(bundle)
-    assert len(catalog) == 200 and tables.affinity.shape == (201, 201)
+    assert len(catalog) == 200 and tables.affinity.n_products == 200
+    assert isinstance(tables.affinity.strength.base, np.memmap)  # mapped, never read whole
 
 
 def test_metrics_cover_the_notebook_report_and_both_baselines(bundle: Path) -> None:
