@@ -28,6 +28,17 @@ def metrics_text(srv: ServerProcess) -> str:
     return urllib.request.urlopen(url, timeout=5).read().decode()
 
 
+def metrics_with(srv: ServerProcess, line: str, timeout: float = 10.0) -> str:
+    """The metrics text once it holds `line`: a stream's status reaches the client before the
+    server's handler has finished counting it, so the count may land a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = metrics_text(srv)
+        if line in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)  # polling a counter, not waiting for a server to start
+
+
 def raw_unary(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable:
     """A unary method that sends bytes as they are."""
     return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
@@ -148,7 +159,8 @@ def test_a_bad_message_ends_score_stream_naming_its_index(
     assert answered == 2
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details() == "request 2: malformed request"
-    assert 'reco_requests_total{code="INVALID_ARGUMENT",rpc="ScoreStream"}' in metrics_text(server)
+    counted = 'reco_requests_total{code="INVALID_ARGUMENT",rpc="ScoreStream"}'
+    assert counted in metrics_with(server, counted)
 
 
 @pytest.mark.parametrize(
