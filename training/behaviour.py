@@ -92,10 +92,12 @@ class GroupedSampler:
         """Sampler over items 0..len(groups)-1 grouped by `groups` (0..n_groups-1)."""
         order = np.argsort(groups, kind="stable")
         sorted_groups = groups[order]
+        sorted_weights = np.asarray(weights, dtype=np.float64)[order]
+        bounds = np.searchsorted(sorted_groups, np.arange(n_groups + 1))
         keys = np.empty(len(order), dtype=np.float64)
         for g in range(n_groups):
-            members = sorted_groups == g
-            w = np.asarray(weights, dtype=np.float64)[order][members]
+            members = slice(bounds[g], bounds[g + 1])  # sorted: group g is one run
+            w = sorted_weights[members]
             if not len(w):
                 continue
             if w.sum() <= 0:  # e.g. a subcategory entirely out of stock: fall back to uniform
@@ -136,8 +138,12 @@ class World:
         """Arrays and samplers for a catalog frame (CATALOG_COLUMNS, in product-index order)."""
         categories = sorted(catalog["category"].astype(str).unique())
         subcategories = sorted(catalog["subcategory"].astype(str).unique())
-        product_category = catalog["category"].map(categories.index).to_numpy(np.int64)
-        product_subcategory = catalog["subcategory"].map(subcategories.index).to_numpy(np.int64)
+        product_category = pd.Index(categories).get_indexer(catalog["category"].astype(str))
+        product_subcategory = pd.Index(subcategories).get_indexer(
+            catalog["subcategory"].astype(str)
+        )
+        product_category = product_category.astype(np.int64)
+        product_subcategory = product_subcategory.astype(np.int64)
         popularity = catalog["popularity"].to_numpy(np.float64)
         in_stock = catalog["in_stock"].astype(bool).to_numpy()
         n_sub = len(subcategories)
@@ -261,10 +267,7 @@ def click_logit(world: World, page: PageContext, candidates: I64) -> F64:
     previous_match = (previous_sub[:, :, None] == cand_sub[:, None, :]).any(axis=1)
     related = world.related[intent, cand_sub] & (cand_sub != intent)
     favourite_match = world.product_category[candidates] == page.favourite[:, None]
-    seen_any = np.zeros((len(candidates), world.n_products + 1), dtype=bool)
-    rows = np.repeat(np.arange(len(candidates)), page.history.shape[1])
-    seen_any[rows, page.history.ravel()] = True  # -1 padding lands on the spare last column
-    seen = np.take_along_axis(seen_any, candidates, axis=1)
+    seen = already_seen(page.history, candidates)
 
     time = page.time_on_page_sec
     scroll = page.scroll_depth
@@ -292,6 +295,18 @@ def click_logit(world: World, page: PageContext, candidates: I64) -> F64:
         + W_PRICIER * pricier
         + W_POPULARITY * world.log_popularity[candidates]
     )
+
+
+def already_seen(history: I64, candidates: I64) -> B:
+    """(n, k): whether each candidate is among its page view's history (n, h; -1 = padding).
+
+    Bounded by candidates x history, never by the catalog: a whole-catalog row (k = products)
+    is compared a history column at a time.
+    """
+    seen = np.zeros(candidates.shape, dtype=bool)
+    for column in history.T:
+        seen |= (candidates == column[:, None]) & (column[:, None] >= 0)
+    return seen
 
 
 def sigmoid(x: Any) -> Any:

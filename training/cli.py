@@ -20,6 +20,7 @@ from training.settings import (
     DEFAULT_THREADS,
     DEFAULT_THRESHOLD,
     FEATURE_SET_CHOICES,
+    MAX_PRODUCTS,
     SPLIT_CHOICES,
     BusinessAssumptions,
     GenerationSettings,
@@ -56,7 +57,7 @@ def build_parser() -> flags.SettingsParser:
         "--products",
         flags.integer(1),
         str(DEFAULT_PRODUCTS),
-        "catalog size (at least one product per base item)",
+        f"catalog size: at least one product per base item, at most {MAX_PRODUCTS:,}",
     )
     gen.add(
         "--notebook",

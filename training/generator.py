@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,9 +197,11 @@ def _calibration(seed: int, n_products: int, world: World) -> Calibration:
 def generate(settings: GenerationSettings) -> dict[str, Any]:
     """Generates the data set into settings.out_dir and returns the generation report."""
     out = settings.out_dir
+    started = time.perf_counter()
+    catalog = generate_catalog(settings.seed, settings.n_products)  # refuses a bad size first
     out.mkdir(parents=True, exist_ok=True)
-    catalog = generate_catalog(settings.seed, settings.n_products)
     world = World.from_catalog(catalog)
+    log.info("catalog: %s products (%.1f s)", f"{len(catalog):,}", time.perf_counter() - started)
     calibration = _calibration(settings.seed, settings.n_products, world)
     pool = max(1, round(settings.rows / ROWS_PER_CUSTOMER))
     customers = Customers.draw(world, pool, np.random.default_rng([settings.seed, 2]))
@@ -229,6 +232,7 @@ def generate(settings: GenerationSettings) -> dict[str, Any]:
             if not remaining:
                 break
 
+    log.info("writing %s", out / CATALOG_FILE)
     with _atomic_text(out / CATALOG_FILE) as handle:
         catalog.to_csv(handle, index=False, lineterminator="\n")
     report = {

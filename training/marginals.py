@@ -7,6 +7,8 @@ offsets until they settle. The same final sample gives the context-free ceiling'
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -24,6 +26,7 @@ from training.behaviour import (
 )
 
 F64 = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 # The reference notebook's click rates (share of rows with recommendation_clicked = 1).
 TARGET_OVERALL = 0.438
@@ -208,9 +211,20 @@ def calibrate(world: World) -> Calibration:
 
     offsets = Offsets.zero()
     changes = []
-    for _ in range(CALIBRATION_ROUNDS):
+    started = time.perf_counter()
+    for round_number in range(1, CALIBRATION_ROUNDS + 1):
         fitted = fit_offsets(sample(offsets))
         change = np.concatenate([fitted.device - offsets.device, fitted.traffic - offsets.traffic])
         changes.append(float(np.abs(change).max()))
         offsets = fitted
-    return Calibration(offsets, _context_free_table(sample(offsets), world), changes)
+        log.info(
+            "calibration round %d/%d: %s simulated sessions, offsets moved %.4f (%.1f s)",
+            round_number,
+            CALIBRATION_ROUNDS,
+            f"{CALIBRATION_SESSIONS:,}",
+            changes[-1],
+            time.perf_counter() - started,
+        )
+    table = _context_free_table(sample(offsets), world)
+    log.info("calibration: context-free table done (%.1f s)", time.perf_counter() - started)
+    return Calibration(offsets, table, changes)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reco import CATALOG_COLUMNS
-from training.settings import DEFAULT_PRODUCTS
+from training.settings import DEFAULT_PRODUCTS, MAX_PRODUCTS
 
 # (category, subcategory, [(item name, lowest price, highest price), ...]). Items of one
 # subcategory complement each other: a shopper buying a Tent also wants a Headlamp.
@@ -308,22 +309,64 @@ VARIANTS: tuple[tuple[str, float], ...] = (("Pro", 1.6), ("Lite", 0.7), ("XL", 1
 IN_STOCK_SHARE = 0.9
 ZIPF_EXPONENT = 0.9
 
+# Above CLASSIC_CAPACITY products (every base item and each of its VARIANTS once) the catalog
+# grows a long tail: branded models of the base items ("Trailhead Tent Pro 2").
+BRANDS: tuple[str, ...] = (
+    "Trailhead", "Summit", "Northwind", "Apex", "Kestrel", "Lumen", "Harbor", "Cedar",
+    "Nimbus", "Atlas", "Ember", "Pioneer", "Tidal", "Forge", "Meridian", "Willow",
+)  # fmt: skip
+MODELS: tuple[tuple[str, float], ...] = (
+    ("", 1.0),
+    *VARIANTS,
+    ("Plus", 1.15),
+    ("Max", 1.4),
+    ("Air", 0.9),
+    ("Classic", 1.0),
+)
+# Each brand prices its models around the item's range: a log-normal factor of this spread.
+BRAND_PRICE_SPREAD = 0.12
+POPULARITY_DECIMALS = 9
+_ID_DIGITS = 4  # PROD0001; wider only when the catalog needs it
+
 
 def _retail_price(rng: np.random.Generator, low: float, high: float) -> float:
     """A price drawn in [low, high], ending in .99 like a shop's."""
     return max(round(float(rng.uniform(low, high))), 1) - 0.01
 
 
+def _base_items() -> list[tuple[str, str, str, float, float]]:
+    """(category, subcategory, name, lowest price, highest price) of every base item."""
+    return [(cat, sub, name, lo, hi) for cat, sub, items in ASSORTMENT for name, lo, hi in items]
+
+
+N_BASE = len(_base_items())
+CLASSIC_CAPACITY = N_BASE * (1 + len(VARIANTS))
+
+
+def product_ids(n_products: int) -> npt.NDArray[np.str_]:
+    """PROD0001 .. for n_products, zero-padded wider only when n_products needs more digits."""
+    digits = max(_ID_DIGITS, len(str(n_products)))
+    numbers = np.arange(1, n_products + 1).astype(str)
+    return np.char.add("PROD", np.char.zfill(numbers, digits))
+
+
 def generate_catalog(seed: int, n_products: int = DEFAULT_PRODUCTS) -> pd.DataFrame:
     """The catalog (CATALOG_COLUMNS), deterministic in seed; ids PROD0001, PROD0002, ...
 
-    Every base item appears once under its plain name; the rest of the catalog are variants
-    ("Tent Pro") of randomly chosen items. Popularity is Zipf-like over a random order,
-    scaled so the most popular product has 1.0.
+    Every base item appears once under its plain name. Up to CLASSIC_CAPACITY products the rest
+    are variants ("Tent Pro") of randomly chosen items, exactly as the catalog has always been
+    (the default catalog, its trained model and evaluation never move); above it, a long tail
+    of branded models of every item (_long_tail_catalog). Popularity is Zipf-like over a random
+    order, scaled so the most popular product has 1.0.
     """
-    base = [(cat, sub, name, lo, hi) for cat, sub, items in ASSORTMENT for name, lo, hi in items]
-    if n_products < len(base):
-        raise ValueError(f"n_products must be at least {len(base)} (one per base item)")
+    if not N_BASE <= n_products <= MAX_PRODUCTS:
+        raise ValueError(
+            f"n_products must be between {N_BASE} (one per base item) and {MAX_PRODUCTS:,}, "
+            f"got {n_products}"
+        )
+    if n_products > CLASSIC_CAPACITY:
+        return _long_tail_catalog(seed, n_products)
+    base = _base_items()
     rng = np.random.default_rng([seed, 1])
     rows = [(cat, sub, name, _retail_price(rng, lo, hi)) for cat, sub, name, lo, hi in base]
     n_variants = n_products - len(base)
@@ -343,7 +386,7 @@ def generate_catalog(seed: int, n_products: int = DEFAULT_PRODUCTS) -> pd.DataFr
     in_stock = (rng.random(n_products) < IN_STOCK_SHARE) | np.isin(names, ALWAYS_IN_STOCK)
     return pd.DataFrame(
         {
-            "product_id": [f"PROD{i:04d}" for i in range(1, n_products + 1)],
+            "product_id": product_ids(n_products),
             "name": names,
             "category": [r[0] for r in rows],
             "subcategory": [r[1] for r in rows],
@@ -353,6 +396,91 @@ def generate_catalog(seed: int, n_products: int = DEFAULT_PRODUCTS) -> pd.DataFr
         },
         columns=list(CATALOG_COLUMNS),
     )
+
+
+def _long_tail_catalog(seed: int, n_products: int) -> pd.DataFrame:
+    """A catalog above CLASSIC_CAPACITY: the base items plus branded models of them, vectorised.
+
+    Item i's models cycle brand, then model line, then a model number: "Trailhead Tent",
+    "Summit Tent", ..., "Trailhead Tent Pro", ..., "Trailhead Tent 2", so names are unique.
+    How many models an item gets is a multinomial draw over log-normal item weights. The
+    popularity ranks are a random permutation (Zipf over the whole catalog), rearranged within
+    each subcategory so its base items hold its best ranks: the session story (Hiking Boots,
+    Tent, Sleeping Bag, ...) stays at the head, and every base item is in stock.
+    """
+    base = _base_items()
+    rng = np.random.default_rng([seed, 1])
+    base_price = np.array([_retail_price(rng, lo, hi) for _, _, _, lo, hi in base])
+    item_sub = np.array([_subcategory_rank(sub) for _, sub, _, _, _ in base], dtype=np.int64)
+    n_tail = n_products - N_BASE
+    weights = rng.lognormal(0.0, 0.5, size=N_BASE)
+    per_item = rng.multinomial(n_tail, weights / weights.sum())
+    tail_item = np.repeat(np.arange(N_BASE), per_item)
+    # j-th model of its item: brand j % B, model line (j // B) % M, number j // (B * M) + 1.
+    j = np.arange(n_tail) - np.repeat(np.cumsum(per_item) - per_item, per_item)
+    brand = j % len(BRANDS)
+    model = (j // len(BRANDS)) % len(MODELS)
+    number = j // (len(BRANDS) * len(MODELS)) + 1
+    scale = np.array([s for _, s in MODELS])[model]
+    raw_price = base_price[tail_item] * scale * rng.lognormal(0.0, BRAND_PRICE_SPREAD, size=n_tail)
+    tail_price = np.maximum(np.round(raw_price), 1) - 0.01
+
+    item_names = pd.Series([name for _, _, name, _, _ in base], dtype=object)
+    model_names = pd.Series([f" {m}" if m else "" for m, _ in MODELS], dtype=object)
+    numbers = pd.Series(np.where(number > 1, np.char.add(" ", number.astype(str)), ""))
+    tail_names = (
+        pd.Series(np.asarray(BRANDS, dtype=object)[brand])
+        + " "
+        + item_names.to_numpy()[tail_item]
+        + model_names.to_numpy()[model]
+        + numbers
+    )
+    item = np.concatenate([np.arange(N_BASE), tail_item])
+    sub = item_sub[item]
+    is_tail = np.arange(n_products) >= N_BASE
+    # Subcategory by subcategory (ASSORTMENT order), base items first, then each item's models.
+    order = np.lexsort((np.arange(n_products), is_tail, sub))
+    names = np.concatenate([item_names.to_numpy(), tail_names.to_numpy()])[order]
+    price = np.concatenate([base_price, tail_price])[order]
+    item, sub, is_tail = item[order], sub[order], is_tail[order]
+
+    rank = _ranks_with_base_at_head(rng.permutation(n_products) + 1, sub, is_tail, rng)
+    popularity = 1.0 / rank.astype(np.float64) ** ZIPF_EXPONENT
+    in_stock = (rng.random(n_products) < IN_STOCK_SHARE) | ~is_tail
+    categories = np.array([cat for cat, _, _, _, _ in base], dtype=object)[item]
+    subcategories = np.array([s for _, s, _ in ASSORTMENT], dtype=object)[sub]
+    return pd.DataFrame(
+        {
+            "product_id": product_ids(n_products),
+            "name": names,
+            "category": categories,
+            "subcategory": subcategories,
+            "price": price,
+            # Finer than the classic catalog's 6 decimals: the millionth rank is 4e-6.
+            "popularity": np.round(popularity / popularity.max(), POPULARITY_DECIMALS),
+            "in_stock": in_stock,
+        },
+        columns=list(CATALOG_COLUMNS),
+    )
+
+
+def _ranks_with_base_at_head(
+    rank: npt.NDArray[np.int64],
+    sub: npt.NDArray[np.int64],
+    is_tail: npt.NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.int64]:
+    """The same ranks, moved within each subcategory so its base items hold its best ones.
+
+    The catalog keeps exactly the ranks 1..n (its Zipf curve does not change); base items take
+    their subcategory's best ranks in a random order, the tail the rest in its random order.
+    """
+    shuffle = rng.random(len(rank))
+    holders = np.lexsort((shuffle, is_tail, sub))  # per subcategory: base first, random within
+    best_first = np.lexsort((rank, sub))  # per subcategory: its ranks, best first
+    out = np.empty_like(rank)
+    out[holders] = rank[best_first]
+    return out
 
 
 def _subcategory_rank(subcategory: str) -> int:

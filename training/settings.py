@@ -8,6 +8,7 @@ from pathlib import Path
 DEFAULT_ROWS = 15_000
 DEFAULT_SEED = 7
 DEFAULT_PRODUCTS = 200
+MAX_PRODUCTS = 1_000_000  # the largest catalog the generator makes (training/products.py)
 DEFAULT_THRESHOLD = 0.7
 DEFAULT_THREADS = 2  # fixed, so a retrain on the same data gives the same model.txt
 DEFAULT_MAX_BAD_FRACTION = 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -288,3 +289,44 @@ def test_generation_report_counts_customers_and_rates(generated: Path) -> None:
 def test_bad_row_count_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="rows must be positive"):
         run(tmp_path, rows=0)
+
+
+# sha256 of (impressions.csv, generation.json) main wrote for 2,000 rows, seed 7, before the
+# catalog grew a long tail and the simulator's "already seen" stopped being a dense table.
+UNCHANGED_SHA256 = {
+    200: (
+        "7b5a9a8ea05679d298407d8feb950c53c80896426196260bcb0a3781b79d9ca0",
+        "cacfd768f7b55eac943864a976435a81f138fd0f97fb80401c53ebcbf6373db4",
+    ),
+    600: (
+        "91b61189db4722baa90184ab4fd6a12c498ff20657152ce63004f9e613e2e7aa",
+        "92f4c149a38e0e23958a4cd51fafb41dda3930485207ea1a14ca0e7c7fd1aca1",
+    ),
+}
+
+
+@pytest.mark.parametrize("n_products", sorted(UNCHANGED_SHA256))
+def test_generated_data_up_to_the_classic_catalog_are_byte_identical_to_before(
+    tmp_path: Path, n_products: int
+) -> None:
+    generate(GenerationSettings(2_000, 7, tmp_path, n_products=n_products, progress=False))
+    digests = tuple(
+        hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        for name in ("impressions.csv", "generation.json")
+    )
+    assert digests == UNCHANGED_SHA256[n_products]
+
+
+def test_a_long_tail_catalog_generates_sessions_over_it(tmp_path: Path) -> None:
+    report = generate(GenerationSettings(2_000, 7, tmp_path, n_products=20_000, progress=False))
+    assert report["products"] == 20_000 and report["rows"] == 2_000
+    catalog = pd.read_csv(tmp_path / "catalog.csv")
+    rows = pd.read_csv(tmp_path / "impressions.csv")
+    assert set(rows["rec_product_id"]) <= set(catalog["product_id"])
+    assert rows["rec_product_id"].str.fullmatch(r"PROD\d{5}").all()
+    # shoppers reach far into the tail, yet the popular head is shown most
+    assert rows["rec_product_id"].nunique() > 500
+    shown = rows["rec_product_id"].value_counts()
+    popularity = catalog.set_index("product_id")["popularity"]
+    assert popularity[shown.index[:20]].mean() > 20 * popularity.mean()
+    assert 0.40 <= report["click_rate"] <= 0.48
