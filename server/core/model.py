@@ -40,6 +40,7 @@ from reco import (
 )
 from server.core.errors import Unavailable
 from server.core.native import check_against_builder
+from server.core.retrieval import RetrievalIndex
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class LoadedModel:
     pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
     cold_start: ColdStart = field(repr=False)
     listing: Listing = field(repr=False)
+    # The lists retrieval reads for a catalog above --catalog-limit (server/core/retrieval.py).
+    retrieval: RetrievalIndex = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
     # The bundle relative to the bundle root: the only name of it that clients see.
@@ -162,9 +165,13 @@ class LoadedModel:
         codes, prices = catalog_columns(encodings, catalog)
         in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
         popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
-        sequence_tables = None
-        if feature_set == "sequence":
-            sequence_tables = SequenceTables.build(catalog, tables)
+        # The subcategory codes and affinities: the sequence set's features, and retrieval's
+        # intent subcategories for either set.
+        subcategories = SequenceTables.build(catalog, tables)
+        sequence_tables = subcategories if feature_set == "sequence" else None
+        retrieval = RetrievalIndex.build(catalog, tables.affinity, popular,
+                                         subcategories.subcategory,
+                                         subcategories.subcategory_affinity)  # fmt: skip
         model = cls(
             bundle_dir=bundle_dir,
             version=version,
@@ -190,6 +197,7 @@ class LoadedModel:
             kernel=kernel,
             feature_set=feature_set,
             sequence_tables=sequence_tables,
+            retrieval=retrieval,
         )
         # Cold start: the popular products scored once for a session the model knows nothing of.
         rows = model.rows(
