@@ -217,7 +217,8 @@ class Recommender:
         """How Recommend finds the candidates of `model` under these limits (the load log)."""
         pool, limits = len(model.in_stock_pool), self.limits
         if pool <= limits.catalog_limit:
-            return f"Recommend scores all {pool} in-stock products (--catalog-limit {limits.catalog_limit})"
+            limit = limits.catalog_limit
+            return f"Recommend scores all {pool} in-stock products (--catalog-limit {limit})"
         source = (
             f"{len(model.tables.affinity)} affinity pairs, subcategory and catalog popularity"
             if len(model.tables.affinity)
