@@ -102,59 +102,72 @@ class RetrievalIndex:
         n_neighbours = math.ceil(size * mix.neighbours)
         n_subcategories = math.ceil(size * mix.subcategories)
         n_popular = math.ceil(size * mix.popular)
-        neighbours = self._neighbours(anchors, weights)
+        neighbours = self._neighbours(anchors, weights, size + spare)
         by_intent = self._intent(anchors, weights, n_subcategories + spare)
         popular = self.popular[: size + spare]
         ordered = np.concatenate([
             neighbours[: n_neighbours + spare], by_intent[: n_subcategories + spare],
             popular[: n_popular + spare], neighbours, by_intent, popular,
         ])  # fmt: skip
-        ordered = ordered[self.in_stock[ordered] & ~np.isin(ordered, blocked)]
+        keep = self.in_stock[ordered]
+        for product in blocked.tolist():  # a handful: the product on screen, the cart, excluded
+            keep &= ordered != product
+        ordered = ordered[keep]
         _, first = np.unique(ordered, return_index=True)
         return ordered[np.sort(first)[:size]]
 
-    def _neighbours(self, anchors: I64, weights: F64) -> I64:
-        """The anchors' neighbours, by strength times the anchor's weight, strongest first
-        (a product reached from several anchors keeps its best)."""
+    def _neighbours(self, anchors: I64, weights: F64, need: int) -> I64:
+        """The anchors' neighbours, by strength times the anchor's weight, strongest first (a
+        product reached from several anchors keeps its best), at most `need` of them."""
         if not len(anchors):
-            return np.empty(0, dtype=np.int64)
+            return _NONE
         indptr = self.affinity.indptr
-        starts, stops = indptr[anchors], indptr[anchors + 1]
-        lengths = stops - starts
+        starts = indptr[anchors]
+        lengths = indptr[anchors + 1] - starts
         total = int(lengths.sum())
         if not total:
-            return np.empty(0, dtype=np.int64)
-        # Positions of every anchor's slice, in one gather.
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        at = offsets + np.arange(total)
-        products = np.asarray(self.affinity.related[at], dtype=np.int64)
-        score = np.asarray(self.affinity.strength[at], dtype=np.float64) * np.repeat(
-            weights, lengths
-        )
-        order = np.lexsort((products, -score))
-        return products[order]
+            return _NONE
+        at = _ranges(starts, lengths, total)
+        products = self.affinity.related[at]
+        score = self.affinity.strength[at] * np.repeat(weights, lengths)
+        if total > need:  # only the strongest `need` can be kept: partition, then sort those
+            top = np.argpartition(-score, need - 1)[:need]
+            products, score = products[top], score[top]
+        # Stable on the negated score: ties keep the anchors' order and the CSR index order.
+        return products[np.argsort(-score, kind="stable")].astype(np.int64)
 
     def _intent(self, anchors: I64, weights: F64, budget: int) -> I64:
         """The popular products of the session's subcategories and their related ones, each
         subcategory's share of `budget` following its weight, the heaviest first."""
         if not len(anchors) or budget <= 0:
-            return np.empty(0, dtype=np.int64)
+            return _NONE
+        spare = len(self.starts) - 2  # the spare code: NO_PRODUCT's, an empty group
         own = self.subcategory[anchors]
-        related = self.related[own]  # (anchors, RELATED_SUBCATEGORIES)
-        related_weight = self.related_weight[own] * RELATED_WEIGHT * weights[:, None]
-        codes = np.concatenate([own, related.ravel()])
-        weight = np.concatenate([weights, related_weight.ravel()])
-        keep = (codes >= 0) & (weight > 0)
-        distinct, inverse = np.unique(codes[keep], return_inverse=True)
-        summed = np.bincount(inverse, weights=weight[keep], minlength=len(distinct))
-        heaviest = np.argsort(-summed, kind="stable")
-        distinct, summed = distinct[heaviest], summed[heaviest]
-        quota = np.ceil(budget * summed / summed.sum()).astype(np.int64)
-        starts = self.starts[distinct]
-        lengths = np.minimum(quota, self.starts[distinct + 1] - starts)
-        total = int(lengths.sum())
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        return self.by_subcategory[offsets + np.arange(total)]
+        related = self.related[own]
+        codes = np.concatenate([own, np.where(related < 0, spare, related).ravel()])
+        weight = np.concatenate(
+            [weights, (self.related_weight[own] * (RELATED_WEIGHT * weights[:, None])).ravel()]
+        )
+        summed = np.bincount(codes, weights=weight, minlength=spare + 1)
+        summed[spare] = 0.0
+        chosen = np.flatnonzero(summed > 0)
+        chosen = chosen[np.argsort(-summed[chosen], kind="stable")]
+        quota = np.ceil(budget * summed[chosen] / summed[chosen].sum()).astype(np.int64)
+        starts = self.starts[chosen]
+        lengths = np.minimum(quota, self.starts[chosen + 1] - starts)
+        return self.by_subcategory[_ranges(starts, lengths, int(lengths.sum()))]
+
+
+_NONE = np.empty(0, dtype=np.int64)
+_NONE.flags.writeable = False
+
+
+def _ranges(starts: I64, lengths: I64, total: int) -> I64:
+    """The positions start, start + 1, ... (length of them) of every range, concatenated."""
+    # Each position is its range's start plus its place in the concatenation minus the
+    # ranges before it: one repeat and one arange.
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(total)
 
 
 def session_anchors(context: SessionContext, index: dict[str, int]) -> tuple[I64, F64]:
