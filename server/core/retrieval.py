@@ -94,8 +94,8 @@ class RetrievalIndex:
 
     def retrieve(self, anchors: I64, weights: F64, blocked: I64, size: int,
                  mix: RetrievalMix) -> I64:  # fmt: skip
-        """Up to `size` distinct in-stock products, none of them `blocked`, for a session
-        whose products (catalog indices, NO_PRODUCT allowed) weigh `weights`."""
+        """Up to `size` distinct in-stock products (in catalog order), none of them `blocked`,
+        for a session whose products (catalog indices, NO_PRODUCT allowed) weigh `weights`."""
         known = anchors != NO_PRODUCT
         anchors, weights = anchors[known], weights[known]
         spare = len(blocked)  # read this much further into each list: blocked ones drop out
@@ -114,7 +114,8 @@ class RetrievalIndex:
             keep &= ordered != product
         ordered = ordered[keep]
         _, first = np.unique(ordered, return_index=True)
-        return ordered[np.sort(first)[:size]]
+        # In catalog order, as the whole pool is: score ties then rank as they would there.
+        return np.sort(ordered[np.sort(first)[:size]])
 
     def _neighbours(self, anchors: I64, weights: F64, need: int) -> I64:
         """The anchors' neighbours, by strength times the anchor's weight, strongest first (a
