@@ -74,10 +74,11 @@ def _number(text: str) -> float | None:
     return float(text) if text not in ("", "nan", "NaN") else None
 
 
-def page_contexts(impressions: Path, sessions: set[str], limit: int,
+def page_contexts(impressions: Path, sessions: set[str], limit: int, skip: int = 0,
                   seed: int = 7) -> list[SessionContext]:  # fmt: skip
-    """One page view's context for each of up to `limit` of `sessions` (a seeded page per
-    session), with the view history of the session's pages up to and including it."""
+    """One page view's context for each of up to `limit` of `sessions` after the first `skip`
+    (in a seeded order; a seeded page per session), with the view history of the session's
+    pages up to and including it."""
     pages: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
     with impressions.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -86,10 +87,11 @@ def page_contexts(impressions: Path, sessions: set[str], limit: int,
     rng = np.random.default_rng(seed)
     chosen = sorted(pages)
     rng.shuffle(chosen)
+    pick = rng.integers(1 << 30, size=len(chosen))  # each session's page, whatever skip is
     contexts = []
-    for session_id in chosen[:limit]:
+    for session_id, draw in list(zip(chosen, pick.tolist(), strict=True))[skip : skip + limit]:
         ordered = [pages[session_id][t] for t in sorted(pages[session_id])]
-        at = int(rng.integers(len(ordered)))
+        at = draw % len(ordered)
         row = ordered[at]
         history = ViewHistory.of_views([r["current_product_id"] for r in ordered[: at + 1]])
         previous = tuple(row[f"prev_product_{n}"] for n in (1, 2, 3))
@@ -172,8 +174,11 @@ def main() -> int:
     parser.add("--bundle", required_path, "artifacts/latest", "model bundle to load")
     parser.add("--data", required_path, "data/default", "the data set the bundle was trained on")
     parser.add("--sessions", integer(1), "200", "held-out sessions to replay (a page view each)")
+    parser.add("--skip", integer(0), "0",
+               "held-out sessions (in the seeded order) to leave out first: tune on one range, "
+               "report on another")  # fmt: skip
     parser.add("--retrieval-sizes", comma_list(integer(1)), "300", "retrieval sizes to measure")
-    parser.add("--mixes", comma_list(parse_mix), "0.5/0.3/0.2",
+    parser.add("--mixes", comma_list(parse_mix), "0.2/0.7/0.1",
                "neighbours/subcategories/popular shares of the retrieval budget")  # fmt: skip
     args = SimpleNamespace(**parser.parse())
     started = time.perf_counter()
@@ -182,13 +187,14 @@ def main() -> int:
     model = app.registry.variants()[0].model
     loaded = time.perf_counter() - started
     sessions = held_out_sessions(args.bundle)
-    contexts = page_contexts(args.data / IMPRESSIONS_FILE, sessions, args.sessions)
+    contexts = page_contexts(args.data / IMPRESSIONS_FILE, sessions, args.sessions, args.skip)
     rows = measure(model, contexts, args.retrieval_sizes, args.mixes)
     command = " ".join(["python -m server.recallbench", *sys.argv[1:]])
     print(
         f"`{command}`: model {model.version} ({model.feature_set} set, {len(model.catalog)} "
         f"products, {len(model.in_stock_pool)} in stock, {model.scoring_path} scoring path, "
-        f"loaded in {loaded:.1f} s), {len(contexts)} held-out page views, load average "
+        f"loaded in {loaded:.1f} s), {len(contexts)} held-out page views (of "
+        f"{len(sessions)} held-out sessions, {args.skip} skipped), load average "
         f"{os.getloadavg()[0]:.2f}\n"
     )
     print("| retrieval size | mix (neighbours/subcategories/popular) | recall@10 | "

@@ -17,7 +17,7 @@ def _table(bundle: Path, data: Path, sizes: str) -> dict[int, tuple[float, float
         cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "60 held-out page views" in result.stdout
+    assert "60 held-out page views (of " in result.stdout
     rows = {}
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
