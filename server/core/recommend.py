@@ -264,6 +264,12 @@ class Recommender:
             explainer.contributions(explained) if explained is not None and explainer else None
         )
         anchors = None if context is None else anchors_of(model, context)
+        # Every (anchor, item) strength in one lookup: a searchsorted call costs microseconds.
+        strengths = (
+            model.tables.affinity.lookup(np.asarray(anchors[1], np.int64)[:, None], picked).tolist()
+            if anchors is not None and anchors[1]
+            else None
+        )
         items = []
         for n, (i, score) in enumerate(zip(picked.tolist(), scores.tolist(), strict=True)):
             items.append(
@@ -274,7 +280,13 @@ class Recommender:
                     subcategory=listing.subcategories[i],
                     price=listing.prices[i],
                     score=score,
-                    reasons=reasons_for(model, context, i, anchors),
+                    reasons=reasons_for(
+                        model,
+                        context,
+                        i,
+                        anchors,
+                        None if strengths is None else [r[n] for r in strengths],
+                    ),
                     contributions=contributions[n] if contributions else [],
                     propensity=propensities[n] if propensities else 1.0,
                 )
@@ -338,9 +350,11 @@ def anchors_of(model: LoadedModel, context: SessionContext) -> tuple[int, list[i
 
 
 def reasons_for(model: LoadedModel, context: SessionContext | None, product: int,
-                anchors: tuple[int, list[int]] | None = None) -> list[str]:  # fmt: skip
+                anchors: tuple[int, list[int]] | None = None,
+                strengths: list[float] | None = None) -> list[str]:  # fmt: skip
     """Why a product is shown, in words a shopper understands (at most two reasons);
-    `anchors`: anchors_of(model, context) when the caller has it (once per request)."""
+    `anchors`: anchors_of(model, context) when the caller has it (once per request), and
+    `strengths`: the affinity of each of its related anchors to the product."""
     listing = model.listing
     subcategory = listing.subcategories[product]
     if context is None:
@@ -349,7 +363,8 @@ def reasons_for(model: LoadedModel, context: SessionContext | None, product: int
     reasons = []
     if related:
         # The strongest association, ties to the later catalog index (as max over pairs).
-        strengths = model.tables.affinity.lookup(related, product).tolist()
+        if strengths is None:
+            strengths = model.tables.affinity.lookup(related, product).tolist()
         strength, anchor = max(zip(strengths, related, strict=True))
         if strength > 0:
             reasons.append(f"goes with {listing.names[anchor]}")

@@ -42,6 +42,7 @@ from reco import (
     SequenceTables,
     SessionContext,
     SessionInputs,
+    SparseAffinity,
     ViewHistory,
     Vocabulary,
     build_features,
@@ -90,8 +91,11 @@ def _random_tables(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     codes = rng.integers(-1, 5, n + 1).astype(F32)
     codes[-1] = np.nan
     strengths = np.array([0.0, 0.0, -0.0, 0.25, 0.75, 1.0, np.nan], dtype=F32)  # ties, NaN
-    affinity = rng.choice(strengths, (n + 1, n + 1))
-    affinity[-1, :] = affinity[:, -1] = 0.0
+    dense = rng.choice(strengths, (n, n))
+    # Sometimes cut at a top k, as training does: lookups past the cut must read 0 in C too.
+    top_k = None if rng.random() < 0.5 else int(rng.integers(1, max(n, 2)))
+    src, dst = np.nonzero(np.ones((n, n), dtype=bool))
+    affinity = SparseAffinity.from_pairs(n, src, dst, dense[src, dst], top_k)
     return {
         "category_codes": codes,
         "prices": np.append(rng.lognormal(3, 1, n), np.nan).astype(F32),
@@ -352,8 +356,8 @@ def test_bad_arguments_are_refused_naming_them(library: Path) -> None:
         ValueError, match=r"prices must be None or a contiguous float32 array of shape \(3,\)"
     ):
         kernel.score(session, 0, (1, 2, 3), ok, prices=np.ones(2, dtype=F32))
-    with pytest.raises(ValueError, match="affinity must have shape"):
-        _kernel(library, {**tables, "affinity": np.zeros((5, 5), dtype=F32)})
+    with pytest.raises(ValueError, match="the affinity table has 4 products"):
+        _kernel(library, {**tables, "affinity": SparseAffinity.empty(4)})
     with pytest.raises(ValueError, match="rows must be"):
         kernel.predict_rows(np.zeros((2, 5), dtype=F32))
     assert kernel.score(session, -1, (-1, -1, -1), np.empty(0, dtype=np.int64)).shape == (0,)

@@ -25,12 +25,12 @@ from reco import (
     verify_files,
 )
 from training.affinity import affinity_table
+from training.catalog import tables_from_frame
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
 from training.dataset import load_dataset
 from training.generator import generate
 from training.pipeline import BundleExistsError, feature_set_of, train
 from training.schema import DataError
-from training.catalog import tables_from_frame
 from training.settings import DEFAULT_AFFINITY_TOP_K, GenerationSettings, TrainSettings
 from training.split import split_rows
 
