@@ -34,6 +34,8 @@ RELATED_SUBCATEGORIES = 3
 RELATED_WEIGHT = 0.5
 # A cart product's weight as an anchor (the product on screen weighs 1).
 CART_WEIGHT = 0.5
+# Up to this many blocked products are dropped by one comparison each, more by np.isin.
+FEW_BLOCKED = 8
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,11 @@ class RetrievalIndex:
             popular[: n_popular + spare], neighbours, by_intent, popular,
         ])  # fmt: skip
         keep = self.in_stock[ordered]
-        for product in blocked.tolist():  # a handful: the product on screen, the cart, excluded
-            keep &= ordered != product
+        if len(blocked) <= FEW_BLOCKED:  # the product on screen, a cart: a comparison each
+            for product in blocked.tolist():
+                keep &= ordered != product
+        else:  # a long exclusion list: one sort-based membership test
+            keep &= ~np.isin(ordered, blocked)
         ordered = ordered[keep]
         _, first = np.unique(ordered, return_index=True)
         # In catalog order, as the whole pool is: score ties then rank as they would there.
