@@ -15,6 +15,7 @@ Ties are broken at random (seeded), so a ranker gains nothing from the catalog's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,11 @@ TIE_SEED = 7
 # At most this many held-out page views are ranked (whole sessions, chosen at random): each
 # costs one feature row per catalog product.
 MAX_PAGES = 2_000
+# ... and at most this many (page view, product) pairs: a big catalog ranks fewer page views
+# (page_limit), so memory and time stay bounded whatever the catalog's size.
+MAX_CATALOG_CELLS = 2_000_000
+# Feature rows built at once (whole sessions; one longer session is a block of its own).
+BLOCK_CELLS = 500_000
 SAMPLE_SEED = 11
 
 
@@ -57,36 +63,60 @@ class CatalogPages:
 
     @classmethod
     def of(cls, frame: pd.DataFrame, pages: PageViews, catalog: Catalog) -> CatalogPages:
-        """The page views of whole sessions of `frame` (all of them up to MAX_PAGES)."""
-        chosen = _sample_sessions(pages)
+        """The page views of whole sessions of `frame`: all of them up to page_limit, else a
+        random sample of sessions of about that many page views (the last session cut short
+        if the cells would exceed MAX_CATALOG_CELLS)."""
         n_products = len(catalog)
+        keep = np.isin(pages.session, _sample_sessions(pages, page_limit(n_products)))
+        over = np.flatnonzero(keep)[max(1, MAX_CATALOG_CELLS // max(n_products, 1)) :]
+        keep[over] = False  # a session's first page views keep their history: it is earlier
+        page = np.flatnonzero(keep)
         shown = catalog.indices_of(frame["rec_product_id"].astype(str).to_numpy())
         current = catalog.indices_of(frame["current_product_id"].astype(str).to_numpy())
         clicked_rows = frame[LABEL].to_numpy() == 1
-        clicked = np.zeros((len(pages), n_products + 1), dtype=bool)
-        clicked[pages.row_page[clicked_rows], shown[clicked_rows]] = True
-        first_click = _first_click(frame, pages, shown, clicked_rows)
-        next_click = _next_in_session(first_click, pages.session)
-        eligible = np.broadcast_to(catalog.in_stock, (len(pages), n_products)).copy()
-        eligible[np.arange(len(pages)), current[pages.first_row]] = False
-        keep = np.isin(pages.session, chosen)
+        next_click = _next_in_session(
+            _first_click(frame, pages, shown, clicked_rows), pages.session
+        )
+        # Rows of the kept page views only: (kept pages, products) whatever the held-out size.
+        position = np.full(len(pages), -1, dtype=np.int64)
+        position[page] = np.arange(len(page))
+        rows = clicked_rows & keep[pages.row_page]
+        clicked = np.zeros((len(page), n_products + 1), dtype=bool)
+        clicked[position[pages.row_page[rows]], shown[rows]] = True
+        eligible = np.broadcast_to(catalog.in_stock, (len(page), n_products)).copy()
+        eligible[np.arange(len(page)), current[pages.first_row[page]]] = False
         return cls(
-            page=np.flatnonzero(keep),
-            session=pages.session[keep],
-            eligible=eligible[keep],
-            clicked=clicked[keep, :n_products] & eligible[keep],
-            next_click=next_click[keep],
+            page=page,
+            session=pages.session[page],
+            eligible=eligible,
+            clicked=clicked[:, :n_products] & eligible,
+            next_click=next_click[page],
         )
 
 
-def _sample_sessions(pages: PageViews) -> I64:
-    """Sessions to rank: all of them, or a random set with about MAX_PAGES page views."""
+def page_limit(n_products: int) -> int:
+    """Page views ranked against a catalog of n_products: MAX_PAGES, fewer for big catalogs."""
+    return max(1, min(MAX_PAGES, MAX_CATALOG_CELLS // max(n_products, 1)))
+
+
+def sample_fields(held_out: int, n_products: int) -> dict[str, int]:
+    """What the metrics say about the sample: every held-out page view is ranked unless the
+    catalog is big, then at most page_views_limit of them (pages x products <= max_cells)."""
+    return {
+        "held_out_page_views": held_out,
+        "page_views_limit": page_limit(n_products),
+        "max_cells": MAX_CATALOG_CELLS,
+    }
+
+
+def _sample_sessions(pages: PageViews, limit: int) -> I64:
+    """Sessions to rank: all of them, or a random set with about `limit` page views."""
     sessions = np.arange(pages.n_sessions)
-    if len(pages) <= MAX_PAGES:
+    if len(pages) <= limit:
         return sessions
     shuffled = np.random.default_rng(SAMPLE_SEED).permutation(sessions)
     sizes = np.bincount(pages.session, minlength=pages.n_sessions)[shuffled]
-    return np.sort(shuffled[: int(np.searchsorted(np.cumsum(sizes), MAX_PAGES)) + 1])
+    return np.sort(shuffled[: int(np.searchsorted(np.cumsum(sizes), limit)) + 1])
 
 
 def _first_click(frame: pd.DataFrame, pages: PageViews, shown: I64, clicked: B) -> I64:
@@ -165,11 +195,49 @@ def catalog_frame(
     """Rows (page view x every catalog product), page-major: each chosen page's session columns
     with every product as the candidate, in slot `slot`. Score it with any ranker and reshape
     the scores to (pages, products)."""
+    return _expanded(frame, pages.first_row[chosen.page], catalog, slot)
+
+
+def catalog_blocks(
+    frame: pd.DataFrame, pages: PageViews, chosen: CatalogPages, catalog: Catalog, slot: float
+) -> Iterator[tuple[slice, pd.DataFrame]]:
+    """catalog_frame a block of chosen page views at a time: (the block's page views, their
+    rows). Blocks hold whole sessions (the sequence features read a session's earlier pages)
+    and at most BLOCK_CELLS rows unless one session alone is longer."""
+    for block in session_blocks(chosen.session, len(catalog), BLOCK_CELLS):
+        yield block, _expanded(frame, pages.first_row[chosen.page[block]], catalog, slot)
+
+
+def session_blocks(session: I64, n_products: int, cells: int) -> Iterator[slice]:
+    """Consecutive runs of whole sessions of at most `cells` page x product pairs each (one
+    session per block when a session alone is longer)."""
+    if not len(session):
+        return
+    starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]]).tolist()
+    ends = [*starts[1:], len(session)]
+    per_block = max(1, cells // max(n_products, 1))  # page views per block
+    first = 0
+    for end, next_end in zip(ends, [*ends[1:], None], strict=True):
+        # Close the block at this session's end when the next session would overflow it.
+        if next_end is None or next_end - first > per_block:
+            yield slice(first, end)
+            first = end
+
+
+def page_blocks(n_pages: int, n_products: int, cells: int) -> list[slice]:
+    """Page views a block at a time, at most `cells` page x product pairs per block (one page
+    view when a catalog alone is larger)."""
+    per_block = max(1, cells // max(n_products, 1))
+    return [slice(start, start + per_block) for start in range(0, n_pages, per_block)]
+
+
+def _expanded(frame: pd.DataFrame, rows: I64, catalog: Catalog, slot: float) -> pd.DataFrame:
+    """Each of `rows` (frame positions) repeated once per catalog product, as its candidate."""
     n_products = len(catalog)
-    first = frame.iloc[np.repeat(pages.first_row[chosen.page], n_products)]
+    first = frame.iloc[np.repeat(rows, n_products)]
     return first.assign(
-        rec_product_id=np.tile(catalog.product_ids, len(chosen)),
-        rec_category=np.tile(catalog.categories, len(chosen)),
-        rec_price=np.tile(catalog.prices.astype(np.float64), len(chosen)),
+        rec_product_id=np.tile(catalog.product_ids, len(rows)),
+        rec_category=np.tile(catalog.categories, len(rows)),
+        rec_price=np.tile(catalog.prices.astype(np.float64), len(rows)),
         **{SLOT: slot},
     ).reset_index(drop=True)

@@ -28,7 +28,7 @@ from training.bootstrap import (
     weighted_log_loss,
     weighted_mean,
 )
-from training.catalog_ranking import CatalogPages, catalog_frame, per_page_metrics
+from training.catalog_ranking import CatalogPages, catalog_blocks, per_page_metrics
 from training.dataset import load_dataset
 from training.features import features_from_frame
 from training.metrics import slate_metrics, top_share
@@ -110,20 +110,18 @@ def compare(
     if first.catalog is not None and first.tables is not None:
         catalog = first.catalog
         chosen = CatalogPages.of(test, pages, catalog)
-        frame = catalog_frame(test, pages, chosen, catalog, SERVING_SLOT)
-        shape = (len(chosen), len(catalog))
         truth = Truth.of(data.frame, data.catalog, data.generation)
         relevance = (
             truth.catalog_relevance(test, pages, chosen.page)[0]
             if isinstance(truth, Truth)
             else None
         )
-        per_page = {}
-        for name, f in fitted.items():
-            X = features_from_frame(frame, f.encodings, catalog, f.tables, name)
-            per_page[name] = per_page_metrics(
-                predict(f.booster, X).reshape(shape), chosen, relevance
-            )
+        scores = {name: np.empty((len(chosen), len(catalog))) for name in fitted}
+        for block, frame in catalog_blocks(test, pages, chosen, catalog, SERVING_SLOT):
+            for name, f in fitted.items():
+                X = features_from_frame(frame, f.encodings, catalog, f.tables, name)
+                scores[name][block] = predict(f.booster, X).reshape(-1, len(catalog))
+        per_page = {name: per_page_metrics(s, chosen, relevance) for name, s in scores.items()}
         for key in per_page[base]:
             metrics.append(
                 _Metric(

@@ -33,7 +33,13 @@ from training.bootstrap import (
     weighted_log_loss,
     weighted_mean,
 )
-from training.catalog_ranking import TOP, CatalogPages, catalog_frame, per_page_metrics
+from training.catalog_ranking import (
+    TOP,
+    CatalogPages,
+    catalog_blocks,
+    per_page_metrics,
+    sample_fields,
+)
 from training.features import features_from_frame
 from training.metrics import (
     NOT_APPLICABLE,
@@ -319,27 +325,29 @@ def _catalog(
     assert fitted.catalog is not None and fitted.tables is not None
     catalog = fitted.catalog
     chosen = CatalogPages.of(test, pages, catalog)
-    frame = catalog_frame(test, pages, chosen, catalog, SERVING_SLOT)
     shape = (len(chosen), len(catalog))
-    X = features_from_frame(frame, fitted.encodings, catalog, fitted.tables, fitted.feature_set)
-    scores: dict[str, F64] = {
-        MODEL: predict(fitted.booster, X).reshape(shape),
-        POPULARITY: popularity.score(frame).reshape(shape),
-        BATCH: batch.score(frame).reshape(shape),
-        RANDOM: np.random.default_rng(RANDOM_SEED).random(shape),
-    }
-    relevance = None
+    scores: dict[str, F64] = {name: np.empty(shape) for name in (MODEL, POPULARITY, BATCH)}
+    for block, frame in catalog_blocks(test, pages, chosen, catalog, SERVING_SLOT):
+        X = features_from_frame(frame, fitted.encodings, catalog, fitted.tables, fitted.feature_set)
+        scores[MODEL][block] = predict(fitted.booster, X).reshape(-1, len(catalog))
+        scores[POPULARITY][block] = popularity.score(frame).reshape(-1, len(catalog))
+        scores[BATCH][block] = batch.score(frame).reshape(-1, len(catalog))
+    scores[RANDOM] = np.random.default_rng(RANDOM_SEED).random(shape)
+    relevance, context_free_pages = None, 0
     if isinstance(truth, Truth):
         relevance, favourite = truth.catalog_relevance(test, pages, chosen.page)
         scores[CEILING] = relevance
-        scores[CONTEXT_FREE] = truth.context_free_table(train, page_views(train))[favourite]
+        table, context_free_pages = truth.context_free_table(train, page_views(train))
+        scores[CONTEXT_FREE] = table[favourite]
     units = chosen.session
     per_ranker = {name: per_page_metrics(s, chosen, relevance) for name, s in scores.items()}
     out: dict[str, Any] = {
         "page_views": len(chosen),
+        **sample_fields(len(pages), len(catalog)),
         "sessions": len(np.unique(units)),
         "mean_eligible": float(chosen.eligible.sum(axis=1).mean()) if len(chosen) else 0.0,
         "simulator": "available" if relevance is not None else str(truth),
+        "context_free_pages": context_free_pages,
         "rankers": {
             name: {key: resampled.mean(v, units).to_dict() for key, v in per_page.items()}
             for name, per_page in per_ranker.items()

@@ -381,6 +381,7 @@ def _catalog_section(metrics: Mapping[str, Any]) -> list[str]:
         "of the simulator's own top k. recall and NDCG @10: the products clicked on that page. "
         "Next click: the product the shopper clicks next (on this page or a later one).",
         "",
+        *_catalog_sample_note(catalog),
         _row(["ranker", *(label for _, label in columns)]),
         "|---|" + "---|" * len(columns),
     ]
@@ -400,6 +401,20 @@ def _catalog_section(metrics: Mapping[str, Any]) -> list[str]:
     else:
         lines += ["", f"share@k needs the simulator's truth: {catalog['simulator']}."]
     return [*lines, ""]
+
+
+def _catalog_sample_note(catalog: Mapping[str, Any]) -> list[str]:
+    """A paragraph saying so when a big catalog ranked only a sample of the held-out pages."""
+    held_out = catalog.get("held_out_page_views", catalog["page_views"])
+    if catalog["page_views"] >= held_out:
+        return []
+    return [
+        f"A sample of the {held_out} held-out page views: ranking the whole catalog costs one "
+        f"feature row per product, so at most {catalog['max_cells']:,} page view x product "
+        f"pairs ({catalog['page_views_limit']} page views of whole sessions here) are ranked; "
+        "the intervals say what that costs in precision.",
+        "",
+    ]
 
 
 def _calibration_section(metrics: Mapping[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from training.behaviour import (
     sigmoid,
 )
 from training.catalog import catalog_from_frame
+from training.catalog_ranking import MAX_CATALOG_CELLS, page_blocks
 from training.marginals import Offsets
 from training.pages import PageViews
 from training.schema import (
@@ -44,8 +45,10 @@ I64 = npt.NDArray[np.int64]
 # Recomputed probabilities must match the recorded ones this closely (they are written rounded
 # to 6 decimals, and the offsets too) or the data were not written by this simulator.
 AGREEMENT = 1e-4
-# Training page views averaged for the context-free whole-catalog table (enough for the mean).
+# Training page views averaged for the context-free whole-catalog table (enough for the mean),
+# fewer for a big catalog: at most CONTEXT_FREE_CELLS page x product click logits in all.
 CONTEXT_FREE_PAGES = 5_000
+CONTEXT_FREE_CELLS = 100_000_000  # about 8 s of click logits
 CONTEXT_FREE_SEED = 42
 
 
@@ -126,10 +129,16 @@ class Truth:
         customers' favourite categories): what the whole-catalog ranking is judged against."""
         context, device, traffic = self.contexts(frame, pages)
         picked = context.take(chosen)
-        everything = np.broadcast_to(
-            np.arange(self.world.n_products), (len(chosen), self.world.n_products)
-        )
-        return self.relevance(picked, device[chosen], traffic[chosen], everything), picked.favourite
+        out = np.empty((len(chosen), self.world.n_products))
+        for block in page_blocks(len(chosen), self.world.n_products, MAX_CATALOG_CELLS):
+            out[block] = self._whole_catalog(picked, device[chosen], traffic[chosen], block)
+        return out, picked.favourite
+
+    def _whole_catalog(self, context: PageContext, device: I64, traffic: I64, block: slice) -> F64:
+        """relevance of every catalog product on the block's page views."""
+        n = len(range(*block.indices(len(device))))
+        everything = np.broadcast_to(np.arange(self.world.n_products), (n, self.world.n_products))
+        return self.relevance(context.take(block), device[block], traffic[block], everything)
 
     def agreement(self, frame: pd.DataFrame, pages: PageViews) -> float:
         """Largest gap between recomputed and recorded click probabilities of the shown rows."""
@@ -143,24 +152,27 @@ class Truth:
         recomputed = self.examination[slot] * relevance
         return float(np.abs(recomputed - frame[SIM_PROBABILITY].to_numpy(np.float64)).max())
 
-    def context_free_table(self, frame: pd.DataFrame, pages: PageViews) -> F64:
-        """(categories, products): mean P(click | examined) over the frame's page views per
+    def context_free_table(self, frame: pd.DataFrame, pages: PageViews) -> tuple[F64, int]:
+        """((categories, products): mean P(click | examined) over the frame's page views per
         favourite category, the best a model knowing only the product and the customer's
-        favourite could rank the catalog by. Pass the training split."""
+        favourite could rank the catalog by; the page views averaged). Pass the training split.
+        """
         rng = np.random.default_rng(CONTEXT_FREE_SEED)
+        n_products, n_categories = self.world.n_products, self.world.n_categories
+        limit = max(1, min(CONTEXT_FREE_PAGES, CONTEXT_FREE_CELLS // n_products))
         chosen = np.arange(len(pages))
-        if len(chosen) > CONTEXT_FREE_PAGES:
-            chosen = np.sort(rng.choice(len(pages), CONTEXT_FREE_PAGES, replace=False))
+        if len(chosen) > limit:
+            chosen = np.sort(rng.choice(len(pages), limit, replace=False))
         context, device, traffic = self.contexts(frame, pages)
-        context = context.take(chosen)
-        everything = np.broadcast_to(
-            np.arange(self.world.n_products), (len(chosen), self.world.n_products)
-        )
-        relevance = self.relevance(context, device[chosen], traffic[chosen], everything)
-        n_categories = self.world.n_categories
-        total = np.zeros((n_categories, self.world.n_products))
-        np.add.at(total, context.favourite, relevance)
+        context, device, traffic = context.take(chosen), device[chosen], traffic[chosen]
+        total = np.zeros((n_categories, n_products))
+        overall = np.zeros(n_products)
+        for block in page_blocks(len(chosen), n_products, MAX_CATALOG_CELLS):
+            relevance = self._whole_catalog(context, device, traffic, block)
+            np.add.at(total, context.favourite[block], relevance)
+            overall += relevance.sum(axis=0)
         count = np.bincount(context.favourite, minlength=n_categories).astype(np.float64)
-        overall = relevance.mean(axis=0)
+        overall /= max(len(chosen), 1)
         # A favourite never seen in training falls back to the overall mean.
-        return np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], overall)
+        table = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], overall)
+        return table, len(chosen)

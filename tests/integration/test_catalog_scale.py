@@ -93,6 +93,10 @@ def test_recommend_above_the_catalog_limit_plays_the_camping_story(
     assert not shown & {tent, bag}
     in_stock = dict(zip(catalog.product_ids.tolist(), catalog.in_stock.tolist(), strict=True))
     assert all(in_stock[p] for p in shown)
+    # Camping gear comes back (the default catalog's test asks 2 of the top 3; a model of 6,000
+    # rows over 20,000 products has seen each product far less often, so 2 of the top 5 here).
+    top5 = [item.subcategory for item in response.items[:5]]
+    assert sum(s == "Camping" for s in top5) >= 2, [(i.name, i.subcategory) for i in response.items]
     assert response.items[0].subcategory == "Camping", [
         (i.name, i.subcategory) for i in response.items
     ]

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from reco import NO_PRODUCT
+from reco import NO_PRODUCT, Catalog
+from training import catalog_ranking
 from training.catalog import catalog_from_frame
-from training.catalog_ranking import CatalogPages, catalog_frame, per_page_metrics, rank_positions
+from training.catalog_ranking import (
+    MAX_CATALOG_CELLS,
+    MAX_PAGES,
+    CatalogPages,
+    catalog_blocks,
+    catalog_frame,
+    page_blocks,
+    page_limit,
+    per_page_metrics,
+    rank_positions,
+    session_blocks,
+)
 from training.pages import page_views
 
 N = 12  # products: enough for the top-10 cut to matter
@@ -134,3 +148,86 @@ def test_pages_of_a_frame_know_eligibility_clicks_and_the_next_click() -> None:
     assert len(expanded) == 3 * 5
     assert expanded["rec_product_id"].tolist()[:5] == ["P1", "P2", "P3", "P4", "P5"]
     assert (expanded["current_product_id"][:5] == "P1").all() and (expanded["slot"] == 0).all()
+
+
+def held_out(n_sessions: int, n_products: int, seed: int = 0) -> tuple[pd.DataFrame, Catalog]:
+    """Sessions of 1-6 page views with 3 shown candidates each over an n_products catalog."""
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i}" for i in range(n_products)]
+    catalog = catalog_from_frame(
+        pd.DataFrame(
+            {
+                "product_id": ids,
+                "name": ids,
+                "category": "Sports",
+                "subcategory": "Camping",
+                "price": 10.0,
+                "popularity": 0.5,
+                "in_stock": rng.random(n_products) < 0.9,
+            }
+        )
+    )
+    rows = []
+    for s in range(n_sessions):
+        for page in range(1, int(rng.integers(1, 7)) + 1):
+            current = ids[int(rng.integers(n_products))]
+            for slot, candidate in enumerate(rng.choice(n_products, 3, replace=False)):
+                rows.append((f"S{s}", page, current, ids[candidate], slot, rng.random() < 0.3))
+    frame = pd.DataFrame(
+        rows,
+        columns=["session_id", "products_viewed_count", "current_product_id", "rec_product_id",
+                 "slot", "recommendation_clicked"],
+    )  # fmt: skip
+    frame["recommendation_clicked"] = frame["recommendation_clicked"].astype(int)
+    frame["timestamp"] = [f"2025-01-01T00:{p:02d}:00Z" for p in frame["products_viewed_count"]]
+    return frame, catalog
+
+
+def test_page_views_ranked_shrink_with_the_catalog_to_a_fixed_budget() -> None:
+    assert page_limit(200) == MAX_PAGES  # the default catalog ranks what it always did
+    assert page_limit(1_000) == MAX_PAGES
+    assert page_limit(100_000) == MAX_CATALOG_CELLS // 100_000
+    assert page_limit(1_000_000) == 2 and page_limit(10**8) == 1
+
+
+def test_a_capped_selection_is_the_uncapped_one_cut_to_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame, catalog = held_out(300, 40)
+    views = page_views(frame)
+    full = CatalogPages.of(frame, views, catalog)
+    assert len(full) == len(views)  # under the budget: every held-out page view
+    monkeypatch.setattr(catalog_ranking, "MAX_CATALOG_CELLS", 40 * 50)
+    capped = CatalogPages.of(frame, views, catalog)
+    assert 0 < len(capped) <= 50 and len(capped) * len(catalog) <= 40 * 50
+    # whole sessions, each from its first page view on (the last one may be cut short)
+    assert (views.position[capped.page][np.r_[True, np.diff(capped.session) != 0]] == 0).all()
+    assert (np.diff(views.position[capped.page])[np.diff(capped.session) == 0] == 1).all()
+    # and each kept page view's arrays are exactly those the uncapped selection gives it
+    rows = np.searchsorted(full.page, capped.page)
+    np.testing.assert_array_equal(full.page[rows], capped.page)
+    for name in ("session", "eligible", "clicked", "next_click"):
+        np.testing.assert_array_equal(getattr(full, name)[rows], getattr(capped, name), name)
+
+
+def test_blocks_hold_whole_sessions_within_the_cells_and_cover_every_page() -> None:
+    frame, catalog = held_out(200, 40, seed=1)
+    views = page_views(frame)
+    chosen = CatalogPages.of(frame, views, catalog)
+    whole = catalog_frame(frame, views, chosen, catalog, 0.0)
+    for cells in (40, 40 * 7, 40 * 50, 10**9):
+        blocks = list(session_blocks(chosen.session, len(catalog), cells))
+        assert blocks[0].start == 0 and blocks[-1].stop == len(chosen)
+        assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
+        for block in blocks:
+            sessions = chosen.session[block]
+            assert block.start == 0 or chosen.session[block.start - 1] != sessions[0]
+            assert len(sessions) * len(catalog) <= cells or len(np.unique(sessions)) == 1
+    pieces = [rows for _, rows in catalog_blocks(frame, views, chosen, catalog, 0.0)]
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
+
+
+def test_page_blocks_split_any_count_of_page_views() -> None:
+    assert page_blocks(0, 10, 100) == []
+    assert page_blocks(25, 10, 100) == [slice(0, 10), slice(10, 20), slice(20, 30)]
+    assert page_blocks(3, 1_000, 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]

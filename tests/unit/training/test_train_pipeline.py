@@ -24,6 +24,7 @@ from reco import (
     read_manifest,
     verify_files,
 )
+from training import catalog_ranking
 from training.affinity import affinity_table
 from training.catalog import tables_from_frame
 from training.cli import EXIT_BAD_DATA, EXIT_BUNDLE_EXISTS, main
@@ -415,3 +416,36 @@ def test_impressions_train_the_sequence_set_by_default_and_notebook_rows_the_ses
     assert feature_set_of(load_dataset(data_dir), None) == "sequence"
     assert feature_set_of(load_dataset(data_dir / "sessions.csv"), None) == "session"
     assert feature_set_of(load_dataset(data_dir), "candidate") == "candidate"
+
+
+def test_ranking_the_catalog_in_blocks_changes_no_number(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "whole"
+    train(TrainSettings(data=data_dir, out=whole, feature_set="sequence"))
+    # three page views per block: sessions (whose earlier pages the sequence set reads) stay whole
+    monkeypatch.setattr(catalog_ranking, "BLOCK_CELLS", 3 * 200)
+    blocks = tmp_path / "blocks"
+    train(TrainSettings(data=data_dir, out=blocks, feature_set="sequence"))
+    expected, got = (json.loads((b / "metrics.json").read_text()) for b in (whole, blocks))
+    assert got["catalog"] == expected["catalog"]
+    assert expected["catalog"]["page_views"] == expected["catalog"]["held_out_page_views"]
+
+
+def test_a_big_catalog_ranks_a_sample_of_page_views_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    generate(GenerationSettings(3_000, 5, data, n_products=2_000, progress=False))
+    monkeypatch.setattr(catalog_ranking, "MAX_CATALOG_CELLS", 2_000 * 40)  # 40 page views
+    out = tmp_path / "bundle"
+    train(TrainSettings(data=data, out=out, feature_set="candidate"))
+    catalog = json.loads((out / "metrics.json").read_text())["catalog"]
+    assert catalog["page_views_limit"] == 40 and catalog["max_cells"] == 2_000 * 40
+    assert 0 < catalog["page_views"] <= 40 < catalog["held_out_page_views"]
+    assert catalog["mean_eligible"] > 1_500
+    share = catalog["rankers"]["session-aware model"]["share_at_10"]
+    assert share["low"] <= share["value"] <= share["high"]
+    assert 0 < catalog["context_free_pages"] <= 5_000
+    report = (out / "report.md").read_text()
+    assert f"A sample of the {catalog['held_out_page_views']} held-out page views" in report
