@@ -187,6 +187,7 @@ class App:
             scoring_path=self.settings.scoring_path,
         )
         warm_up(model, self.scorer, self.recommender, self.settings.warmup_requests)
+        log.info("bundle %s: %s", model.bundle_name, self.recommender.plan(model))
         return model
 
     def load_all(self) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import reco.settings as flags
+from server.core.recommend import MAX_K
 
 BACKENDS = ("auto", "compiled", "onnx", "lightgbm")
 SCORING_PATHS = ("auto", "native", "python")
@@ -17,6 +18,9 @@ MIN_MESSAGE_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 2**31 - 1
 # A bundle watcher polling faster than this only burns CPU on stat calls.
 MIN_WATCH_SECONDS = 0.1
+# Products one Recommend may score (the whole pool up to --catalog-limit, or the retrieved ones):
+# beyond this a call costs tens of milliseconds and megabytes of rows.
+MAX_CATALOG_LIMIT = 100_000
 ADMIN_OFF = "none"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -327,16 +331,17 @@ def build_parser() -> flags.SettingsParser:
     )
     p.add(
         "--catalog-limit",
-        flags.integer(1),
+        flags.integer(MAX_K, MAX_CATALOG_LIMIT),
         "1000",
-        "Recommend scores the whole catalog up to this many products, else a retrieval stage "
-        "picks --retrieval-size of them",
+        "Recommend scores every eligible product while they are at most this many, else the "
+        "--retrieval-size a retrieval stage finds for the session",
     )
     p.add(
         "--retrieval-size",
-        flags.integer(1),
+        flags.integer(MAX_K, MAX_CATALOG_LIMIT),
         "300",
-        "candidates the retrieval stage keeps (at most --catalog-limit)",
+        f"candidates the retrieval stage keeps (at least the largest k, {MAX_K}; at most "
+        "--catalog-limit)",
     )
     p.add(
         "--watch-seconds",
@@ -532,8 +537,8 @@ def _check_rules(s: Settings, parser: flags.SettingsParser) -> None:
             f"{name('drain_seconds')} ({s.drain_seconds:g}) must be <= "
             f"{name('grace_seconds')} ({s.grace_seconds:g})"
         )
-    # Retrieval keeps retrieval_size products out of a pool larger than catalog_limit: with
-    # retrieval_size <= catalog_limit the pool always holds enough, whatever the catalog.
+    # Retrieval scores retrieval_size products instead of a pool larger than catalog_limit:
+    # more than the limit would cost more than scoring the pool it stands for.
     if s.retrieval_size > s.catalog_limit:
         raise flags.SettingError(
             f"{name('retrieval_size')} ({s.retrieval_size}) must be <= "

@@ -40,6 +40,7 @@ from reco import (
 )
 from server.core.errors import Unavailable
 from server.core.native import check_against_builder
+from server.core.retrieval import RetrievalIndex
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,21 @@ F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
 
+# The most popular in-stock products a cold start picks from (its 50 best-scored, skipping
+# excluded ones): scored once at load, not the whole catalog. A request excluding all of them
+# gets an empty cold start.
+COLD_START_HEAD = 10_000
+
+
 @dataclass(frozen=True)
 class ColdStart:
-    """What an unknown session is shown, computed once per model: the in-stock products, most
-    popular first, and the model's score of each for a session it knows nothing about."""
+    """What an unknown session is shown, computed once per model: the COLD_START_HEAD most
+    popular in-stock products, most popular first, and the model's score of each for a
+    session it knows nothing about."""
 
     by_popularity: I64
     scores: F64
-    position: I64  # each catalog product's place in by_popularity (-1: not in stock)
+    position: I64  # each catalog product's place in by_popularity (-1: not there)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class LoadedModel:
     pool_position: I64 = field(repr=False)  # each product's place in in_stock_pool (-1: none)
     cold_start: ColdStart = field(repr=False)
     listing: Listing = field(repr=False)
+    # The lists retrieval reads for a catalog above --catalog-limit (server/core/retrieval.py).
+    retrieval: RetrievalIndex = field(repr=False)
     # Popularity from which a product counts as "popular" when explaining a recommendation.
     popular_from: float = 1.0
     # The bundle relative to the bundle root: the only name of it that clients see.
@@ -162,9 +172,14 @@ class LoadedModel:
         codes, prices = catalog_columns(encodings, catalog)
         in_stock = np.flatnonzero(catalog.in_stock).astype(np.int64)
         popular = in_stock[np.argsort(-catalog.popularity[in_stock], kind="stable")]
-        sequence_tables = None
-        if feature_set == "sequence":
-            sequence_tables = SequenceTables.build(catalog, tables)
+        head = popular[:COLD_START_HEAD]
+        # The subcategory codes and affinities: the sequence set's features, and retrieval's
+        # intent subcategories for either set.
+        subcategories = SequenceTables.build(catalog, tables)
+        sequence_tables = subcategories if feature_set == "sequence" else None
+        retrieval = RetrievalIndex.build(catalog, tables.affinity, popular,
+                                         subcategories.subcategory,
+                                         subcategories.subcategory_affinity)  # fmt: skip
         model = cls(
             bundle_dir=bundle_dir,
             version=version,
@@ -181,7 +196,7 @@ class LoadedModel:
             product_prices=prices,
             in_stock_pool=in_stock,
             pool_position=_positions(in_stock, len(catalog)),
-            cold_start=ColdStart(popular, np.empty(0), _positions(popular, len(catalog))),
+            cold_start=ColdStart(head, np.empty(0), _positions(head, len(catalog))),
             listing=Listing.of(catalog),
             popular_from=float(np.quantile(catalog.popularity, 0.8)) if len(catalog) else 1.0,
             bundle_name=bundle_name,
@@ -190,12 +205,11 @@ class LoadedModel:
             kernel=kernel,
             feature_set=feature_set,
             sequence_tables=sequence_tables,
+            retrieval=retrieval,
         )
         # Cold start: the popular products scored once for a session the model knows nothing of.
-        rows = model.rows(
-            SessionContext(), CandidateInputs(codes[popular], prices[popular], popular)
-        )
-        cold = ColdStart(popular, backend.predict(rows), model.cold_start.position)
+        rows = model.rows(SessionContext(), CandidateInputs(codes[head], prices[head], head))
+        cold = ColdStart(head, backend.predict(rows), model.cold_start.position)
         return replace(model, cold_start=cold)
 
 

@@ -4,6 +4,7 @@ with the session's view history packed beside its values)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -32,8 +33,10 @@ I64 = npt.NDArray[np.int64]
 T = TypeVar("T")
 
 # The load-time check's synthetic sessions (beside the empty one); each scores the whole
-# catalog plus an unknown product with a given category and price.
+# catalog (up to CHECK_PRODUCTS products, else a sample of that many: check_products) plus an
+# unknown product with a given category and price.
 CHECK_SESSIONS = 8
+CHECK_PRODUCTS = 20_000
 
 
 def kernel_of(model: LoadedModel) -> RequestKernel:
@@ -77,8 +80,12 @@ def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
     a view history of 0..MAX_HISTORY products (unknown ones among them), or none (the
     history then comes from the previous and current products)."""
     rng = np.random.default_rng(seed)
-    ids = [*model.catalog.product_ids.tolist(), "unknown-product"]
+    product_ids = model.catalog.product_ids
     vocabularies = model.encodings
+
+    def product() -> str:  # a catalog product, or one in len + 1 unknown (one draw, any size)
+        at = int(rng.integers(len(product_ids) + 1))
+        return str(product_ids[at]) if at < len(product_ids) else "unknown-product"
 
     def maybe(value: T) -> T | None:
         return value if rng.random() < 0.7 else None
@@ -90,10 +97,10 @@ def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
     for _ in range(count):
         contexts.append(
             SessionContext(
-                current_product_id=str(rng.choice(ids)) if rng.random() < 0.8 else "",
+                current_product_id=product() if rng.random() < 0.8 else "",
                 current_category=maybe(pick(vocabularies.category.values)),
                 current_price=maybe(float(rng.uniform(1, 400))),
-                previous_product_ids=tuple(str(p) for p in rng.choice(ids, rng.integers(0, 4))),
+                previous_product_ids=tuple(product() for _ in range(int(rng.integers(0, 4)))),
                 products_in_cart=maybe(int(rng.integers(0, 5))),
                 device_type=maybe(pick(vocabularies.device_type.values)),
                 traffic_source=maybe(pick(vocabularies.traffic_source.values)),
@@ -102,26 +109,46 @@ def check_contexts(model: LoadedModel, count: int = CHECK_SESSIONS,
                 clicked_product_image=maybe(bool(rng.random() < 0.5)),
                 session_length_mins=maybe(float(rng.uniform(0, 40))),
                 products_viewed_count=maybe(int(rng.integers(0, 20))),
-                view_history=maybe(random_history(rng, ids)),
+                view_history=maybe(random_history(rng, product)),
             )
         )
     return contexts
 
 
-def random_history(rng: np.random.Generator, ids: list[str]) -> ViewHistory:
-    """A view history of 0..MAX_HISTORY + 8 views drawn from ids (repeats fold in)."""
-    views = rng.choice(ids, int(rng.integers(0, MAX_HISTORY + 9)))
-    return ViewHistory.of_views([str(view) for view in views])
+def random_history(rng: np.random.Generator, product: Callable[[], str]) -> ViewHistory:
+    """A view history of 0..MAX_HISTORY + 8 views, each drawn by `product` (repeats fold in)."""
+    return ViewHistory.of_views([product() for _ in range(int(rng.integers(0, MAX_HISTORY + 9)))])
+
+
+def check_products(model: LoadedModel, contexts: list[SessionContext], seed: int = 0) -> I64:
+    """The catalog indices the load check scores: all of them up to CHECK_PRODUCTS; above, the
+    first and last products, the products the contexts name and their affinity neighbours
+    (where the affinity columns are not 0), and a seeded sample filling CHECK_PRODUCTS."""
+    n = len(model.catalog)
+    if n <= CHECK_PRODUCTS:
+        return np.arange(n, dtype=np.int64)
+    index = model.catalog.index
+    named = {index[p] for c in contexts
+             for p in (c.current_product_id, *c.previous_product_ids,
+                       *(c.view_history.product_ids if c.view_history else ()))
+             if p in index}  # fmt: skip
+    neighbours = [model.tables.affinity.neighbours(i)[0] for i in sorted(named)]
+    sample = np.random.default_rng(seed).choice(n, CHECK_PRODUCTS, replace=False)
+    chosen = np.concatenate([[0, n - 1], sorted(named), *neighbours, sample]).astype(np.int64)
+    _, first = np.unique(chosen, return_index=True)
+    return np.sort(chosen[np.sort(first)[:CHECK_PRODUCTS]])
 
 
 def check_against_builder(model: LoadedModel) -> float:
-    """Holds the model's kernel to the numpy path on check_contexts: the whole catalog read
-    from the kernel's own tables, and an unknown and a known product with a given category
-    and price; rows bit-identical to the numpy builder's (LoadedModel.rows: reco.build_features
-    over the model's lookups, with reco.sequence_inputs for a sequence bundle), scores within
-    the backend's parity tolerance of backend.predict on those rows. Returns the largest score
+    """Holds the model's kernel to the numpy path on check_contexts: the whole catalog (or
+    check_products' sample of a large one) read from the kernel's own tables, and an unknown
+    and a known product with a given category and price; rows bit-identical to the numpy
+    builder's (LoadedModel.rows: reco.build_features over the model's lookups, with
+    reco.sequence_inputs for a sequence bundle), scores within the backend's parity
+    tolerance of backend.predict on those rows. Returns the largest score
     difference; raises RequestKernelError."""
-    catalog_index = np.arange(len(model.catalog), dtype=np.int64)
+    contexts = check_contexts(model)
+    catalog_index = check_products(model, contexts)
     given_index = np.array([NO_PRODUCT, 0 if len(model.catalog) else NO_PRODUCT])
     given_codes = np.array([0.0, -1.0], dtype=np.float32)
     given_prices = np.array([42.5, 7.25], dtype=np.float32)
@@ -130,7 +157,7 @@ def check_against_builder(model: LoadedModel) -> float:
         (given_index, given_codes, given_prices),
     ]
     worst = 0.0
-    for number, context in enumerate(check_contexts(model)):
+    for number, context in enumerate(contexts):
         for index, codes, prices in requests:
             candidates = CandidateInputs(
                 model.product_category_codes[index] if codes is None else codes,

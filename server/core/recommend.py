@@ -17,6 +17,7 @@ from server.core.model import LoadedModel
 from server.core.native import native_rows, native_scores
 from server.core.ranking import rank
 from server.core.registry import PRIMARY, ModelRegistry
+from server.core.retrieval import RetrievalMix, session_anchors
 from server.core.scoring import check_deadline, context_features
 from server.core.sessions import SessionStore
 from server.core.validation import validate_recommend
@@ -33,10 +34,11 @@ COLD_START_POOL = 50
 @dataclass(frozen=True)
 class RecommendLimits:
     """Candidate generation: score the whole catalog up to catalog_limit products, else only
-    the retrieval_size products most related to the session."""
+    the retrieval_size products retrieval finds for the session (each source's share: mix)."""
 
     catalog_limit: int = 1000
     retrieval_size: int = 300
+    mix: RetrievalMix = field(default_factory=RetrievalMix)
 
     def __post_init__(self) -> None:
         # Any combination of the two is valid (retrieval_size above catalog_limit, or above the
@@ -211,41 +213,39 @@ class Recommender:
                                choice.policy, choice.explored)  # fmt: skip
         return result
 
+    def plan(self, model: LoadedModel) -> str:
+        """How Recommend finds the candidates of `model` under these limits (the load log)."""
+        pool, limits = len(model.in_stock_pool), self.limits
+        if pool <= limits.catalog_limit:
+            limit = limits.catalog_limit
+            return f"Recommend scores all {pool} in-stock products (--catalog-limit {limit})"
+        source = (
+            f"{len(model.tables.affinity)} affinity pairs, subcategory and catalog popularity"
+            if len(model.tables.affinity)
+            else "no affinity in the bundle: subcategory and catalog popularity only"
+        )
+        return (
+            f"Recommend retrieves {min(limits.retrieval_size, pool)} of {pool} in-stock products "
+            f"per call (above --catalog-limit {limits.catalog_limit}) from {source}"
+        )
+
     def candidates(self, model: LoadedModel, context: SessionContext, excluded: list[int]) -> I64:
         """Catalog indices allowed by the business rules: in stock, not in the cart, not the
-        product on screen, not excluded; all of them for a small catalog, else retrieval."""
+        product on screen, not excluded; all of them while they are no more than
+        catalog_limit, else retrieval's (server/core/retrieval.py), without reading the pool."""
         index = model.catalog.index
         shown = (context.current_product_id, *context.cart_product_ids)
         blocked = [i for i in (*(index.get(p, NO_PRODUCT) for p in shown), *excluded)
                    if i != NO_PRODUCT]  # fmt: skip
         pool = model.in_stock_pool  # computed at load; never written
-        if blocked:
-            pool = pool[_kept(model.pool_position, len(pool), blocked)]
-        if len(pool) <= self.limits.catalog_limit:
+        in_pool = {i for i in blocked if model.pool_position[i] >= 0}
+        if len(pool) - len(in_pool) <= self.limits.catalog_limit:
+            if blocked:
+                pool = pool[_kept(model.pool_position, len(pool), blocked)]
             return pool
-        return self._retrieve(model, context, pool)
-
-    def _retrieve(self, model: LoadedModel, context: SessionContext, pool: I64) -> I64:
-        """The pool's products most related to the session: affinity to the current and
-        previous products first, then the current category, then popularity (a pool no larger
-        than retrieval_size is kept whole). The tables are padded for NO_PRODUCT, so a product
-        the catalog does not know adds nothing."""
-        size = self.limits.retrieval_size
-        if len(pool) <= size:
-            return pool
-        index = model.catalog.index
-        current = index.get(context.current_product_id, NO_PRODUCT)
-        previous = [index.get(p, NO_PRODUCT) for p in context.previous_product_ids]
-        lookup = model.tables.affinity.lookup
-        relatedness = lookup(current, pool) + lookup(
-            np.asarray(previous, dtype=np.int64)[:, None], pool
-        ).max(axis=0, initial=0.0)
-        same_category = model.product_category_codes[pool] == model.product_category_codes[current]
-        popularity = np.nan_to_num(model.tables.popularity[pool])
-        # Lexicographic preference expressed as one sortable number (each term below 1).
-        key = 4.0 * np.minimum(relatedness, 1.0) + 2.0 * same_category + popularity
-        top = np.argpartition(-key, size - 1)[:size]
-        return pool[top]
+        anchors, weights = session_anchors(context, index)
+        return model.retrieval.retrieve(anchors, weights, np.asarray(blocked, dtype=np.int64),
+                                        self.limits.retrieval_size, self.limits.mix)  # fmt: skip
 
     @staticmethod
     def _inputs(model: LoadedModel, candidates: I64) -> CandidateInputs:

@@ -69,17 +69,23 @@ def test_the_bundle_holds_the_sparse_table_cut_at_top_k(large_bundle: Path) -> N
     assert on_disk < 16 * len(table) + 8 * (PRODUCTS + 2) + 3 * 1024  # 12 bytes a pair + headers
 
 
-def test_recommend_above_the_catalog_limit_plays_the_camping_story(
-    large_server: ServerProcess, large_bundle: Path
-) -> None:
-    catalog = Catalog.load(large_bundle / "catalog.csv")
+def _camping_story(server: ServerProcess, catalog: Catalog) -> pb.RecommendResponse:
+    """Recommend for a shopper who viewed boots, put a tent in the cart and views a bag."""
     boots, tent, bag = (product_named(catalog, n) for n in ("Hiking Boots", "Tent", "Sleeping Bag"))
-    stub = pb_grpc.RecommenderStub(large_server.channel())
+    stub = pb_grpc.RecommenderStub(server.channel())
     session = "scale-story"
     track(stub, session, 1, E.EVENT_TYPE_VIEW, boots, 0)
     track(stub, session, 2, E.EVENT_TYPE_ADD_TO_CART, tent, 120)
     track(stub, session, 3, E.EVENT_TYPE_VIEW, bag, 180)
-    response = stub.Recommend(pb.RecommendRequest(session_id=session, k=10))
+    return stub.Recommend(pb.RecommendRequest(session_id=session, k=10))
+
+
+def test_recommend_above_the_catalog_limit_plays_the_camping_story(
+    large_server: ServerProcess, large_bundle: Path, logs: Path
+) -> None:
+    catalog = Catalog.load(large_bundle / "catalog.csv")
+    tent, bag = (product_named(catalog, n) for n in ("Tent", "Sleeping Bag"))
+    response = _camping_story(large_server, catalog)
     assert not response.cold_start and len(response.items) == 10
     # Retrieval, not the whole catalog: the default limit is 1,000 products.
     assert 0 < response.candidates_scored < 2_000
@@ -91,6 +97,17 @@ def test_recommend_above_the_catalog_limit_plays_the_camping_story(
     # rows over 20,000 products has seen each product far less often, so 2 of the top 5 here).
     top5 = [item.subcategory for item in response.items[:5]]
     assert sum(s == "Camping" for s in top5) >= 2, [(i.name, i.subcategory) for i in response.items]
+    assert response.items[0].subcategory == "Camping", [
+        (i.name, i.subcategory) for i in response.items
+    ]
+    # Retrieval answers as scoring every product would: the same server with a limit above the
+    # catalog (every eligible product scored) shows mostly the same ten, the same first.
+    with running(large_bundle, "--catalog-limit", "100000", log_dir=logs) as whole:
+        everything = _camping_story(whole, catalog)
+    assert everything.candidates_scored > 10 * response.candidates_scored
+    exhaustive = [item.product_id for item in everything.items]
+    served = [item.product_id for item in response.items]
+    assert served[0] == exhaustive[0] and len(set(served) & set(exhaustive)) >= 8
 
 
 def test_score_over_catalog_ids_of_a_large_catalog(

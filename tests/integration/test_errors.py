@@ -169,8 +169,8 @@ def test_a_bad_message_ends_score_stream_naming_its_index(
         # On main, --catalog-limit 10 (retrieval size 300 above a pool of about 190 products)
         # was INTERNAL on every call; such a pair is now refused at start (test_server_settings),
         # and the smallest limits the settings accept retrieve exactly what they say.
-        (("--catalog-limit", "10", "--retrieval-size", "10"), 10),
-        (("--catalog-limit", "1", "--retrieval-size", "1"), 1),
+        (("--catalog-limit", "100", "--retrieval-size", "100"), 100),
+        (("--catalog-limit", "150", "--retrieval-size", "120"), 120),
     ],
 )
 def test_any_catalog_limit_serves_recommend(bundle: Path, logs: Path, flags: tuple[str, ...],

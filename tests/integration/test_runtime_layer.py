@@ -133,12 +133,12 @@ def test_max_per_category_and_exclude_product_ids(server: ServerProcess, catalog
 def test_retrieval_over_a_catalog_above_the_limit(
     bundle: Path, logs: Path, catalog: Catalog
 ) -> None:
-    with running(bundle, "--catalog-limit", "50", "--retrieval-size", "40", log_dir=logs) as srv:
+    with running(bundle, "--catalog-limit", "100", "--retrieval-size", "100", log_dir=logs) as srv:
         stub = pb_grpc.RecommenderStub(srv.channel())
         ids = catalog.product_ids.tolist()
         track_session(stub, "retrieval-1", ids[0], ids[1])
         answer = stub.Recommend(pb.RecommendRequest(session_id="retrieval-1", k=5, min_score=0.0))
     in_stock = int(catalog.in_stock.sum())
-    assert in_stock - 2 > 50  # the default catalog is above the limit set here
-    assert not answer.cold_start and answer.candidates_scored == 40
+    assert in_stock - 2 > 100  # the default catalog is above the limit set here
+    assert not answer.cold_start and answer.candidates_scored == 100
     assert len(answer.items) == 5 and ids[0] not in {i.product_id for i in answer.items}

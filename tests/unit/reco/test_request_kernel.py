@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from reco import Histories, ViewHistory
-from reco._request_kernel import IdTable, id_hash, pack_history, packed_history_length
+from reco._request_kernel import (
+    IdTable,
+    id_hash,
+    id_hashes,
+    pack_history,
+    packed_history_length,
+)
 
 
 def test_the_id_hash_is_64_bit_fnv_1a() -> None:
@@ -76,3 +82,19 @@ def test_a_damaged_history_is_refused_naming_it() -> None:
     assert packed_history_length(b"\0" * 10) is None
     assert packed_history_length(struct.pack("<qdq", 2, 1.0, -1) + b"\0" * 16) is None
     assert packed_history_length(struct.pack("<qdq", 0, 1.0, -1)) is None
+
+
+def test_the_vectorised_hash_is_the_scalar_one() -> None:
+    ids = [b"", b"a", b"foobar", "ü-product".encode(), b"PROD0000001", b"x" * 130]
+    assert id_hashes(ids).tolist() == [id_hash(data) for data in ids]
+
+
+def test_a_table_crowded_into_few_home_slots_still_probes_right() -> None:
+    # Ids hashing to the same home slots (a 4-slot table's low bits collide often).
+    index = {f"p{i}": i for i in range(3)}
+    slot, *_ = IdTable(index)._arrays
+    for product_id, entry in index.items():  # entries in the index's order: entry == value
+        s = id_hash(product_id.encode()) & (len(slot) - 1)
+        while slot[s] != entry:
+            assert slot[s] >= 0
+            s = (s + 1) & (len(slot) - 1)

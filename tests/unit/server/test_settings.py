@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reco.settings import SettingError
+from server.core.recommend import MAX_K
 from server.settings import MIN_MESSAGE_BYTES, parse_settings
 
 
@@ -20,7 +21,10 @@ def test_defaults_are_valid() -> None:
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
-        (["--catalog-limit", "10"], ("--retrieval-size", "--catalog-limit")),
+        (["--catalog-limit", "200"], ("--retrieval-size", "--catalog-limit")),
+        (["--catalog-limit", "10"], ("--catalog-limit",)),
+        (["--retrieval-size", "10", "--catalog-limit", "100"], ("--retrieval-size",)),
+        (["--catalog-limit", "1000000"], ("--catalog-limit",)),
         (["--drain-seconds", "6"], ("--drain-seconds", "--grace-seconds")),
         (["--metrics-port", "50051"], ("--metrics-port", "--port")),
         (["--workers", "2", "--session-store", "redis://h/0", "--port", "0"], ("--port",)),
@@ -46,7 +50,13 @@ def test_rules_between_settings(argv: list[str], named: tuple[str, ...]) -> None
 
 
 def test_retrieval_equal_to_the_catalog_limit_is_allowed() -> None:
-    assert parse_settings(["--catalog-limit", "10", "--retrieval-size", "10"], {})
+    assert parse_settings(["--catalog-limit", "100", "--retrieval-size", "100"], {})
+
+
+def test_the_retrieval_size_holds_the_largest_page() -> None:
+    # A retrieval size below the largest k would answer a k=100 Recommend with fewer items.
+    settings = parse_settings(["--catalog-limit", "100", "--retrieval-size", "100"], {})
+    assert settings.retrieval_size >= MAX_K
 
 
 def test_a_store_url_password_is_never_echoed() -> None:
