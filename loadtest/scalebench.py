@@ -44,6 +44,11 @@ from reco.v1 import recommender_pb2_grpc as pb_grpc
 KEY_ENV = "RECO_BUNDLE_KEY_FILE"
 
 
+def shell_words(text: str) -> tuple[str, ...]:
+    """Flags for another command, split as a shell would ("--sessions 300")."""
+    return tuple(shlex.split(text))
+
+
 @dataclass
 class Step:
     """One command's wall time and peak resident memory."""
@@ -121,7 +126,8 @@ def measure_size(n: int, args: SimpleNamespace, work: Path) -> SizeResult:
         recall_log = work / f"recall-{n}.txt"
         run_measured([py, "-m", "server.recallbench", "--bundle", str(bundle), "--data",
                       str(data), *args.recall_args], recall_log)  # fmt: skip
-        result.recall = f"see {recall_log}"
+        lines = recall_log.read_text().splitlines()
+        result.recall = "\n".join(line for line in lines if line.startswith("|"))
     return result
 
 
@@ -166,12 +172,10 @@ def main() -> int:
         "artifacts/.bundle-key",
         "the bundle signing key training, compiler and server use (made if missing)",
     )
-    parser.add(
-        "--train-args", comma_list(str, 0), "", "more `training train` flags, comma-separated"
-    )
-    parser.add("--server-args", comma_list(str, 0), "", "more server flags, comma-separated")
+    parser.add("--train-args", shell_words, "", "more `training train` flags (one string)")
+    parser.add("--server-args", shell_words, "", "more server flags (one string)")
     parser.add("--recall", boolean, "false", "also run server.recallbench at every size")
-    parser.add("--recall-args", comma_list(str, 0), "", "more server.recallbench flags")
+    parser.add("--recall-args", shell_words, "", "more server.recallbench flags (one string)")
     args = SimpleNamespace(**parser.parse())
     work = args.out or Path(tempfile.mkdtemp(prefix="reco-scalebench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -189,7 +193,8 @@ def main() -> int:
     print_table(results)
     for r in results:
         if r.recall != "not run":
-            print(f"\nrecall at {r.products:,} products: {r.recall}")
+            print(f"\nrecall at {r.products:,} products (python -m server.recallbench):\n")
+            print(r.recall)
     print(f"\nload average after: {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} (1 / 5 min)")
     return 0
 
