@@ -184,7 +184,7 @@ def main() -> int:
         run_measured([sys.executable, "-m", "training", "keygen", "--out", str(key)],
                      work / "keygen.log")  # fmt: skip
     os.environ[KEY_ENV] = str(key)  # training, the compiler and the server all read it
-    print(f"`python -m loadtest.scalebench {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
+    print(f"`python -m loadtest.scalebench {shlex.join(sys.argv[1:])}` on {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}; files and logs in {work}")  # fmt: skip
     results = []
     for n in args.sizes:
