@@ -6,7 +6,7 @@ For each size, in order: `python -m training generate --products N`, `python -m 
 train`, `python -m compiler build`, each timed with its peak resident memory (the child's own
 rusage, from wait4); the bundle's size on disk; a server started on the bundle (seconds to
 SERVING, RSS once idle); Score (100 candidate ids) and Recommend (tracked sessions of views and
-a cart add, k=10) one call in flight, their server_time_us and round trips; and, with
+a cart add, k=3) one call in flight, their server_time_us and round trips; and, with
 --recall, `python -m server.recallbench` on held-out sessions. Everything runs as the
 documented commands do, as subprocesses: this tool imports neither training nor the server.
 """
