@@ -264,9 +264,9 @@ class Recommender:
             explainer.contributions(explained) if explained is not None and explainer else None
         )
         anchors = None if context is None else anchors_of(model, context)
-        # Every (anchor, item) strength in one lookup: a searchsorted call costs microseconds.
+        # Every (item, anchor) strength in one lookup: a searchsorted call costs microseconds.
         strengths = (
-            model.tables.affinity.lookup(np.asarray(anchors[1], np.int64)[:, None], picked).tolist()
+            model.tables.affinity.lookup(np.asarray(anchors[1], np.int64), picked[:, None]).tolist()
             if anchors is not None and anchors[1]
             else None
         )
@@ -285,7 +285,7 @@ class Recommender:
                         context,
                         i,
                         anchors,
-                        None if strengths is None else [r[n] for r in strengths],
+                        None if strengths is None else strengths[n],
                     ),
                     contributions=contributions[n] if contributions else [],
                     propensity=propensities[n] if propensities else 1.0,
